@@ -1,0 +1,1 @@
+"""The catalog: SQLAlchemy models, queries and migrations (SQLite default, PostgreSQL by URL)."""

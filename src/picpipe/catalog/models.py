@@ -1,0 +1,187 @@
+"""SQLAlchemy 2 mapped classes: the catalog schema (see DESIGN.md, "Catalog").
+
+Alembic revisions in ``migrations/versions`` create these tables; a test checks that the
+migrated schema and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Asset(Base):
+    """One unique content (its SHA-256), wherever and however often it was seen."""
+
+    __tablename__ = "asset"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))  # photo | raw | video
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    file_type: Mapped[str | None] = mapped_column(String(20))  # detected, e.g. JPEG, HEIC
+    # Wall-clock time where the picture was taken, its UTC offset when known, and the instant.
+    taken_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    taken_offset_min: Mapped[int | None] = mapped_column(Integer)
+    taken_utc: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    date_source: Mapped[str] = mapped_column(String(16))
+    make: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    lens: Mapped[str | None] = mapped_column(String(200))
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    gps_alt: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    orientation: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    live_photo_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    original_name: Mapped[str] = mapped_column(Text)
+    library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
+    problems: Mapped[list[str] | None] = mapped_column(JSON)
+    thumbs_state: Mapped[str] = mapped_column(String(16), default="pending")
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
+
+    __table_args__ = (Index("ix_asset_taken_local", "taken_local"),)
+
+
+class Source(Base):
+    """A named place photos come from: a folder, a card, a Synology album, an Immich server."""
+
+    __tablename__ = "source"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    location: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    last_scan_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+
+
+class SourceFile(Base):
+    """One file seen in one source, and what became of it (its provenance record)."""
+
+    __tablename__ = "source_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(Text)  # stable within the source (relative path)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(ForeignKey("asset.sha256"), index=True)
+    state: Mapped[str] = mapped_column(String(12))  # imported | duplicate | failed | skipped
+    error: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False)  # failed, but try again
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
+
+    __table_args__ = (UniqueConstraint("source_id", "ref", name="uq_source_file_ref"),)
+
+
+class ImportSession(Base):
+    """One run: an import, an SD card insertion, a scheduled sync; with its counts."""
+
+    __tablename__ = "session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # import | sync | verify
+    device: Mapped[str | None] = mapped_column(Text)  # source names or card label
+    status: Mapped[str] = mapped_column(String(24))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Destination(Base):
+    """A named replica target (filesystem, SMB, S3, Azure, Immich)."""
+
+    __tablename__ = "destination"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+
+
+class Replica(Base):
+    """One asset at one destination; counts only once ``state == 'verified'``."""
+
+    __tablename__ = "replica"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("asset.sha256"))
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destination.id", ondelete="CASCADE"))
+    remote_key: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    etag: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(12))  # pending|uploading|verifying|verified|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (UniqueConstraint("sha256", "destination_id", name="uq_replica"),)
+
+
+class Album(Base):
+    """An album from a source (Synology, Immich) or a local one."""
+
+    __tablename__ = "album"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id", ondelete="SET NULL"))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+
+
+class AlbumAsset(Base):
+    __tablename__ = "album_asset"
+
+    album_id: Mapped[int] = mapped_column(
+        ForeignKey("album.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(ForeignKey("asset.sha256"), primary_key=True)
+
+
+class SessionFailure(Base):
+    """One item that failed in a session, with the reason a person can act on."""
+
+    __tablename__ = "session_failure"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("session.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,220 @@
+"""Every catalog read and write the rest of picpipe needs, as named functions over a Session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select, update
+
+from picpipe.catalog.models import Asset, ImportSession, SessionFailure, Source, SourceFile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.orm import Session
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, to the second: the catalog stores UTC instants without a zone."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+def ensure_source(db: Session, *, name: str, kind: str, location: str) -> Source:
+    """The source row called ``name``, created on first use; its location is kept current."""
+    source = db.scalar(select(Source).where(Source.name == name))
+    if source is None:
+        source = Source(name=name, kind=kind, location=location, created_at=utcnow())
+        db.add(source)
+        db.flush()
+    elif source.location != location or source.kind != kind:
+        source.location, source.kind = location, kind
+    return source
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    """What the catalog remembers of one source file; enough to call it unchanged."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    state: str
+    retryable: bool
+    gone: bool
+
+
+def source_index(db: Session, source_id: int) -> dict[str, KnownFile]:
+    """Every file the catalog knows in one source, keyed by ref; one query, no per-file I/O."""
+    rows = db.execute(
+        select(
+            SourceFile.ref,
+            SourceFile.id,
+            SourceFile.size,
+            SourceFile.mtime_ns,
+            SourceFile.state,
+            SourceFile.retryable,
+            SourceFile.gone,
+        ).where(SourceFile.source_id == source_id)
+    )
+    return {r[0]: KnownFile(r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows}
+
+
+def mark_gone(db: Session, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        db.execute(update(SourceFile).where(SourceFile.id.in_(chunk)).values(gone=True))
+
+
+def mark_present(db: Session, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        db.execute(update(SourceFile).where(SourceFile.id.in_(chunk)).values(gone=False))
+
+
+# -- assets --------------------------------------------------------------------------------
+
+
+def find_asset(db: Session, sha256: str) -> Asset | None:
+    return db.get(Asset, sha256)
+
+
+def asset_exists(db: Session, sha256: str) -> bool:
+    return db.scalar(select(Asset.sha256).where(Asset.sha256 == sha256)) is not None
+
+
+def add_asset(db: Session, values: dict[str, Any]) -> None:
+    """Insert an asset unless the same content is already catalogued."""
+    if not asset_exists(db, values["sha256"]):
+        db.execute(insert(Asset), [values])
+
+
+def upsert_source_files(
+    db: Session, new_rows: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> None:
+    """Insert provenance rows for files seen for the first time, update the known ones."""
+    if new_rows:
+        db.execute(insert(SourceFile), new_rows)
+    if updates:
+        db.execute(update(SourceFile), updates)
+
+
+def iter_assets(db: Session, *, columns: Sequence[Any] = ()) -> Iterable[Any]:
+    cols = columns or (Asset.sha256, Asset.size, Asset.library_path)
+    return db.execute(select(*cols).order_by(Asset.sha256)).yield_per(1000)
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def start_session(db: Session, *, kind: str, device: str) -> ImportSession:
+    run = ImportSession(
+        kind=kind,
+        device=device,
+        status="running",
+        started_at=utcnow(),
+        seen=0,
+        new=0,
+        duplicate=0,
+        unchanged=0,
+        failed=0,
+        bytes=0,
+        pid=os.getpid(),
+        host=socket.gethostname()[:200],
+    )
+    db.add(run)
+    db.flush()
+    return run
+
+
+def stale_sessions(db: Session, kind: str) -> list[ImportSession]:
+    """Sessions still marked running although no process holds the import lock."""
+    return list(
+        db.scalars(
+            select(ImportSession).where(
+                ImportSession.kind == kind, ImportSession.status == "running"
+            )
+        )
+    )
+
+
+def add_session_failures(db: Session, session_id: int, failures: list[tuple[str, str]]) -> None:
+    if failures:
+        db.execute(
+            insert(SessionFailure),
+            [{"session_id": session_id, "path": p, "reason": r} for p, r in failures],
+        )
+
+
+def session_failures(db: Session, session_id: int, limit: int = 1000) -> list[tuple[str, str]]:
+    rows = db.execute(
+        select(SessionFailure.path, SessionFailure.reason)
+        .where(SessionFailure.session_id == session_id)
+        .order_by(SessionFailure.id)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def recent_sessions(db: Session, limit: int = 20) -> list[ImportSession]:
+    return list(db.scalars(select(ImportSession).order_by(ImportSession.id.desc()).limit(limit)))
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+def asset_counts(db: Session) -> dict[str, dict[str, int]]:
+    """Per kind (photo, raw, video): count and bytes of catalogued originals."""
+    rows = db.execute(
+        select(Asset.kind, func.count(), func.coalesce(func.sum(Asset.size), 0)).group_by(
+            Asset.kind
+        )
+    )
+    return {r[0]: {"count": int(r[1]), "bytes": int(r[2])} for r in rows}
+
+
+def source_summaries(db: Session) -> list[dict[str, Any]]:
+    """Per source: files by state, gone files, and bytes of what it contributed."""
+    sources = list(db.scalars(select(Source).order_by(Source.name)))
+    counts: dict[int, dict[str, int]] = {}
+    for source_id, state, gone, n, size in db.execute(
+        select(
+            SourceFile.source_id,
+            SourceFile.state,
+            SourceFile.gone,
+            func.count(),
+            func.coalesce(func.sum(SourceFile.size), 0),
+        ).group_by(SourceFile.source_id, SourceFile.state, SourceFile.gone)
+    ):
+        bucket = counts.setdefault(source_id, {"files": 0, "bytes": 0, "gone": 0})
+        bucket["files"] += int(n)
+        bucket["bytes"] += int(size)
+        if gone:
+            bucket["gone"] += int(n)
+        bucket[state] = bucket.get(state, 0) + int(n)
+    out = []
+    for source in sources:
+        bucket = counts.get(source.id, {"files": 0, "bytes": 0, "gone": 0})
+        out.append(
+            {
+                "name": source.name,
+                "kind": source.kind,
+                "location": source.location,
+                "files": bucket["files"],
+                "bytes": bucket["bytes"],
+                "imported": bucket.get("imported", 0),
+                "duplicate": bucket.get("duplicate", 0),
+                "failed": bucket.get("failed", 0),
+                "gone": bucket["gone"],
+                "last_scan_at": source.last_scan_at.isoformat() + "Z"
+                if source.last_scan_at
+                else None,
+            }
+        )
+    return out

@@ -1,0 +1,145 @@
+"""Typer root: global options, logging setup, ``--json`` plumbing, errors → exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from picpipe import __version__
+from picpipe.config import Settings, load_settings
+from picpipe.errors import ExitCode, PicpipeError
+from picpipe.logs import setup_logging
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="picpipe",
+    help="One authoritative photo pipeline: sources in, a verified deduplicated library out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(slots=True)
+class CliState:
+    """Global options, turned into settings on first use (so --help needs no config)."""
+
+    flags: dict[str, Any]
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(**self.flags)
+            setup_logging(self.flags.get("log_level") or self._settings.log_level)
+        return self._settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"picpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Local root: config, catalog, thumbnails, cache [PICPIPE_HOME]."
+    ),
+    library: Path | None = typer.Option(
+        None, "--library", help="Library root for originals, often a NAS mount [PICPIPE_LIBRARY]."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="Config file (default $PICPIPE_HOME/config.yaml) [PICPIPE_CONFIG]."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log per-file detail."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """picpipe keeps one verified, deduplicated, date-organised photo library."""
+    ctx.obj = CliState(
+        flags={
+            "home": home,
+            "library": library,
+            "config": config,
+            "log_level": "DEBUG" if verbose else None,
+        }
+    )
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Render picpipe errors as one line on stderr and exit with the error's code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PicpipeError as exc:
+            log.debug("command failed", exc_info=True)
+            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (the only thing on stdout with --json)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def human_bytes(n: int | float) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _register() -> None:
+    from picpipe.cli import imports, info, verify
+
+    imports.register(app)
+    info.register(app)
+    verify.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except PicpipeError as exc:  # raised before a command ran (e.g. settings)
+        err_console.print(f"error: {exc.message}")
+        sys.exit(exc.exit_code)
+    except Exception:
+        log.exception("internal error")
+        sys.exit(ExitCode.INTERNAL)

@@ -1,0 +1,189 @@
+"""`picpipe init` and `picpipe import`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from picpipe.catalog.db import open_catalog
+from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.config import Settings, mask_url
+from picpipe.config_template import render_template
+from picpipe.errors import ConfigError, ItemsFailed
+from picpipe.events import Event, ItemFinished, ScanProgress
+from picpipe.library.writer import check_writable
+from picpipe.pipeline.exiftool import ExifToolPool, exiftool_version
+from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.sources.base import Source, load_source_kind
+from picpipe.sources.folder import FolderSource
+
+if TYPE_CHECKING:
+    from picpipe.events import EventSink
+
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("import")(import_)
+
+
+@reports_errors
+def init(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Create the local root, the library root, a commented config file and the catalog."""
+    settings = state(ctx).settings
+    version = exiftool_version()
+    home = settings.home_root
+    home.mkdir(parents=True, exist_ok=True)
+    check_writable(settings.library_root)
+    created_config = False
+    if not settings.config_file.exists():
+        settings.config_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.config_file.write_text(render_template(), encoding="utf-8")
+        created_config = True
+    open_catalog(settings.catalog_url).close()
+    result = {
+        "home": str(home),
+        "library": str(settings.library_root),
+        "config": str(settings.config_file),
+        "config_created": created_config,
+        "catalog": mask_url(settings.catalog_url),
+        "exiftool": version,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"library  {result['library']}")
+    console.print(f"home     {result['home']}")
+    console.print(f"config   {result['config']}" + (" (created)" if created_config else ""))
+    console.print(f"catalog  {result['catalog']}")
+    console.print(f"exiftool {version}")
+
+
+@reports_errors
+def import_(
+    ctx: typer.Context,
+    paths: list[str] = typer.Argument(
+        None, help="Folders to import, or names of sources in the config (default: all)."
+    ),
+    move: bool = typer.Option(
+        False,
+        "--move",
+        help="Inbox folders only: delete each source file once its copy is verified.",
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=64, help="Parallel files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the session summary as JSON."),
+) -> None:
+    """Import folders into the library: hash, deduplicate, date, and place every original."""
+    settings = state(ctx).settings
+    exiftool_version()
+    sources = resolve_sources(settings, paths or [])
+    catalog = open_catalog(settings.catalog_url)
+    tools = ExifToolPool()
+    try:
+        run = ImportRun(
+            build_context(settings, catalog, tools),
+            settings.home_root,
+            workers=workers or settings.workers,
+            move=move,
+        )
+        summary = _run_with_progress(run, sources, quiet=as_json)
+    finally:
+        tools.close()
+        catalog.close()
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        raise ItemsFailed(count=summary.failed)
+
+
+def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
+    """Turn arguments into sources: configured names first, then folder paths."""
+    configured = settings.sources
+    if not names:
+        names = list(configured)
+        if not names:
+            raise ConfigError(
+                detail="no folder given and no sources configured; try `picpipe import DIR`"
+            )
+    sources: list[Source] = []
+    for name in names:
+        if name in configured:
+            sources.append(build_source(settings, name, configured[name]))
+            continue
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ConfigError(detail=f"{name}: no such folder and no source of that name")
+        if not path.is_dir():
+            raise ConfigError(detail=f"{name}: not a folder (import takes folders)")
+        resolved = path.resolve()
+        sources.append(FolderSource(str(resolved), resolved, settings.scan))
+    return sources
+
+
+def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
+    kind = str(options.get("kind", "folder"))
+    cls = load_source_kind(kind)
+    fields = {k: v for k, v in options.items() if k != "kind"}
+    try:
+        parsed = cls.Options(**fields)
+    except ValueError as exc:
+        raise ConfigError(detail=f"sources.{name}: {exc}") from exc
+    if kind == "folder":
+        return FolderSource(name, Path(parsed.path).expanduser(), settings.scan)
+    raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
+
+
+def _run_with_progress(run: ImportRun, sources: list[Source], *, quiet: bool) -> SessionSummary:
+    if quiet or not console.is_terminal:
+        return run.run(sources)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("importing", total=None, counts="")
+        tally = {"new": 0, "duplicate": 0, "failed": 0, "seen": 0}
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, ItemFinished):
+                tally[event.outcome] = tally.get(event.outcome, 0) + 1
+            elif isinstance(event, ScanProgress):
+                tally["seen"] = event.seen
+            progress.update(
+                bar,
+                counts=(
+                    f"seen {tally['seen']}  new {tally['new']}  "
+                    f"duplicate {tally['duplicate']}  failed {tally['failed']}"
+                ),
+            )
+
+        sink: EventSink = on_event
+        run.events = sink
+        return run.run(sources)
+
+
+def _print_summary(summary: SessionSummary) -> None:
+    console.print(
+        f"session {summary.session_id} {summary.status}: "
+        f"{summary.seen} seen, {summary.new} new, {summary.duplicate} duplicate, "
+        f"{summary.unchanged} unchanged, {summary.failed} failed, "
+        f"{human_bytes(summary.bytes)} added in {summary.seconds:.1f}s"
+    )
+    for failure in summary.failures[:50]:
+        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
+    if len(summary.failures) > 50:
+        console.print(f"  … and {len(summary.failures) - 50} more (see --json)")

@@ -1,0 +1,272 @@
+"""Reporting commands: `status`, `sessions`, `sources`, `stats`, `config`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from picpipe.catalog.db import open_catalog
+from picpipe.catalog.models import ImportSession
+from picpipe.catalog.queries import (
+    asset_counts,
+    recent_sessions,
+    session_failures,
+    source_summaries,
+)
+from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.config import mask_url
+from picpipe.config_template import render_template
+from picpipe.library.layout import THUMB_SIZES
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("sessions")(sessions)
+    app.command("sources")(sources)
+    app.command("stats")(stats)
+    app.command("config")(config)
+
+
+JsonFlag = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+@reports_errors
+def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
+    """Where the library is, what it holds, and how the last import went."""
+    settings = state(ctx).settings
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            counts = asset_counts(db)
+            last = recent_sessions(db, 1)
+            last_run = _session_dict(last[0], db) if last else None
+    finally:
+        catalog.close()
+    result: dict[str, Any] = {
+        "library": str(settings.library_root),
+        "home": str(settings.home_root),
+        "catalog": mask_url(settings.catalog_url),
+        "library_reachable": (settings.library_root / "originals").is_dir(),
+        "assets": sum(v["count"] for v in counts.values()),
+        "bytes": sum(v["bytes"] for v in counts.values()),
+        "by_kind": counts,
+        "last_session": last_run,
+        "import_running": _import_running(settings.home_root),
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"library   {result['library']}"
+        + ("" if result["library_reachable"] else " (not reachable)")
+    )
+    console.print(f"catalog   {result['catalog']}")
+    console.print(f"assets    {result['assets']} ({human_bytes(result['bytes'])})")
+    for kind, value in sorted(counts.items()):
+        console.print(f"  {kind:<7} {value['count']} ({human_bytes(value['bytes'])})")
+    if last_run:
+        console.print(
+            f"last run  session {last_run['id']} {last_run['status']} at {last_run['started_at']}: "
+            f"{last_run['new']} new, {last_run['failed']} failed"
+        )
+    if result["import_running"]:
+        console.print("an import is running now")
+
+
+@reports_errors
+def sessions(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", min=1, help="How many recent sessions."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Recent import sessions with their counts and failures."""
+    settings = state(ctx).settings
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            rows = [_session_dict(run, db) for run in recent_sessions(db, limit)]
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(
+        "id", "kind", "status", "started", "seen", "new", "dup", "unch", "failed", "bytes"
+    )
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["status"],
+            r["started_at"],
+            str(r["seen"]),
+            str(r["new"]),
+            str(r["duplicate"]),
+            str(r["unchanged"]),
+            str(r["failed"]),
+            human_bytes(r["bytes"]),
+        )
+    console.print(table)
+
+
+@reports_errors
+def sources(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
+    """Every source the catalog knows and what it contributed."""
+    settings = state(ctx).settings
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            rows = source_summaries(db)
+    finally:
+        catalog.close()
+    known = {r["name"] for r in rows}
+    for name, options in settings.sources.items():
+        if name not in known:
+            rows.append(
+                {
+                    "name": name,
+                    "kind": options.get("kind", "folder"),
+                    "location": str(options.get("path", "")),
+                    "files": 0,
+                    "bytes": 0,
+                    "imported": 0,
+                    "duplicate": 0,
+                    "failed": 0,
+                    "gone": 0,
+                    "last_scan_at": None,
+                }
+            )
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("name", "kind", "files", "imported", "duplicate", "failed", "gone", "last scan")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["kind"],
+            str(r["files"]),
+            str(r["imported"]),
+            str(r["duplicate"]),
+            str(r["failed"]),
+            str(r["gone"]),
+            r["last_scan_at"] or "never",
+        )
+    console.print(table)
+
+
+@reports_errors
+def stats(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
+    """Storage: photos, videos, originals, thumbnails and cache, per source."""
+    settings = state(ctx).settings
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            counts = asset_counts(db)
+            per_source = source_summaries(db)
+    finally:
+        catalog.close()
+    home = settings.home_root
+    thumbs = {size: _tree_usage(home / "thumbs" / size) for size in THUMB_SIZES}
+    result: dict[str, Any] = {
+        "photos": counts.get("photo", {}).get("count", 0),
+        "raw": counts.get("raw", {}).get("count", 0),
+        "videos": counts.get("video", {}).get("count", 0),
+        "originals": {
+            "count": sum(v["count"] for v in counts.values()),
+            "bytes": sum(v["bytes"] for v in counts.values()),
+        },
+        "thumbnails": {
+            "count": sum(t["count"] for t in thumbs.values()),
+            "bytes": sum(t["bytes"] for t in thumbs.values()),
+            "by_size": thumbs,
+        },
+        "cache": _tree_usage(home / "cache"),
+        "sources": [
+            {k: s[k] for k in ("name", "kind", "files", "bytes", "imported", "duplicate", "failed")}
+            for s in per_source
+        ],
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"photos      {result['photos']}   raw {result['raw']}   videos {result['videos']}"
+    )
+    o, t, c = result["originals"], result["thumbnails"], result["cache"]
+    console.print(f"originals   {o['count']} files, {human_bytes(o['bytes'])}")
+    console.print(f"thumbnails  {t['count']} files, {human_bytes(t['bytes'])}")
+    console.print(f"cache       {c['count']} files, {human_bytes(c['bytes'])}")
+    for s in result["sources"]:
+        console.print(
+            f"  {s['name']}: {s['files']} files ({human_bytes(s['bytes'])}), "
+            f"{s['imported']} imported, {s['duplicate']} duplicate, {s['failed']} failed"
+        )
+
+
+@reports_errors
+def config(
+    ctx: typer.Context,
+    template: bool = typer.Option(False, "--template", help="Print a commented config file."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Show the effective configuration (secrets masked), or a commented template."""
+    if template:
+        console.print(render_template(), markup=False, highlight=False, end="")
+        return
+    data = state(ctx).settings.masked_dump()
+    if as_json:
+        emit_json(data)
+        return
+    import yaml
+
+    console.print(yaml.safe_dump(data, sort_keys=False), markup=False, end="")
+
+
+def _session_dict(run: ImportSession, db: Any) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "device": run.device,
+        "status": run.status,
+        "started_at": run.started_at.isoformat() + "Z",
+        "ended_at": run.ended_at.isoformat() + "Z" if run.ended_at else None,
+        "seen": run.seen,
+        "new": run.new,
+        "duplicate": run.duplicate,
+        "unchanged": run.unchanged,
+        "failed": run.failed,
+        "bytes": run.bytes,
+        "failures": [{"path": p, "reason": r} for p, r in session_failures(db, run.id, 100)],
+    }
+
+
+def _tree_usage(root: Path) -> dict[str, int]:
+    count = size = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                size += os.stat(os.path.join(folder, name)).st_size
+                count += 1
+            except OSError:
+                continue
+    return {"count": count, "bytes": size}
+
+
+def _import_running(home: Path) -> bool:
+    import fcntl
+
+    lock = home / "import.lock"
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

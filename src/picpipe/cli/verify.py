@@ -1,0 +1,50 @@
+"""`picpipe verify`: re-hash originals against the catalog."""
+
+from __future__ import annotations
+
+import typer
+
+from picpipe.catalog.db import open_catalog
+from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.errors import IntegrityProblems
+from picpipe.library.verify import verify_library
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+
+
+@reports_errors
+def verify(
+    ctx: typer.Context,
+    sample: float | None = typer.Option(
+        None, "--sample", min=0.0, max=100.0, help="Check a random PERCENT of originals."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Re-hash originals: report missing, corrupt, untracked and unfinished files."""
+    settings = state(ctx).settings
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        report = verify_library(
+            catalog, settings.library_root, sample_percent=sample, workers=settings.workers
+        )
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        console.print(
+            f"checked {report.checked} originals ({report.sampled_percent:g}%): "
+            f"{report.ok} ok, {human_bytes(report.bytes)}"
+        )
+        for item in report.missing:
+            console.print(f"  missing  {item['path']}", markup=False)
+        for item in report.corrupt:
+            console.print(f"  corrupt  {item['path']}: {item['problem']}", markup=False)
+        for path in report.untracked:
+            console.print(f"  untracked {path}", markup=False)
+        for path in report.temp_files:
+            console.print(f"  unfinished {path}", markup=False)
+    if not report.clean:
+        raise IntegrityProblems(count=report.problems)

@@ -1,0 +1,268 @@
+"""The one typed settings object.
+
+Precedence, lowest first: the YAML config file, ``PICPIPE_*`` environment variables, CLI flags.
+The config file is ``--config`` / ``PICPIPE_CONFIG`` or ``$PICPIPE_HOME/config.yaml``. Secrets are
+``SecretStr`` or masked by name when shown (`masked_dump`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from picpipe.errors import ConfigError
+
+PHOTO_EXTENSIONS = [
+    "jpg",
+    "jpeg",
+    "jpe",
+    "png",
+    "gif",
+    "tif",
+    "tiff",
+    "webp",
+    "heic",
+    "heif",
+    "hif",
+    "avif",
+    "bmp",
+    "jxl",
+]
+RAW_EXTENSIONS = [
+    "dng",
+    "cr2",
+    "cr3",
+    "crw",
+    "nef",
+    "nrw",
+    "arw",
+    "srf",
+    "sr2",
+    "raf",
+    "orf",
+    "rw2",
+    "pef",
+    "srw",
+    "x3f",
+    "3fr",
+    "iiq",
+    "erf",
+    "mos",
+    "mrw",
+    "kdc",
+    "rwl",
+]
+VIDEO_EXTENSIONS = [
+    "mov",
+    "mp4",
+    "m4v",
+    "3gp",
+    "3g2",
+    "mkv",
+    "avi",
+    "mts",
+    "m2ts",
+    "mpg",
+    "mpeg",
+    "wmv",
+    "webm",
+]
+IGNORED_NAMES = [".DS_Store", "Thumbs.db", "desktop.ini", "@eaDir", "#recycle", "#snapshot"]
+IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"]
+
+_SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|sas|connection_string)", re.I)
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/picpipe``, i.e. ``~/.local/share/picpipe`` on most systems."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "picpipe"
+
+
+class ScanOptions(BaseModel):
+    """What a folder scan picks up and what it skips."""
+
+    photo_extensions: list[str] = Field(default_factory=lambda: list(PHOTO_EXTENSIONS))
+    raw_extensions: list[str] = Field(default_factory=lambda: list(RAW_EXTENSIONS))
+    video_extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS))
+    ignored_names: list[str] = Field(default_factory=lambda: list(IGNORED_NAMES))
+    ignored_patterns: list[str] = Field(default_factory=lambda: list(IGNORED_PATTERNS))
+    skip_hidden: bool = True
+    follow_symlinks: bool = True
+
+    @field_validator("photo_extensions", "raw_extensions", "video_extensions")
+    @classmethod
+    def _lower_no_dot(cls, value: list[str]) -> list[str]:
+        return [ext.lower().lstrip(".") for ext in value]
+
+    def media_extensions(self) -> frozenset[str]:
+        return frozenset(self.photo_extensions + self.raw_extensions + self.video_extensions)
+
+
+class ImportOptions(BaseModel):
+    """How originals are placed in the library."""
+
+    fsync: bool = True
+    default_timezone: str | None = None  # IANA name for UTC-only dates; None = this machine's
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one picpipe process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PICPIPE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    home: Path = Field(default_factory=default_home)
+    library: Path | None = None
+    config: Path | None = None
+    database_url: SecretStr | None = None
+    workers: int = Field(default_factory=lambda: min(8, (os.cpu_count() or 2) * 2), ge=1, le=64)
+    log_level: str = "INFO"
+    scan: ScanOptions = Field(default_factory=ScanOptions)
+    imports: ImportOptions = Field(default_factory=ImportOptions, alias="import")
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # -- derived locations ---------------------------------------------------------------
+
+    @property
+    def library_root(self) -> Path:
+        return (self.library or self.home / "library").expanduser()
+
+    @property
+    def home_root(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def config_file(self) -> Path:
+        return (self.config or self.home_root / "config.yaml").expanduser()
+
+    @property
+    def catalog_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home_root / 'catalog.db'}"
+
+    def masked_dump(self) -> dict[str, Any]:
+        """The effective settings as plain data with every secret replaced by ``********``."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database_url"] = mask_url(self.catalog_url)
+        data["library"] = str(self.library_root)
+        data["home"] = str(self.home_root)
+        data["config"] = str(self.config_file)
+        masked: dict[str, Any] = _mask(data)
+        return masked
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML config file named by the flags or environment (not by itself)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] | None = None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._load().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._load())
+
+    def _load(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = read_config_file(_config_path_hint())
+        return self._data
+
+
+# The YAML source must know the file before the settings exist; flags hand it over here.
+_path_hint: ContextVar[Path | None] = ContextVar("picpipe_config_path", default=None)
+
+
+def _config_path_hint() -> Path:
+    if (hinted := _path_hint.get()) is not None:
+        return hinted
+    if env := os.environ.get("PICPIPE_CONFIG"):
+        return Path(env).expanduser()
+    home = os.environ.get("PICPIPE_HOME")
+    return (Path(home).expanduser() if home else default_home()) / "config.yaml"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse the YAML config; a missing file is an empty config, a broken one a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(detail=f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(detail=f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(detail=f"{path} must hold a mapping of settings")
+    return data
+
+
+def load_settings(
+    *, config: Path | None = None, home: Path | None = None, **flags: Any
+) -> Settings:
+    """Build the effective settings: YAML < environment < ``flags`` (None flags are ignored)."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if home is not None:
+        overrides["home"] = home
+    if config is not None:
+        overrides["config"] = config
+    hint = None
+    if config is not None:
+        hint = config.expanduser()
+    elif home is not None and not os.environ.get("PICPIPE_CONFIG"):
+        hint = home.expanduser() / "config.yaml"
+    token = _path_hint.set(hint)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(detail=f"{where}: {first['msg']}") from exc
+    finally:
+        _path_hint.reset(token)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL (``user:****@host``)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", url)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, "") and key != "database_url":
+        return "********"
+    return value

@@ -1,0 +1,65 @@
+"""The commented YAML that `picpipe init` writes and `picpipe config --template` prints."""
+
+from __future__ import annotations
+
+from picpipe.config import (
+    IGNORED_NAMES,
+    IGNORED_PATTERNS,
+    PHOTO_EXTENSIONS,
+    RAW_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+)
+
+
+def _flow(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' if not i[0].isalnum() else i for i in items) + "]"
+
+
+def render_template() -> str:
+    """Every setting with its default and a comment; secrets come from the environment."""
+    return f"""\
+# picpipe configuration. Precedence: this file < PICPIPE_* environment variables < CLI flags.
+# Nested keys map to variables with a double underscore, e.g. PICPIPE_SCAN__SKIP_HIDDEN=false.
+
+# Library root for originals (often a NAS mount). Default: $PICPIPE_HOME/library.
+# library: /mnt/nas/photos
+
+# Catalog database. Default: SQLite in $PICPIPE_HOME/catalog.db. For PostgreSQL prefer the
+# PICPIPE_DATABASE_URL environment variable, so the password stays out of files.
+# database_url: postgresql+psycopg://picpipe@db.example/picpipe
+
+# Files processed in parallel (hashing, metadata, copying). Default: 2 x cores, at most 8.
+# workers: 4
+
+# Log level: DEBUG, INFO, WARNING, ERROR.
+log_level: INFO
+
+scan:
+  # Extensions (case-insensitive) that count as media; everything else is ignored.
+  photo_extensions: {_flow(PHOTO_EXTENSIONS)}
+  raw_extensions: {_flow(RAW_EXTENSIONS)}
+  video_extensions: {_flow(VIDEO_EXTENSIONS)}
+  # Names skipped anywhere in a tree (NAS litter, OS metadata).
+  ignored_names: {_flow(IGNORED_NAMES)}
+  # Glob patterns skipped: AppleDouble files and the temp names of downloaders and copiers.
+  ignored_patterns: {_flow(IGNORED_PATTERNS)}
+  # Skip folders whose name starts with a dot.
+  skip_hidden: true
+  # Follow symbolic links to files and folders (loops are detected and reported).
+  follow_symlinks: true
+
+import:
+  # fsync each original and its folder before it counts as imported (turn off only for tests).
+  fsync: true
+  # Zone for dates stored only in UTC (e.g. Android videos); default: this machine's zone.
+  # default_timezone: Europe/Berlin
+
+# Named sources. `picpipe import` with no arguments imports all of them.
+sources: {{}}
+#   phone:   {{kind: folder, path: /srv/phone-dump}}
+#   icloud:  {{kind: folder, path: /srv/icloudpd}}
+#   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
+
+# Named destinations (replicas); see the destinations documentation.
+destinations: {{}}
+"""

@@ -1,0 +1,157 @@
+"""The whole picpipe exception tree.
+
+Every error carries a message template filled from named fields, an exit code and whether
+retrying may help. Item errors are recorded on the item and the run goes on; library and
+catalog errors abort the run. Only entry points (CLI, web) render errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ExitCode:
+    """Process exit codes; pinned by a test because scripts depend on them."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    ITEMS_FAILED = 3
+    CONFIG = 4
+    CATALOG = 5
+    LIBRARY = 6
+    DEPENDENCY = 7
+    SOURCE = 8
+    INTEGRITY = 9
+    BUSY = 10
+
+
+class PicpipeError(Exception):
+    """Base of every picpipe error: ``template`` is filled from the keyword fields."""
+
+    template: ClassVar[str] = "{detail}"
+    exit_code: ClassVar[int] = ExitCode.INTERNAL
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        try:
+            return self.template.format(**self.fields)
+        except (KeyError, IndexError):
+            return f"{type(self).__name__}: {self.fields}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(PicpipeError):
+    template = "configuration error: {detail}"
+    exit_code = ExitCode.CONFIG
+
+
+class DependencyMissing(PicpipeError):
+    template = "{tool} is not installed or not runnable ({detail}); run scripts/setup to install it"
+    exit_code = ExitCode.DEPENDENCY
+
+
+# -- catalog -------------------------------------------------------------------------------
+
+
+class CatalogError(PicpipeError):
+    template = "catalog error: {detail}"
+    exit_code = ExitCode.CATALOG
+
+
+class CatalogBusy(CatalogError):
+    template = "another picpipe import is running on this catalog ({detail}); wait for it to finish"
+    exit_code = ExitCode.BUSY
+
+
+# -- library (critical: abort the run) ------------------------------------------------------
+
+
+class LibraryError(PicpipeError):
+    template = "library error: {detail}"
+    exit_code = ExitCode.LIBRARY
+
+
+class LibraryUnwritable(LibraryError):
+    template = "library root {root} is not writable ({detail}); fix its permissions or mount"
+
+
+# -- items (recorded on the item; the run goes on) ------------------------------------------
+
+
+class ItemError(PicpipeError):
+    """A problem with one source file; recorded on it, the run continues."""
+
+    template = "{path}: {detail}"
+    exit_code = ExitCode.ITEMS_FAILED
+
+
+class EmptyFile(ItemError):
+    template = "{path}: file is empty (0 bytes); nothing to import"
+
+
+class UnreadableFile(ItemError):
+    template = "{path}: cannot be read ({detail}); check its permissions"
+
+
+class TornRead(ItemError):
+    template = "{path}: changed while it was being read; it will be retried on the next run"
+    retryable = True
+
+
+class VanishedFile(ItemError):
+    template = "{path}: disappeared before it could be imported"
+
+
+class SymlinkLoop(ItemError):
+    template = "{path}: symbolic link loop; skipped"
+
+
+class LibraryFull(ItemError):
+    template = "{path}: no space left in the library ({detail}); free space and run again"
+    retryable = True
+
+
+class PlacementFailed(ItemError):
+    template = "{path}: could not be written to the library ({detail})"
+
+
+class CopyMismatch(ItemError):
+    template = "{path}: copy in the library does not match the source hash; nothing was kept"
+    retryable = True
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+class SourceError(PicpipeError):
+    template = "source {source}: {detail}"
+    exit_code = ExitCode.SOURCE
+
+
+class SourceUnavailable(SourceError):
+    template = "source {source} is not reachable ({detail})"
+    retryable = True
+
+
+# -- integrity -----------------------------------------------------------------------------
+
+
+class IntegrityProblems(PicpipeError):
+    template = "verify found {count} problem(s) in the library; see the report"
+    exit_code = ExitCode.INTEGRITY
+
+
+class ItemsFailed(PicpipeError):
+    template = "completed with {count} failed item(s); see `picpipe sessions` or --json"
+    exit_code = ExitCode.ITEMS_FAILED

@@ -1,0 +1,49 @@
+"""Streaming SHA-256: the only hashing code in picpipe.
+
+Reads 1 MiB at a time into one reused buffer; hashlib releases the GIL on large updates, so
+several threads hash in parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import os
+
+CHUNK = 1 << 20
+
+
+def sha256_stream(stream: BinaryIO, *, chunk: int = CHUNK) -> tuple[str, int]:
+    """Hash ``stream`` to its end; returns (hex digest, bytes read)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    total = 0
+    readinto = getattr(stream, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(view)
+            if not n:
+                break
+            digest.update(view[:n])
+        else:
+            data = stream.read(chunk)
+            if not data:
+                break
+            n = len(data)
+            digest.update(data)
+        total += n
+    return digest.hexdigest(), total
+
+
+def sha256_file(path: str | bytes | os.PathLike[str], *, chunk: int = CHUNK) -> tuple[str, int]:
+    """Hash the file at ``path`` (unbuffered reads); returns (hex digest, bytes read)."""
+    with open(path, "rb", buffering=0) as stream:
+        return sha256_stream(stream, chunk=chunk)
+
+
+def is_sha256(text: str) -> bool:
+    """True for 64 lower-case hex characters (the form picpipe stores and accepts)."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

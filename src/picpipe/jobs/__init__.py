@@ -1,0 +1,1 @@
+"""Job execution: a local worker pool now; a distributed engine later behind the same seam."""

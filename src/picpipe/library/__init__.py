@@ -1,0 +1,1 @@
+"""The on-disk library: layout of originals, sidecars and thumbnails, and atomic placement."""

@@ -1,0 +1,55 @@
+"""Pure functions from an asset to its paths in the library (relative, POSIX separators).
+
+``originals/{YYYY}/{MM}/{DD}/{sha256}.{ext}`` with the sidecar beside it as ``{sha256}.xmp``;
+thumbnails under the local root as ``thumbs/{size}/{sha[:2]}/{sha256}.jpg``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+from picpipe.hashing import is_sha256
+
+if TYPE_CHECKING:
+    from datetime import date
+
+ORIGINALS = "originals"
+TEMP_PREFIX = ".picpipe-tmp-"
+ThumbSize = Literal["tiny", "small", "medium"]
+THUMB_SIZES: tuple[ThumbSize, ...] = ("tiny", "small", "medium")
+
+_EXT = re.compile(r"^[a-z0-9]{1,10}$")
+
+
+def original_path(sha256: str, taken: date, ext: str) -> str:
+    """``originals/YYYY/MM/DD/<sha256>.<ext>`` for the local capture date ``taken``."""
+    if not is_sha256(sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")
+    ext = ext.lower().lstrip(".")
+    if not _EXT.match(ext):
+        ext = "bin"
+    return f"{day_folder(taken)}/{sha256}.{ext}"
+
+
+def day_folder(taken: date) -> str:
+    return f"{ORIGINALS}/{taken.year:04d}/{taken.month:02d}/{taken.day:02d}"
+
+
+def sidecar_path(library_path: str) -> str:
+    """The XMP sidecar beside an original: ``.../<sha256>.xmp``."""
+    stem, _, _ext = library_path.rpartition(".")
+    return f"{stem}.xmp"
+
+
+def thumb_path(sha256: str, size: ThumbSize) -> str:
+    return f"thumbs/{size}/{sha256[:2]}/{sha256}.jpg"
+
+
+def thumb_metadata_path(sha256: str) -> str:
+    return f"thumbs/metadata/{sha256[:2]}/{sha256}.json"
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the names ``writer`` gives files it has not finished yet."""
+    return name.startswith(TEMP_PREFIX)

@@ -1,0 +1,185 @@
+"""Atomic placement of originals: temp name in the target folder, fsync, re-hash, rename.
+
+A reader never sees a half-written original, and a crash at any point leaves either nothing
+or a complete, verified file under its final name (plus, at worst, a temp file that the next
+import sweeps away: `sweep_temp_files`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from picpipe.errors import CopyMismatch, LibraryFull, LibraryUnwritable, PlacementFailed
+from picpipe.hashing import sha256_file
+from picpipe.library.layout import ORIGINALS, TEMP_PREFIX, is_temp_name
+
+log = logging.getLogger(__name__)
+
+Opener = Callable[[], AbstractContextManager[BinaryIO]]
+_COPY_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What `place_original` did: wrote a new file, or found the same bytes already there."""
+
+    path: Path
+    action: Literal["written", "existing"]
+
+
+def place_original(
+    root: Path,
+    rel_path: str,
+    open_source: Opener,
+    *,
+    sha256: str,
+    size: int,
+    display: str,
+    fsync: bool = True,
+) -> Placement:
+    """Put the source's bytes at ``root/rel_path``, verified against ``sha256``.
+
+    An existing file with the right size and hash is kept (an earlier run placed it). Raises
+    LibraryFull, CopyMismatch (the source changed while copying) or PlacementFailed for this
+    item, LibraryUnwritable when the library refuses writes altogether. Never leaves a temp file.
+    """
+    final = root / rel_path
+    if final.exists():
+        if final.stat().st_size == size and sha256_file(final)[0] == sha256:
+            return Placement(final, "existing")
+        log.warning("replacing damaged original %s", rel_path)
+    folder = final.parent
+    try:
+        _make_dirs(folder, stop=root, fsync=fsync)
+    except OSError as exc:
+        raise _map_os_error(exc, display, root) from exc
+    temp = folder / f"{TEMP_PREFIX}{sha256[:16]}-{secrets.token_hex(4)}"
+    try:
+        _copy(open_source, temp, fsync=fsync)
+        copied, copied_size = sha256_file(temp)
+        if copied != sha256 or copied_size != size:
+            raise CopyMismatch(path=display)
+        os.replace(temp, final)
+        if fsync:
+            _fsync_dir(folder)
+    except OSError as exc:
+        _unlink_quietly(temp)
+        raise _map_os_error(exc, display, root) from exc
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    return Placement(final, "written")
+
+
+def check_writable(root: Path) -> None:
+    """Create ``root/originals`` and prove a file can be written there (LibraryUnwritable)."""
+    probe = root / ORIGINALS / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"picpipe")
+        probe.unlink()
+    except OSError as exc:
+        raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc
+
+
+def sweep_temp_files(root: Path) -> list[Path]:
+    """Delete every unfinished temp file under ``root/originals``; returns what was removed."""
+    removed: list[Path] = []
+    for path in find_temp_files(root):
+        _unlink_quietly(path)
+        removed.append(path)
+    if removed:
+        log.info("removed %d unfinished temp file(s) from an interrupted run", len(removed))
+    return removed
+
+
+def find_temp_files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    stack = [root / ORIGINALS]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif is_temp_name(entry.name):
+                        found.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def _copy(open_source: Opener, temp: Path, *, fsync: bool) -> None:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        with open_source() as source:
+            in_fd = _fileno(source)
+            if in_fd is not None:
+                offset = 0
+                while sent := os.sendfile(fd, in_fd, offset, _COPY_CHUNK):
+                    offset += sent
+            else:
+                while data := source.read(_COPY_CHUNK):
+                    os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fileno(stream: BinaryIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _make_dirs(folder: Path, *, stop: Path, fsync: bool) -> None:
+    if folder.is_dir():
+        return
+    missing: list[Path] = []
+    probe = folder
+    while not probe.is_dir() and probe != stop and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        if fsync:
+            _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove temp file %s: %s", path, exc.strerror)
+
+
+def _map_os_error(exc: OSError, display: str, root: Path) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LibraryFull(path=display, detail=exc.strerror)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc))
+    return PlacementFailed(path=display, detail=exc.strerror or str(exc))

@@ -1,0 +1,1 @@
+"""The import pipeline: scan, hash, dedupe, metadata, place; each stage a plain function."""

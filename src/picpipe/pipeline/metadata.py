@@ -1,0 +1,218 @@
+"""Turn exiftool's tags into the facts the catalog keeps (`MediaInfo`).
+
+Missing or impossible values are dropped, not stored: latitude beyond ±90°, NaN, the 0,0
+placeholder some phones write without a fix, orientation 0. Make and model are cut at NUL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from picpipe.pipeline.dates import CaptureTime, choose_capture_time
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime, tzinfo
+
+RAW_TYPES = frozenset(
+    [
+        "DNG",
+        "CR2",
+        "CR3",
+        "CRW",
+        "NEF",
+        "NRW",
+        "ARW",
+        "SRF",
+        "SR2",
+        "RAF",
+        "ORF",
+        "RW2",
+        "PEF",
+        "SRW",
+        "X3F",
+        "3FR",
+        "IIQ",
+        "ERF",
+        "MOS",
+        "MRW",
+        "KDC",
+        "RWL",
+    ]
+)
+_SIZE_GROUPS = ("File", "Track1", "Track2", "Track3", "H264", "RIFF", "CanonRaw", "QuickTime")
+_ROTATION_TO_ORIENTATION = {90: 6, 180: 3, 270: 8}
+
+
+@dataclass(slots=True)
+class MediaInfo:
+    """What picpipe knows about one file's content, ready for the catalog."""
+
+    file_type: str | None
+    extension: str
+    mime_type: str | None
+    kind: str  # photo | raw | video
+    taken: CaptureTime
+    make: str | None = None
+    model: str | None = None
+    lens: str | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    gps_alt: float | None = None
+    width: int | None = None
+    height: int | None = None
+    orientation: int | None = None
+    duration: float | None = None
+    live_photo_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def taken_local(self) -> datetime:
+        return self.taken.local
+
+
+def media_info(
+    tags: Mapping[str, Any],
+    *,
+    name: str,
+    mtime_ns: int,
+    sidecar: Mapping[str, Any] | None = None,
+    default_tz: tzinfo | None = None,
+) -> MediaInfo:
+    """Build `MediaInfo` from one exiftool record (``{"Group:Tag": value}``)."""
+    file_type = _text(tags.get("File:FileType"))
+    extension = (_text(tags.get("File:FileTypeExtension")) or _name_ext(name) or "bin").lower()
+    mime = _text(tags.get("File:MIMEType"))
+    taken, problems = choose_capture_time(
+        tags, name=name, mtime_ns=mtime_ns, sidecar=sidecar, default_tz=default_tz
+    )
+    info = MediaInfo(
+        file_type=file_type,
+        extension=extension,
+        mime_type=mime,
+        kind=_kind(file_type, mime),
+        taken=taken,
+        problems=problems,
+    )
+    info.make = _first_text(tags, "Make")
+    info.model = _first_text(tags, "Model")
+    info.lens = _first_text(tags, "LensModel") or _lens(tags)
+    _fill_gps(info, tags, sidecar)
+    info.width, info.height = _size(tags)
+    info.orientation = _orientation(tags, info.kind)
+    info.duration = _positive(_first(tags, "Duration"))
+    info.live_photo_id = _first_text(tags, "ContentIdentifier") or _first_text(
+        tags, "MediaGroupUUID"
+    )
+    for key in ("ExifTool:Error", "ExifTool:Warning"):
+        if key in tags and not str(tags[key]).startswith("[minor]"):
+            info.problems.append(f"exiftool: {tags[key]}")
+    return info
+
+
+def _kind(file_type: str | None, mime: str | None) -> str:
+    if file_type and file_type.upper() in RAW_TYPES:
+        return "raw"
+    if mime and mime.startswith("video/"):
+        return "video"
+    return "photo"
+
+
+def _fill_gps(info: MediaInfo, tags: Mapping[str, Any], sidecar: Mapping[str, Any] | None) -> None:
+    lat = _number(tags.get("Composite:GPSLatitude"))
+    lon = _number(tags.get("Composite:GPSLongitude"))
+    if (lat is None or lon is None) and sidecar:
+        lat = _number(sidecar.get("XMP-exif:GPSLatitude"))
+        lon = _number(sidecar.get("XMP-exif:GPSLongitude"))
+    if lat is None or lon is None:
+        return
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        info.problems.append(f"GPS position {lat:.6f},{lon:.6f} is out of range; ignored")
+        return
+    if lat == 0 and lon == 0:
+        info.problems.append("GPS position 0,0 is a placeholder without a fix; ignored")
+        return
+    info.gps_lat, info.gps_lon = round(lat, 7), round(lon, 7)
+    alt = _number(tags.get("Composite:GPSAltitude") or tags.get("GPS:GPSAltitude"))
+    info.gps_alt = round(alt, 2) if alt is not None else None
+
+
+def _size(tags: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    for group in _SIZE_GROUPS:
+        width, height = tags.get(f"{group}:ImageWidth"), tags.get(f"{group}:ImageHeight")
+        if _positive_int(width) and _positive_int(height):
+            return width, height
+    width, height = tags.get("ExifIFD:ExifImageWidth"), tags.get("ExifIFD:ExifImageHeight")
+    if _positive_int(width) and _positive_int(height):
+        return width, height
+    sizes = [
+        (int(tags[k]), int(tags[k.replace("Width", "Height")]))
+        for k in tags
+        if k.endswith(":ImageWidth")
+        and _positive_int(tags[k])
+        and _positive_int(tags.get(k.replace("Width", "Height")))
+    ]
+    if sizes:
+        return max(sizes, key=lambda wh: wh[0] * wh[1])
+    return None, None
+
+
+def _orientation(tags: Mapping[str, Any], kind: str) -> int | None:
+    if kind == "video":
+        rotation = _number(_first(tags, "Rotation"))
+        if rotation is None:
+            return None
+        return _ROTATION_TO_ORIENTATION.get(int(rotation) % 360, 1)
+    value = tags.get("IFD0:Orientation")
+    if isinstance(value, int) and 1 <= value <= 8:
+        return value
+    return None
+
+
+def _lens(tags: Mapping[str, Any]) -> str | None:
+    value = _first(tags, "Lens")
+    return value if isinstance(value, str) and not value.isdigit() else None
+
+
+def _first(tags: Mapping[str, Any], tag: str) -> Any:
+    suffix = f":{tag}"
+    for key, value in tags.items():
+        if key.endswith(suffix) and key != f"Composite{suffix}":
+            return value
+    return tags.get(f"Composite{suffix}")
+
+
+def _first_text(tags: Mapping[str, Any], tag: str) -> str | None:
+    return _text(_first(tags, tag))
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).split("\x00", 1)[0].strip()
+    return text[:200] or None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _positive(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and number > 0 else None
+
+
+def _positive_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _name_ext(name: str) -> str | None:
+    return name.rpartition(".")[2].lower() if "." in name else None

@@ -1,0 +1,194 @@
+"""Write finished tasks to the catalog in batches (one transaction per batch).
+
+Within a batch, new assets are inserted before the provenance rows that point at them, so a
+duplicate found in the same run is always recorded after its twin's asset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from picpipe.catalog.models import ImportSession
+from picpipe.catalog.queries import (
+    add_asset,
+    add_session_failures,
+    upsert_source_files,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from picpipe.catalog.db import Catalog
+    from picpipe.pipeline.stages import ContentClaims
+    from picpipe.pipeline.task import ImportTask
+    from picpipe.sources.base import Source, SourceEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SessionCounts:
+    seen: int = 0
+    new: int = 0
+    duplicate: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    bytes: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Recorder:
+    """Collects finished tasks and scan problems; `flush` commits them as one batch."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        session_id: int,
+        claims: ContentClaims,
+        *,
+        move: bool = False,
+        batch_size: int = 200,
+        max_delay: float = 1.0,
+    ) -> None:
+        self.catalog = catalog
+        self.session_id = session_id
+        self.claims = claims
+        self.move = move
+        self.counts = SessionCounts()
+        self._batch_size = batch_size
+        self._max_delay = max_delay
+        self._tasks: list[ImportTask] = []
+        self._problems: list[tuple[int, str, str]] = []
+        self._last_flush = time.monotonic()
+
+    def add(self, task: ImportTask) -> None:
+        """Count a finished task and queue it; releases its content claim for waiting twins."""
+        counts = self.counts
+        if task.outcome == "new":
+            counts.new += 1
+            if task.written:
+                counts.bytes += task.entry.size
+        elif task.outcome == "duplicate":
+            counts.duplicate += 1
+        else:
+            counts.failed += 1
+            reason = task.error.message if task.error else "unknown error"
+            counts.failures.append((task.display, reason))
+        for problem in task.problems:
+            counts.warnings.append((task.display, problem))
+        self._tasks.append(task)
+        if task.owns_claim and task.sha256 is not None:
+            self.claims.release(task.sha256, task.library_path if task.outcome == "new" else None)
+        self.maybe_flush()
+
+    def add_problem(self, source_id: int, display: str, reason: str) -> None:
+        """A listing problem (folder vanished, loop): a failure without a file row."""
+        self.counts.failed += 1
+        self.counts.failures.append((display, reason))
+        self._problems.append((source_id, display, reason))
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        due = time.monotonic() - self._last_flush >= self._max_delay
+        if len(self._tasks) + len(self._problems) >= self._batch_size or due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit everything queued, then (``--move``) remove the sources now safely stored."""
+        tasks, self._tasks = self._tasks, []
+        problems, self._problems = self._problems, []
+        now = utcnow()
+        with self.catalog.session() as db, db.begin():
+            for task in tasks:
+                if task.outcome == "new" and task.info is not None:
+                    add_asset(db, _asset_row(task, now, self.session_id))
+            new_rows: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for task in tasks:
+                row = _source_file_row(task, now, self.session_id)
+                if task.known is None:
+                    row.update(source_id=task.source_id, ref=task.entry.ref, first_seen=now)
+                    new_rows.append(row)
+                else:
+                    row["id"] = task.known.id
+                    updates.append(row)
+            upsert_source_files(db, new_rows, updates)
+            failures = [(t.display, t.error.message) for t in tasks if t.error is not None]
+            failures += [(display, reason) for _sid, display, reason in problems]
+            add_session_failures(db, self.session_id, failures)
+            self._write_counts(db.get_one(ImportSession, self.session_id))
+        self._last_flush = time.monotonic()
+        if self.move:
+            self._remove_moved(tasks)
+
+    def _write_counts(self, run: ImportSession) -> None:
+        c = self.counts
+        run.seen, run.new, run.duplicate = c.seen, c.new, c.duplicate
+        run.unchanged, run.failed, run.bytes = c.unchanged, c.failed, c.bytes
+
+    def _remove_moved(self, tasks: list[ImportTask]) -> None:
+        for task in tasks:
+            if task.outcome in ("new", "duplicate") and task.source.caps.can_remove:
+                _remove_source(task.source, task.entry, task.display)
+
+
+def _remove_source(source: Source, entry: SourceEntry, display: str) -> None:
+    try:
+        source.remove(entry)
+    except OSError as exc:
+        log.warning("could not remove %s after import: %s", display, exc.strerror)
+
+
+def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
+    info = task.info
+    assert info is not None
+    assert task.sha256 is not None
+    assert task.library_path is not None
+    taken = info.taken
+    return {
+        "sha256": task.sha256,
+        "size": task.entry.size,
+        "kind": info.kind,
+        "mime_type": info.mime_type,
+        "file_type": info.file_type,
+        "taken_local": taken.local,
+        "taken_offset_min": taken.offset_min,
+        "taken_utc": taken.utc,
+        "date_source": taken.source,
+        "make": info.make,
+        "model": info.model,
+        "lens": info.lens,
+        "gps_lat": info.gps_lat,
+        "gps_lon": info.gps_lon,
+        "gps_alt": info.gps_alt,
+        "width": info.width,
+        "height": info.height,
+        "orientation": info.orientation,
+        "duration": info.duration,
+        "live_photo_id": info.live_photo_id,
+        "original_name": task.entry.name,
+        "library_path": task.library_path,
+        "problems": info.problems or None,
+        "thumbs_state": "pending",
+        "imported_at": now,
+        "session_id": session_id,
+    }
+
+
+def _source_file_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
+    failed = task.outcome not in ("new", "duplicate")
+    error = task.error
+    return {
+        "size": task.entry.size,
+        "mtime_ns": task.entry.mtime_ns,
+        "sha256": None if failed else task.sha256,
+        "state": "failed" if failed else ("imported" if task.outcome == "new" else "duplicate"),
+        "error": error.message if error is not None else None,
+        "retryable": bool(error is not None and error.retryable),
+        "last_seen": now,
+        "gone": False,
+        "session_id": session_id,
+    }

@@ -1,0 +1,298 @@
+"""Compose the stages and run an import session over one or more sources.
+
+The scan runs in the calling thread and decides "unchanged" from the catalog's index of the
+source (one query, no per-file database access). Changed and new files become tasks that a
+worker pool takes through the stages; finished tasks are recorded in batches. Item errors
+are recorded and the run goes on; library and catalog errors abort it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from picpipe.catalog.models import ImportSession
+from picpipe.catalog.models import Source as SourceRow
+from picpipe.catalog.queries import (
+    KnownFile,
+    ensure_source,
+    mark_gone,
+    mark_present,
+    source_index,
+    stale_sessions,
+    start_session,
+    utcnow,
+)
+from picpipe.errors import CatalogBusy, ItemError, LibraryError, TornRead
+from picpipe.events import EventSink, ItemFinished, ScanProgress, SessionFinished, SessionStarted
+from picpipe.jobs.worker import LocalWorkerPool
+from picpipe.library.writer import check_writable, sweep_temp_files
+from picpipe.pipeline.dates import resolve_timezone
+from picpipe.pipeline.record import Recorder, SessionCounts
+from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
+from picpipe.pipeline.task import ImportTask
+from picpipe.sources.base import ScanProblem, Source
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from picpipe.catalog.db import Catalog
+    from picpipe.config import Settings
+    from picpipe.pipeline.exiftool import ExifToolPool
+
+log = logging.getLogger(__name__)
+
+TORN_READ_ATTEMPTS = 3
+SETTLED_STATES = frozenset({"imported", "duplicate"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """What one import did; ``import --json`` prints this."""
+
+    session_id: int
+    status: str
+    seen: int
+    new: int
+    duplicate: int
+    unchanged: int
+    failed: int
+    bytes: int
+    seconds: float
+    failures: list[dict[str, str]]
+    warnings: list[dict[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "seen": self.seen,
+            "new": self.new,
+            "duplicate": self.duplicate,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "failures": self.failures,
+            "warnings": self.warnings,
+        }
+
+
+def run_stages(ctx: StageContext, task: ImportTask, stages: Sequence[Stage]) -> ImportTask:
+    """Take one task through ``stages`` until it has an outcome.
+
+    The per-item error boundary: an ItemError (or any unexpected error) fails this task only.
+    A torn read is retried a few times with a pause. LibraryError propagates and ends the run.
+    """
+    while True:
+        task.attempts += 1
+        try:
+            for stage in stages:
+                stage(ctx, task)
+                if task.done:
+                    break
+            if not task.done:
+                task.outcome = "new"
+            return task
+        except TornRead as exc:
+            if task.attempts < TORN_READ_ATTEMPTS:
+                time.sleep(0.2 * task.attempts)
+                continue
+            return _fail(task, exc)
+        except ItemError as exc:
+            return _fail(task, exc)
+        except LibraryError:
+            raise
+        except Exception as exc:
+            log.exception("unexpected error importing %s", task.display)
+            return _fail(task, ItemError(path=task.display, detail=f"internal error: {exc!r}"))
+
+
+def _fail(task: ImportTask, error: ItemError) -> ImportTask:
+    task.error = error
+    task.outcome = "failed"
+    log.warning("%s", error.message)
+    return task
+
+
+def unchanged(known: KnownFile | None, size: int, mtime_ns: int) -> bool:
+    """Settled before with the same size and mtime: nothing to read. Retryable failures retry."""
+    if known is None or known.size != size or known.mtime_ns != mtime_ns:
+        return False
+    return known.state in SETTLED_STATES or (known.state == "failed" and not known.retryable)
+
+
+class ImportRun:
+    """One import session over ``sources`` (built by the CLI or a service)."""
+
+    def __init__(
+        self,
+        ctx: StageContext,
+        home: Path,
+        *,
+        workers: int,
+        move: bool = False,
+        events: EventSink | None = None,
+        stages: Sequence[Stage] = IMPORT_STAGES,
+    ) -> None:
+        self.ctx = ctx
+        self.catalog: Catalog = ctx.catalog
+        self.home = home
+        self.workers = workers
+        self.move = move
+        self.events = events or (lambda _e: None)
+        self.stages = tuple(stages)
+
+    def run(self, sources: Sequence[Source]) -> SessionSummary:
+        """Import every source; raises CatalogBusy when another import holds the lock."""
+        started = time.monotonic()
+        with import_lock(self.home):
+            check_writable(self.ctx.library_root)
+            self._recover_interrupted()
+            with self.catalog.session() as db, db.begin():
+                run = start_session(db, kind="import", device=", ".join(s.name for s in sources))
+                session_id = run.id
+            self.events(SessionStarted(session_id, tuple(s.name for s in sources)))
+            recorder = Recorder(self.catalog, session_id, self.ctx.claims, move=self.move)
+            status = "failed"
+            try:
+                for source in sources:
+                    self._import_source(source, session_id, recorder)
+                status = "completed_with_failures" if recorder.counts.failed else "completed"
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
+            finally:
+                recorder.flush()
+                self._finish(session_id, status)
+                self.events(SessionFinished(session_id, status))
+        return _summary(session_id, status, recorder.counts, time.monotonic() - started)
+
+    # -- one source ----------------------------------------------------------------------
+
+    def _import_source(self, source: Source, session_id: int, recorder: Recorder) -> None:
+        with self.catalog.session() as db, db.begin():
+            source_id = ensure_source(
+                db, name=source.name, kind=source.kind, location=source.location
+            ).id
+            index = source_index(db, source_id)
+        log.info("scanning %s (%d files known)", source.name, len(index))
+        counts = recorder.counts
+        pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
+            lambda task: run_stages(self.ctx, task, self.stages), workers=self.workers
+        )
+        reappeared: list[int] = []
+        listing_complete = True
+        try:
+            for item in source.entries():
+                if isinstance(item, ScanProblem):
+                    listing_complete = False
+                    recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
+                    continue
+                counts.seen += 1
+                known = index.pop(item.ref, None)
+                if unchanged(known, item.size, item.mtime_ns):
+                    counts.unchanged += 1
+                    if known is not None and known.gone:
+                        reappeared.append(known.id)
+                    continue
+                task = ImportTask(source=source, source_id=source_id, entry=item, known=known)
+                for done in pool.submit(task):
+                    self._finished(recorder, done, session_id)
+                for done in pool.finished():
+                    self._finished(recorder, done, session_id)
+                if counts.seen % 1000 == 0:
+                    self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
+            for done in pool.drain():
+                self._finished(recorder, done, session_id)
+        except BaseException:
+            self.ctx.claims.release_all()
+            pool.shutdown(cancel=True)
+            raise
+        pool.shutdown()
+        self._update_presence(source_id, index, reappeared, listing_complete)
+
+    def _finished(self, recorder: Recorder, task: ImportTask, session_id: int) -> None:
+        recorder.add(task)
+        reason = task.error.message if task.error else None
+        assert task.outcome is not None
+        self.events(ItemFinished(session_id, task.display, task.outcome, task.entry.size, reason))
+
+    def _update_presence(
+        self, source_id: int, missing: dict[str, KnownFile], reappeared: list[int], complete: bool
+    ) -> None:
+        gone = [k.id for k in missing.values() if not k.gone] if complete else []
+        with self.catalog.session() as db, db.begin():
+            mark_gone(db, gone)
+            mark_present(db, reappeared)
+            source_row = db.get_one(SourceRow, source_id)
+            source_row.last_scan_at = utcnow()
+
+    # -- session bookkeeping ---------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        """Sessions left "running" by a killed process: mark them, sweep their temp files."""
+        with self.catalog.session() as db, db.begin():
+            stale = stale_sessions(db, "import")
+            for run in stale:
+                run.status = "interrupted"
+                run.ended_at = run.ended_at or utcnow()
+        if stale:
+            log.warning("%d earlier import(s) were interrupted; resuming", len(stale))
+            sweep_temp_files(self.ctx.library_root)
+
+    def _finish(self, session_id: int, status: str) -> None:
+        with self.catalog.session() as db, db.begin():
+            run = db.get_one(ImportSession, session_id)
+            run.status = status
+            run.ended_at = utcnow()
+
+
+def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) -> StageContext:
+    """The shared state of one run, from the effective settings."""
+    return StageContext(
+        library_root=settings.library_root,
+        catalog=catalog,
+        exiftool=exiftool,
+        default_tz=resolve_timezone(settings.imports.default_timezone),
+        fsync=settings.imports.fsync,
+    )
+
+
+def _summary(session_id: int, status: str, c: SessionCounts, seconds: float) -> SessionSummary:
+    return SessionSummary(
+        session_id=session_id,
+        status=status,
+        seen=c.seen,
+        new=c.new,
+        duplicate=c.duplicate,
+        unchanged=c.unchanged,
+        failed=c.failed,
+        bytes=c.bytes,
+        seconds=seconds,
+        failures=[{"path": p, "reason": r} for p, r in c.failures],
+        warnings=[{"path": p, "problem": r} for p, r in c.warnings],
+    )
+
+
+@contextmanager
+def import_lock(home: Path) -> Iterator[None]:
+    """One import at a time per local root (a second one gets CatalogBusy, not a wait)."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CatalogBusy(detail=f"lock {home / 'import.lock'}") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)

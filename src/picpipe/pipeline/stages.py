@@ -1,0 +1,203 @@
+"""The import stages: hash, dedupe, metadata, place. Each is ``(ctx, task) -> None``.
+
+Stages only fill in the task or raise an ``ItemError``; the runner decides what runs next and
+records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from picpipe.catalog.db import Catalog
+from picpipe.catalog.queries import find_asset
+from picpipe.errors import EmptyFile
+from picpipe.hashing import sha256_stream
+from picpipe.library.layout import original_path
+from picpipe.library.writer import place_original
+from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
+from picpipe.pipeline.metadata import media_info
+
+if TYPE_CHECKING:
+    from picpipe.pipeline.task import ImportTask
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[["StageContext", "ImportTask"], None]
+
+
+class ContentClaims:
+    """Within one run, the first task with a given hash places it; twins wait, then dedupe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claims: dict[str, _Claim] = {}
+
+    def acquire(self, sha256: str) -> str | None:
+        """Own ``sha256`` (returns None) or wait for its owner and get its library path.
+
+        When the owner failed, the caller becomes the new owner (None).
+        """
+        while True:
+            with self._lock:
+                claim = self._claims.get(sha256)
+                if claim is None:
+                    self._claims[sha256] = _Claim()
+                    return None
+            claim.done.wait()
+            if claim.library_path is not None:
+                return claim.library_path
+            with self._lock:
+                if self._claims.get(sha256) is claim:
+                    del self._claims[sha256]
+
+    def release(self, sha256: str, library_path: str | None) -> None:
+        """Called once the owner's outcome is recorded (path None when it failed)."""
+        with self._lock:
+            claim = self._claims.get(sha256)
+        if claim is not None:
+            claim.library_path = library_path
+            claim.done.set()
+
+    def release_all(self) -> None:
+        """Wake every waiting twin (the run is ending; none of them will be recorded)."""
+        with self._lock:
+            claims, self._claims = list(self._claims.values()), {}
+        for claim in claims:
+            claim.done.set()
+
+
+@dataclass(slots=True)
+class _Claim:
+    done: threading.Event = field(default_factory=threading.Event)
+    library_path: str | None = None
+
+
+@dataclass(slots=True)
+class StageContext:
+    """What stages share within one run: library root, catalog, tools, claims."""
+
+    library_root: Path
+    catalog: Catalog
+    exiftool: ExifToolPool
+    default_tz: tzinfo
+    fsync: bool = True
+    claims: ContentClaims = field(default_factory=ContentClaims)
+
+
+def hash_stage(ctx: StageContext, task: ImportTask) -> None:
+    """Stream the file through SHA-256 (the source detects a torn read on close)."""
+    if task.entry.size == 0:
+        raise EmptyFile(path=task.display)
+    with task.source.open(task.entry) as stream:
+        digest, size = sha256_stream(stream)
+    if size == 0:
+        raise EmptyFile(path=task.display)
+    task.sha256 = digest
+
+
+def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
+    """Known content with its original in place → only provenance is recorded."""
+    assert task.sha256 is not None
+    with ctx.catalog.session() as db:
+        asset = find_asset(db, task.sha256)
+        known = (asset.library_path, asset.size) if asset is not None else None
+    if known is not None:
+        library_path, size = known
+        if _present(ctx.library_root / library_path, size):
+            task.library_path = library_path
+            task.outcome = "duplicate"
+            return
+        # The catalogued original is missing: these bytes heal it.
+        task.problems.append("library original was missing; restored from this copy")
+        task.library_path = library_path
+    owner_path = ctx.claims.acquire(task.sha256)
+    if owner_path is not None:
+        task.library_path = owner_path
+        task.outcome = "duplicate"
+        return
+    task.owns_claim = True
+
+
+def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
+    """Dates, camera, GPS, sizes, ids via exiftool; damage is a recorded problem, not a failure."""
+    entry = task.entry
+    path = entry.local_path
+    tags: dict[str, Any] = {}
+    sidecar: dict[str, Any] | None = None
+    tool = ctx.exiftool.get()
+    if path is not None:
+        try:
+            tags = tool.read(path, extra_args=_extra_args(entry.name))
+        except ExifToolFailed as exc:
+            task.problems.append(exc.message)
+        sidecar_path = find_sidecar(path)
+        if sidecar_path is not None:
+            try:
+                sidecar = tool.read(sidecar_path)
+            except ExifToolFailed as exc:
+                task.problems.append(f"sidecar: {exc.message}")
+    info = media_info(
+        tags, name=entry.name, mtime_ns=entry.mtime_ns, sidecar=sidecar, default_tz=ctx.default_tz
+    )
+    if problem := entry.extras.get("problem"):
+        info.problems.append(str(problem))
+    task.info = info
+    task.problems.extend(info.problems)
+
+
+def place_stage(ctx: StageContext, task: ImportTask) -> None:
+    """Copy the original to ``originals/YYYY/MM/DD/<sha256>.<ext>``, verified, atomically."""
+    assert task.sha256 is not None
+    assert task.info is not None
+    rel = task.library_path or original_path(
+        task.sha256, task.info.taken.local.date(), task.info.extension
+    )
+    placement = place_original(
+        ctx.library_root,
+        rel,
+        lambda: task.source.open(task.entry),
+        sha256=task.sha256,
+        size=task.entry.size,
+        display=task.display,
+        fsync=ctx.fsync,
+    )
+    task.library_path = rel
+    task.written = placement.action == "written"
+    task.outcome = "new"
+
+
+IMPORT_STAGES: tuple[Stage, ...] = (hash_stage, dedupe_stage, metadata_stage, place_stage)
+
+
+def find_sidecar(path: str | bytes) -> str | bytes | None:
+    """An XMP sidecar that came with the file: ``name.ext.xmp`` or ``name.xmp`` (any case)."""
+    stem = os.path.splitext(path)[0]
+    candidates: list[Any] = []
+    for base in (path, stem):
+        if isinstance(base, bytes):
+            candidates += [base + b".xmp", base + b".XMP"]
+        else:
+            candidates += [base + ".xmp", base + ".XMP"]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate  # type: ignore[no-any-return]
+    return None
+
+
+def _extra_args(name: str) -> tuple[str, ...]:
+    # AVCHD keeps its date in H.264 SEI that only exiftool's -ee reaches in every case.
+    return ("-ee",) if name.lower().endswith((".mts", ".m2ts")) else ()
+
+
+def _present(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False

@@ -1,0 +1,43 @@
+"""ImportTask: the one object that flows through the stages, with its outcome and error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from picpipe.catalog.queries import KnownFile
+from picpipe.errors import PicpipeError
+from picpipe.events import Outcome
+from picpipe.pipeline.metadata import MediaInfo
+from picpipe.sources.base import Source, SourceEntry
+
+
+@dataclass(slots=True, eq=False)
+class ImportTask:
+    """One source file on its way into the library.
+
+    Stages fill ``sha256``, ``info`` and ``library_path`` and set ``outcome``; the runner sets
+    ``error`` (and outcome ``failed``) when a stage raises. A task with an outcome is done.
+    """
+
+    source: Source
+    source_id: int
+    entry: SourceEntry
+    known: KnownFile | None = None
+    sha256: str | None = None
+    info: MediaInfo | None = None
+    library_path: str | None = None
+    outcome: Outcome | None = None
+    error: PicpipeError | None = None
+    problems: list[str] = field(default_factory=list)
+    attempts: int = 0
+    owns_claim: bool = False
+    written: bool = False  # this task wrote the original (bytes added to the library)
+
+    @property
+    def display(self) -> str:
+        """How people see this file: ``source:relative/path``."""
+        return f"{self.source.name}:{self.entry.ref}"
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None

@@ -1,0 +1,1 @@
+"""Sources: one module per kind behind the `Source` protocol in ``base``."""

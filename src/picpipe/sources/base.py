@@ -1,0 +1,87 @@
+"""The Source protocol: list what is there, open a file, watch for changes.
+
+Contract (every kind, checked by ``tests/conformance``):
+- ``entries`` reads no file content and never modifies anything. Problems with one folder or
+  file are yielded as `ScanProblem` values, and the listing goes on.
+- ``open`` yields a binary stream of the entry's bytes. It raises an ``ItemError``: VanishedFile
+  when the entry is gone, UnreadableFile when it cannot be read, TornRead when the bytes changed
+  while the stream was open (detected on exit).
+- ``remove`` exists only for kinds with ``caps.can_remove`` and is called only by ``--move``
+  after the library copy is verified and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
+
+from picpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Iterator
+    from contextlib import AbstractContextManager
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCaps:
+    """Optional abilities, declared as data so callers check flags rather than probing."""
+
+    can_watch: bool = False
+    stable_ids: bool = False
+    server_checksum: str | None = None
+    can_remove: bool = False
+    local_paths: bool = False  # entries have a local file path tools such as exiftool can read
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEntry:
+    """One file in a source. ``ref`` is stable within the source (relative path, item id)."""
+
+    ref: str
+    name: str
+    size: int
+    mtime_ns: int
+    local_path: str | bytes | None = None
+    checksum: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProblem:
+    """Something in the listing that could not be read (a folder that vanished, a loop)."""
+
+    ref: str
+    reason: str
+
+
+class Source(Protocol):
+    kind: ClassVar[str]
+    caps: ClassVar[SourceCaps]
+    name: str
+
+    @property
+    def location(self) -> str: ...
+
+    def entries(self) -> Iterator[SourceEntry | ScanProblem]: ...
+
+    def open(self, entry: SourceEntry) -> AbstractContextManager[BinaryIO]: ...
+
+    def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]: ...
+
+    def remove(self, entry: SourceEntry) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def source_kinds() -> dict[str, Any]:
+    """Every registered source kind (built-ins register through the same entry points)."""
+    return {ep.name: ep for ep in entry_points(group="picpipe.sources")}
+
+
+def load_source_kind(kind: str) -> Any:
+    kinds = source_kinds()
+    if kind not in kinds:
+        raise ConfigError(detail=f"unknown source kind {kind!r}; known: {', '.join(sorted(kinds))}")
+    return kinds[kind].load()

@@ -1,0 +1,220 @@
+"""A local folder (or a mounted share) as a source: the first and simplest kind.
+
+The listing uses ``os.scandir`` and stats each media file once (size, mtime_ns), so a rescan
+decides "unchanged" without reading content. Hidden folders, NAS litter (``@eaDir``,
+``#recycle``) and the temp names of downloaders and copiers are skipped.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import re
+import stat as stat_module
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+from pydantic import BaseModel
+
+from picpipe.config import ScanOptions
+from picpipe.errors import SymlinkLoop, TornRead, UnreadableFile, VanishedFile
+from picpipe.sources.base import ScanProblem, SourceCaps, SourceEntry
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Iterator
+
+
+class FolderOptions(BaseModel):
+    """Options of a ``kind: folder`` source entry in the config file."""
+
+    path: Path
+    move: bool = False  # delete each source file once its library copy is verified (inboxes)
+
+
+class FolderSource:
+    """Files under a local directory tree; refs are POSIX paths relative to the root."""
+
+    kind: ClassVar[str] = "folder"
+    caps: ClassVar[SourceCaps] = SourceCaps(
+        can_watch=True, stable_ids=False, can_remove=True, local_paths=True
+    )
+    Options = FolderOptions
+
+    def __init__(self, name: str, root: Path, scan: ScanOptions | None = None) -> None:
+        self.name = name
+        self.root = Path(os.path.abspath(root))
+        self.scan = scan or ScanOptions()
+        self._extensions = self.scan.media_extensions()
+        self._ignored_names = frozenset(self.scan.ignored_names)
+        patterns = "|".join(fnmatch.translate(p) for p in self.scan.ignored_patterns)
+        self._ignored = re.compile(patterns) if patterns else None
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    # -- protocol ------------------------------------------------------------------------
+
+    def entries(self) -> Iterator[SourceEntry | ScanProblem]:
+        """Walk the tree depth-first; yields entries and problems, never raises for one item."""
+        root_b = os.fsencode(self.root)
+        try:
+            root_stat = os.stat(root_b)
+        except OSError as exc:
+            yield ScanProblem(".", f"source folder cannot be read: {exc.strerror}")
+            return
+        visited = {(root_stat.st_dev, root_stat.st_ino)}
+        stack: list[tuple[bytes, str]] = [(root_b, "")]
+        follow = self.scan.follow_symlinks
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    children = list(listing)
+            except OSError as exc:
+                yield ScanProblem(prefix or ".", _folder_reason(exc))
+                continue
+            for child in children:
+                name = _display(child.name)
+                if self._skip(name):
+                    continue
+                ref = f"{prefix}{name}"
+                try:
+                    is_dir = child.is_dir(follow_symlinks=follow)
+                except OSError as exc:
+                    yield ScanProblem(ref, _folder_reason(exc))
+                    continue
+                if is_dir:
+                    if self.scan.skip_hidden and name.startswith("."):
+                        continue
+                    if child.is_symlink():
+                        try:
+                            st = child.stat(follow_symlinks=True)
+                        except OSError as exc:
+                            yield ScanProblem(ref, _folder_reason(exc))
+                            continue
+                        if (st.st_dev, st.st_ino) in visited:
+                            yield ScanProblem(ref, SymlinkLoop(path=ref).message)
+                            continue
+                        visited.add((st.st_dev, st.st_ino))
+                    stack.append((child.path, f"{ref}/"))
+                    continue
+                ext = name.rpartition(".")[2].lower() if "." in name else ""
+                if ext not in self._extensions:
+                    continue
+                if child.is_symlink() and not follow:
+                    continue
+                try:
+                    st = child.stat(follow_symlinks=True)
+                except OSError as exc:
+                    broken = exc.errno == errno.ENOENT and child.is_symlink()
+                    reason = "broken symbolic link" if broken else _file_reason(exc, ref)
+                    yield ScanProblem(ref, reason)
+                    continue
+                if not stat_module.S_ISREG(st.st_mode):
+                    continue
+                yield SourceEntry(
+                    ref=ref,
+                    name=name,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    local_path=child.path,
+                    extras=_name_extras(child.path),
+                )
+
+    @contextmanager
+    def open(self, entry: SourceEntry) -> Iterator[BinaryIO]:
+        """Open for reading; on exit re-stat to catch a file that changed while being read."""
+        path = self._path(entry)
+        try:
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError as exc:
+            raise VanishedFile(path=entry.ref) from exc
+        except OSError as exc:
+            raise UnreadableFile(path=entry.ref, detail=exc.strerror or str(exc)) from exc
+        try:
+            before = os.fstat(stream.fileno())
+            if (before.st_size, before.st_mtime_ns) != (entry.size, entry.mtime_ns):
+                raise TornRead(path=entry.ref)
+            try:
+                yield stream
+            except OSError as exc:
+                raise UnreadableFile(path=entry.ref, detail=exc.strerror or str(exc)) from exc
+            try:
+                after = os.stat(path)
+            except FileNotFoundError as exc:
+                raise VanishedFile(path=entry.ref) from exc
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
+                after.st_ino != before.st_ino
+            ):
+                raise TornRead(path=entry.ref)
+        finally:
+            stream.close()
+
+    def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
+        """Poll the tree; yields the entries that appeared or changed since the last look."""
+        known = {e.ref: (e.size, e.mtime_ns) for e in self.entries() if isinstance(e, SourceEntry)}
+        while not stop.wait(2.0):
+            changed: list[SourceEntry] = []
+            for item in self.entries():
+                if isinstance(item, SourceEntry) and known.get(item.ref) != (
+                    item.size,
+                    item.mtime_ns,
+                ):
+                    known[item.ref] = (item.size, item.mtime_ns)
+                    changed.append(item)
+            if changed:
+                yield changed
+
+    def remove(self, entry: SourceEntry) -> None:
+        """Delete a source file (``--move`` only, after its copy is verified and recorded)."""
+        os.unlink(self._path(entry))
+
+    def close(self) -> None:
+        return None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _skip(self, name: str) -> bool:
+        if name in self._ignored_names:
+            return True
+        return bool(self._ignored is not None and self._ignored.match(name))
+
+    def _path(self, entry: SourceEntry) -> str | bytes:
+        if entry.local_path is not None:
+            return entry.local_path
+        return os.path.join(self.root, entry.ref)
+
+
+def _display(name: bytes) -> str:
+    """A file name as text; bytes that are not UTF-8 become ``\\xNN`` (deterministic)."""
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _name_extras(path: bytes) -> dict[str, object]:
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"problem": "file name is not valid UTF-8; catalogued with \\xNN escapes"}
+    return {}
+
+
+def _folder_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "folder disappeared during the scan"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop; skipped"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"folder cannot be read ({exc.strerror}); check its permissions"
+    return f"folder cannot be read ({exc.strerror})"
+
+
+def _file_reason(exc: OSError, ref: str) -> str:
+    if exc.errno == errno.ELOOP:
+        return SymlinkLoop(path=ref).message
+    if exc.errno == errno.ENOENT:
+        return VanishedFile(path=ref).message
+    return UnreadableFile(path=ref, detail=exc.strerror or str(exc)).message
