@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -133,7 +133,11 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: min(8, (os.cpu_count() or 2) * 2), ge=1, le=64)
     log_level: str = "INFO"
     scan: ScanOptions = Field(default_factory=ScanOptions)
-    imports: ImportOptions = Field(default_factory=ImportOptions, alias="import")
+    imports: ImportOptions = Field(
+        default_factory=ImportOptions,
+        validation_alias=AliasChoices("import", "imports", "picpipe_import"),
+        serialization_alias="import",
+    )
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -167,6 +171,12 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.home_root / 'catalog.db'}"
+
+    def __repr__(self) -> str:
+        # Source and destination options may hold keys; never let a repr leak them.
+        return f"Settings({self.masked_dump()!r})"
+
+    __str__ = __repr__
 
     def masked_dump(self) -> dict[str, Any]:
         """The effective settings as plain data with every secret replaced by ``********``."""

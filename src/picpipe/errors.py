@@ -44,6 +44,14 @@ class PicpipeError(Exception):
         except (KeyError, IndexError):
             return f"{type(self).__name__}: {self.fields}"
 
+    @property
+    def reason(self) -> str:
+        """The message without a leading ``path:`` (for lists that show the path already)."""
+        path = self.fields.get("path")
+        prefix = f"{path}: "
+        message = self.message
+        return message[len(prefix) :] if path and message.startswith(prefix) else message
+
     def __str__(self) -> str:
         return self.message
 

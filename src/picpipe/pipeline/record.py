@@ -75,7 +75,7 @@ class Recorder:
             counts.duplicate += 1
         else:
             counts.failed += 1
-            reason = task.error.message if task.error else "unknown error"
+            reason = task.error.reason if task.error else "unknown error"
             counts.failures.append((task.display, reason))
         for problem in task.problems:
             counts.warnings.append((task.display, problem))
@@ -116,7 +116,7 @@ class Recorder:
                     row["id"] = task.known.id
                     updates.append(row)
             upsert_source_files(db, new_rows, updates)
-            failures = [(t.display, t.error.message) for t in tasks if t.error is not None]
+            failures = [(t.display, t.error.reason) for t in tasks if t.error is not None]
             failures += [(display, reason) for _sid, display, reason in problems]
             add_session_failures(db, self.session_id, failures)
             self._write_counts(db.get_one(ImportSession, self.session_id))

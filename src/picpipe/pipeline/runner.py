@@ -220,7 +220,7 @@ class ImportRun:
 
     def _finished(self, recorder: Recorder, task: ImportTask, session_id: int) -> None:
         recorder.add(task)
-        reason = task.error.message if task.error else None
+        reason = task.error.reason if task.error else None
         assert task.outcome is not None
         self.events(ItemFinished(session_id, task.display, task.outcome, task.entry.size, reason))
 
