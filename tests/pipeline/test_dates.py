@@ -77,7 +77,8 @@ def test_new_years_eve_stays_in_its_local_year() -> None:
         mtime_ns=MTIME,
     )
     assert taken.local.date().isoformat() == "2022-12-31"
-    assert taken.utc is not None and taken.utc.year == 2023
+    assert taken.utc is not None
+    assert taken.utc.year == 2023
 
 
 def test_all_zero_exif_date_falls_back_and_is_reported() -> None:
@@ -91,7 +92,8 @@ def test_all_zero_exif_date_falls_back_and_is_reported() -> None:
         "filename",
         None,
     )
-    assert problems and "0000:00:00" in problems[0]
+    assert problems
+    assert "0000:00:00" in problems[0]
 
 
 def test_video_keys_date_is_local_with_offset() -> None:
