@@ -83,11 +83,17 @@ def media_info(
 ) -> MediaInfo:
     """Build `MediaInfo` from one exiftool record (``{"Group:Tag": value}``)."""
     file_type = _text(tags.get("File:FileType"))
-    extension = (_text(tags.get("File:FileTypeExtension")) or _name_ext(name) or "bin").lower()
     mime = _text(tags.get("File:MIMEType"))
     taken, problems = choose_capture_time(
         tags, name=name, mtime_ns=mtime_ns, sidecar=sidecar, default_tz=default_tz
     )
+    detected = _text(tags.get("File:FileTypeExtension"))
+    if _is_media(file_type, mime) and detected:
+        extension = detected.lower()  # the real type wins: a JPEG named .png is stored as .jpg
+    else:
+        extension = (_name_ext(name) or "bin").lower()
+        what = file_type or "unknown"
+        problems.append(f"content is not a recognised photo or video (detected: {what})")
     info = MediaInfo(
         file_type=file_type,
         extension=extension,
@@ -110,6 +116,12 @@ def media_info(
         if key in tags and not str(tags[key]).startswith("[minor]"):
             info.problems.append(f"exiftool: {tags[key]}")
     return info
+
+
+def _is_media(file_type: str | None, mime: str | None) -> bool:
+    if file_type and file_type.upper() in RAW_TYPES:
+        return True
+    return bool(mime and mime.startswith(("image/", "video/")))
 
 
 def _kind(file_type: str | None, mime: str | None) -> str:

@@ -28,7 +28,7 @@ from picpipe.catalog.queries import (
     start_session,
     utcnow,
 )
-from picpipe.errors import CatalogBusy, ItemError, LibraryError, TornRead
+from picpipe.errors import CatalogBusy, ItemError, LibraryError
 from picpipe.events import EventSink, ItemFinished, ScanProgress, SessionFinished, SessionStarted
 from picpipe.jobs.worker import LocalWorkerPool
 from picpipe.library.writer import check_writable, sweep_temp_files
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TORN_READ_ATTEMPTS = 3
 SETTLED_STATES = frozenset({"imported", "duplicate"})
 
 
@@ -87,37 +86,32 @@ class SessionSummary:
 def run_stages(ctx: StageContext, task: ImportTask, stages: Sequence[Stage]) -> ImportTask:
     """Take one task through ``stages`` until it has an outcome.
 
-    The per-item error boundary: an ItemError (or any unexpected error) fails this task only.
-    A torn read is retried a few times with a pause. LibraryError propagates and ends the run.
+    The per-item error boundary: an ItemError (or any unexpected error) fails this task only;
+    a retryable one (a torn read, a full disk) is tried again on the next run. LibraryError
+    propagates and ends the run.
     """
-    while True:
-        task.attempts += 1
-        try:
-            for stage in stages:
-                stage(ctx, task)
-                if task.done:
-                    break
-            if not task.done:
-                task.outcome = "new"
-            return task
-        except TornRead as exc:
-            if task.attempts < TORN_READ_ATTEMPTS:
-                time.sleep(0.2 * task.attempts)
-                continue
-            return _fail(task, exc)
-        except ItemError as exc:
-            return _fail(task, exc)
-        except LibraryError:
-            raise
-        except Exception as exc:
-            log.exception("unexpected error importing %s", task.display)
-            return _fail(task, ItemError(path=task.display, detail=f"internal error: {exc!r}"))
+    task.attempts += 1
+    try:
+        for stage in stages:
+            stage(ctx, task)
+            if task.done:
+                break
+        if not task.done:
+            task.outcome = "new"
+        return task
+    except ItemError as exc:
+        return _fail(task, exc)
+    except LibraryError:
+        raise
+    except Exception as exc:
+        log.exception("unexpected error importing %s", task.display)
+        return _fail(task, ItemError(path=task.display, detail=f"internal error: {exc!r}"))
 
 
 def _fail(task: ImportTask, error: ItemError) -> ImportTask:
     task.error = error
     task.outcome = "failed"
-    log.warning("%s", error.message)
+    log.warning("%s: %s", task.display, error.reason)
     return task
 
 

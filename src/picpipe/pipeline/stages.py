@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.db import Catalog
 from picpipe.catalog.queries import find_asset
-from picpipe.errors import EmptyFile
+from picpipe.errors import EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path
 from picpipe.library.writer import place_original
@@ -96,7 +96,10 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
     with task.source.open(task.entry) as stream:
-        digest, size = sha256_stream(stream)
+        try:
+            digest, size = sha256_stream(stream)
+        except OSError as exc:
+            raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
     if size == 0:
         raise EmptyFile(path=task.display)
     task.sha256 = digest

@@ -75,7 +75,7 @@ class FolderSource:
                 with os.scandir(folder) as listing:
                     children = list(listing)
             except OSError as exc:
-                yield ScanProblem(prefix or ".", _folder_reason(exc))
+                yield ScanProblem(prefix.rstrip("/") or ".", _folder_reason(exc))
                 continue
             for child in children:
                 name = _display(child.name)
@@ -139,10 +139,7 @@ class FolderSource:
             before = os.fstat(stream.fileno())
             if (before.st_size, before.st_mtime_ns) != (entry.size, entry.mtime_ns):
                 raise TornRead(path=entry.ref)
-            try:
-                yield stream
-            except OSError as exc:
-                raise UnreadableFile(path=entry.ref, detail=exc.strerror or str(exc)) from exc
+            yield stream
             try:
                 after = os.stat(path)
             except FileNotFoundError as exc:
