@@ -1,0 +1,172 @@
+"""The CLI through Typer's runner: exit codes and --json output of every reporting command."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from picpipe.cli.app import app
+from picpipe.samples import make_jpeg, make_sample_set
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exiftool_available: None):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PICPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PICPIPE_LIBRARY", str(tmp_path / "library"))
+    monkeypatch.setenv("PICPIPE_IMPORT__FSYNC", "false")
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def test_init_creates_config_and_catalog(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli("init", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["config_created"] is True
+    assert (tmp_path / "home" / "config.yaml").is_file()
+    assert (tmp_path / "home" / "catalog.db").is_file()
+    assert result["library"] == str(tmp_path / "library")
+    code, out, _ = cli("init", "--json")
+    assert json.loads(out)["config_created"] is False
+
+
+def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photos = make_sample_set(tmp_path / "dump", count=6)
+    code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
+    summary = json.loads(out)
+    assert code == 3, "the sample set holds one empty file"
+    assert {k: summary[k] for k in ("seen", "new", "duplicate", "unchanged", "failed")} == {
+        "seen": 8,
+        "new": 6,
+        "duplicate": 1,
+        "unchanged": 0,
+        "failed": 1,
+    }
+    assert summary["bytes"] == sum(p.path.stat().st_size for p in photos)
+    assert summary["failures"] == [
+        {
+            "path": f"{tmp_path / 'dump'}:empty.jpg",
+            "reason": "file is empty (0 bytes); nothing to import",
+        }
+    ]
+    assert isinstance(summary["session_id"], int)
+
+    code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
+    assert code == 0
+    assert json.loads(out)["unchanged"] == 8
+
+    code, out, _ = cli("status", "--json")
+    status = json.loads(out)
+    assert (code, status["assets"], status["by_kind"]["photo"]["count"]) == (0, 6, 6)
+    assert status["last_session"]["status"] == "completed"
+
+    code, out, _ = cli("sessions", "--json")
+    sessions = json.loads(out)
+    assert [s["status"] for s in sessions] == ["completed", "completed_with_failures"]
+    assert sessions[1]["failures"][0]["path"].endswith(":empty.jpg")
+
+    code, out, _ = cli("sources", "--json")
+    (source,) = json.loads(out)
+    assert (source["files"], source["imported"], source["duplicate"], source["failed"]) == (
+        8,
+        6,
+        1,
+        1,
+    )
+
+    code, out, _ = cli("stats", "--json")
+    stats = json.loads(out)
+    assert (stats["photos"], stats["videos"], stats["originals"]["count"]) == (6, 0, 6)
+    assert stats["thumbnails"] == {
+        "count": 0,
+        "bytes": 0,
+        "by_size": {
+            "tiny": {"count": 0, "bytes": 0},
+            "small": {"count": 0, "bytes": 0},
+            "medium": {"count": 0, "bytes": 0},
+        },
+    }
+    assert stats["sources"][0]["files"] == 8
+
+    code, out, _ = cli("verify", "--json")
+    assert code == 0
+    assert json.loads(out)["checked"] == 6
+
+
+def test_human_output_names_failures(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_sample_set(tmp_path / "dump", count=2)
+    code, out, err = cli("import", str(tmp_path / "dump"))
+    assert code == 3
+    assert "2 new" in out
+    assert "empty.jpg: file is empty" in out
+    assert "completed with 1 failed item(s)" in err
+
+
+def test_configured_sources_are_imported_by_name(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_jpeg(tmp_path / "phone" / "a.jpg", taken=datetime(2020, 1, 1))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.yaml").write_text(
+        f"sources:\n  phone: {{kind: folder, path: {tmp_path / 'phone'}}}\n", encoding="utf-8"
+    )
+    code, out, _ = cli("import", "--json")
+    assert (code, json.loads(out)["new"]) == (0, 1)
+    code, out, _ = cli("sources", "--json")
+    assert json.loads(out)[0]["name"] == "phone"
+
+
+def test_import_without_anything_to_import_is_a_config_error(cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("import")
+    assert code == 4
+    assert "no folder given" in err
+
+
+def test_config_shows_masked_values_and_template(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PICPIPE_DATABASE_URL", "postgresql+psycopg://u:topsecret@127.0.0.1:1/x")
+    code, out, _ = cli("config", "--json")
+    assert code == 0
+    assert "topsecret" not in out
+    assert json.loads(out)["database_url"] == "postgresql+psycopg://u:********@127.0.0.1:1/x"
+    code, out, _ = cli("config", "--template")
+    assert code == 0
+    assert out.startswith("# picpipe configuration")
+    code, out, _ = cli("config")
+    assert "topsecret" not in out
+
+
+def test_unreachable_catalog_does_not_leak_its_password(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PICPIPE_DATABASE_URL", "postgresql+psycopg://u:topsecret@127.0.0.1:1/x")
+    code, out, err = cli("status")
+    assert code == 5
+    assert "topsecret" not in out + err
+
+
+def test_verify_reports_damage_with_its_exit_code(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_sample_set(tmp_path / "dump", count=3)
+    cli("import", str(tmp_path / "dump"))
+    originals = sorted((tmp_path / "library" / "originals").rglob("*.jpg"))
+    originals[0].write_bytes(b"bit rot")
+    originals[1].unlink()
+    code, out, _ = cli("verify", "--json")
+    report = json.loads(out)
+    assert code == 9
+    assert len(report["corrupt"]) == 1
+    assert len(report["missing"]) == 1
+    assert report["clean"] is False
+    code, out, _ = cli("verify", "--sample", "0", "--json")
+    assert (code, json.loads(out)["checked"]) == (0, 0)
+
+
+def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli("--version")
+    assert (code, out.strip()) == (0, "picpipe 0.1.0")
