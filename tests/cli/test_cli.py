@@ -170,3 +170,37 @@ def test_verify_reports_damage_with_its_exit_code(cli, tmp_path: Path) -> None: 
 def test_version(cli) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = cli("--version")
     assert (code, out.strip()) == (0, "picpipe 0.1.0")
+
+
+def test_sigterm_ends_the_session_as_interrupted(tmp_path: Path, exiftool_available: None) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import run_cli
+
+    for i in range(40):
+        make_jpeg(
+            tmp_path / "many" / f"{i}.jpg", size=(1600, 1200), taken=datetime(2020, 1, 1), seed=i
+        )
+    exe = Path(os.sys.executable).with_name("picpipe")
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [str(exe), "--home", str(home), "import", str(tmp_path / "many"), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((home / "library").rglob("*.jpg")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    sessions = json.loads(run_cli("--home", str(home), "sessions", "--json").stdout)
+    assert sessions[0]["status"] == "interrupted"
+    again = json.loads(
+        run_cli("--home", str(home), "import", str(tmp_path / "many"), "--json").stdout
+    )
+    assert again["new"] + again["unchanged"] == 40

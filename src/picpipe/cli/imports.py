@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,7 @@ def import_(
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop ends the session cleanly
     try:
         run = ImportRun(
             build_context(settings, catalog, tools),
@@ -96,6 +98,7 @@ def import_(
         )
         summary = _run_with_progress(run, sources, quiet=as_json)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         tools.close()
         catalog.close()
     if as_json:
@@ -104,6 +107,10 @@ def import_(
         _print_summary(summary)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:

@@ -166,7 +166,24 @@ class ImportRun:
                 recorder.flush()
                 self._finish(session_id, status)
                 self.events(SessionFinished(session_id, status))
-        return _summary(session_id, status, recorder.counts, time.monotonic() - started)
+        summary = _summary(session_id, status, recorder.counts, time.monotonic() - started)
+        c = recorder.counts
+        log.info(
+            "session %d %s: %d seen, %d new, %d duplicate, %d unchanged, %d failed, %d bytes",
+            session_id,
+            status,
+            c.seen,
+            c.new,
+            c.duplicate,
+            c.unchanged,
+            c.failed,
+            c.bytes,
+            extra={
+                "session": summary.as_dict()
+                | {"failures": len(c.failures), "warnings": len(c.warnings)}
+            },
+        )
+        return summary
 
     # -- one source ----------------------------------------------------------------------
 
