@@ -154,15 +154,22 @@ class ImportRun:
                 session_id = run.id
             self.events(SessionStarted(session_id, tuple(s.name for s in sources)))
             recorder = Recorder(self.catalog, session_id, self.ctx.claims, move=self.move)
+            # One pool for the whole session: its threads (and their exiftool processes) are
+            # reused from one source to the next.
+            pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
+                lambda task: run_stages(self.ctx, task, self.stages), workers=self.workers
+            )
             status = "failed"
             try:
                 for source in sources:
-                    self._import_source(source, session_id, recorder)
+                    self._import_source(source, session_id, recorder, pool)
                 status = "completed_with_failures" if recorder.counts.failed else "completed"
             except KeyboardInterrupt:
                 status = "interrupted"
                 raise
             finally:
+                self.ctx.claims.release_all()
+                pool.shutdown(cancel=True)
                 recorder.flush()
                 self._finish(session_id, status)
                 self.events(SessionFinished(session_id, status))
@@ -187,7 +194,13 @@ class ImportRun:
 
     # -- one source ----------------------------------------------------------------------
 
-    def _import_source(self, source: Source, session_id: int, recorder: Recorder) -> None:
+    def _import_source(
+        self,
+        source: Source,
+        session_id: int,
+        recorder: Recorder,
+        pool: LocalWorkerPool[ImportTask, ImportTask],
+    ) -> None:
         with self.catalog.session() as db, db.begin():
             source_id = ensure_source(
                 db, name=source.name, kind=source.kind, location=source.location
@@ -195,38 +208,29 @@ class ImportRun:
             index = source_index(db, source_id)
         log.info("scanning %s (%d files known)", source.name, len(index))
         counts = recorder.counts
-        pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
-            lambda task: run_stages(self.ctx, task, self.stages), workers=self.workers
-        )
         reappeared: list[int] = []
         listing_complete = True
-        try:
-            for item in source.entries():
-                if isinstance(item, ScanProblem):
-                    listing_complete = False
-                    recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
-                    continue
-                counts.seen += 1
-                known = index.pop(item.ref, None)
-                if unchanged(known, item.size, item.mtime_ns):
-                    counts.unchanged += 1
-                    if known is not None and known.gone:
-                        reappeared.append(known.id)
-                    continue
-                task = ImportTask(source=source, source_id=source_id, entry=item, known=known)
-                for done in pool.submit(task):
-                    self._finished(recorder, done, session_id)
-                for done in pool.finished():
-                    self._finished(recorder, done, session_id)
-                if counts.seen % 1000 == 0:
-                    self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
-            for done in pool.drain():
+        for item in source.entries():
+            if isinstance(item, ScanProblem):
+                listing_complete = False
+                recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
+                continue
+            counts.seen += 1
+            if counts.seen % 1000 == 0:
+                self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
+            known = index.pop(item.ref, None)
+            if unchanged(known, item.size, item.mtime_ns):
+                counts.unchanged += 1
+                if known is not None and known.gone:
+                    reappeared.append(known.id)
+                continue
+            task = ImportTask(source=source, source_id=source_id, entry=item, known=known)
+            for done in pool.submit(task):
                 self._finished(recorder, done, session_id)
-        except BaseException:
-            self.ctx.claims.release_all()
-            pool.shutdown(cancel=True)
-            raise
-        pool.shutdown()
+            for done in pool.finished():
+                self._finished(recorder, done, session_id)
+        for done in pool.drain():
+            self._finished(recorder, done, session_id)
         self._update_presence(source_id, index, reappeared, listing_complete)
 
     def _finished(self, recorder: Recorder, task: ImportTask, session_id: int) -> None:
