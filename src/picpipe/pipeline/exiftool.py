@@ -57,6 +57,9 @@ TAGS = [
 COMMON_ARGS = ("-j", "-G1", "-a", "-api", "largefilesupport=1", "-charset", "filename=utf8")
 
 
+_SETPRIV = shutil.which("setpriv")
+
+
 class ExifToolFailed(PicpipeError):
     template = "exiftool failed on {path}: {detail}"
 
@@ -135,6 +138,10 @@ class ExifTool:
                 "-common_args",
                 *COMMON_ARGS,
             ]
+            # exiftool keeps polling its argument pipe after EOF, so a killed picpipe would
+            # leave it running forever; the kernel ends it when its parent goes away.
+            if _SETPRIV:
+                cmd = [_SETPRIV, "--pdeathsig", "KILL", "--", *cmd]
             self._proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE,
