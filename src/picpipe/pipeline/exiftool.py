@@ -7,6 +7,7 @@ killed after a timeout and the process restarted; the item gets a recorded probl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -110,19 +111,22 @@ class ExifTool:
         return record
 
     def close(self) -> None:
+        """Ask exiftool to exit (killing it if it does not); safe on a dead process."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            if proc.stdin:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
                 proc.stdin.write(b"-stay_open\nFalse\n")
                 proc.stdin.flush()
+            with contextlib.suppress(OSError):
                 proc.stdin.close()
+        try:
             proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout:
+        if proc.stdout is not None:
             proc.stdout.close()
 
     # -- protocol ------------------------------------------------------------------------
@@ -205,7 +209,8 @@ class ExifTool:
             if proc.stdout:
                 proc.stdout.close()
             if proc.stdin:
-                proc.stdin.close()
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
 
 class ExifToolPool:
