@@ -246,3 +246,20 @@ def test_symlinked_files_are_imported_and_loops_reported(
     reasons = {f["path"].split(":", 1)[1]: f["reason"] for f in summary.failures}
     assert "loop" in reasons["loop"]
     assert "loop" in reasons["self.jpg"]
+
+
+def test_a_lost_original_is_restored_from_any_source_copy(
+    library: LibraryFixture, tmp_path: Path
+) -> None:
+    source = tmp_path / "phone"
+    paths = phone_dump(source, count=2)
+    library.import_folder(source)
+    lost = next(p for p in (library.root / "originals").rglob("*.jpg") if p.stem == sha(paths[0]))
+    lost.unlink()
+    shutil.copytree(source, tmp_path / "backup")
+
+    summary = library.import_folder(tmp_path / "backup")
+
+    assert (summary.new, summary.duplicate, summary.bytes) == (0, 2, paths[0].stat().st_size)
+    assert lost.read_bytes() == paths[0].read_bytes()
+    assert any("restored" in w["problem"] for w in summary.warnings)

@@ -67,10 +67,10 @@ class Recorder:
     def add(self, task: ImportTask) -> None:
         """Count a finished task and queue it; releases its content claim for waiting twins."""
         counts = self.counts
+        if task.written:
+            counts.bytes += task.entry.size
         if task.outcome == "new":
             counts.new += 1
-            if task.written:
-                counts.bytes += task.entry.size
         elif task.outcome == "duplicate":
             counts.duplicate += 1
         else:

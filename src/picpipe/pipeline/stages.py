@@ -120,6 +120,7 @@ def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
         # The catalogued original is missing: these bytes heal it.
         task.problems.append("library original was missing; restored from this copy")
         task.library_path = library_path
+        task.restores = True
     owner_path = ctx.claims.acquire(task.sha256)
     if owner_path is not None:
         task.library_path = owner_path
@@ -173,7 +174,7 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
     )
     task.library_path = rel
     task.written = placement.action == "written"
-    task.outcome = "new"
+    task.outcome = "duplicate" if task.restores else "new"
 
 
 IMPORT_STAGES: tuple[Stage, ...] = (hash_stage, dedupe_stage, metadata_stage, place_stage)

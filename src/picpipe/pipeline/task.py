@@ -32,6 +32,7 @@ class ImportTask:
     attempts: int = 0
     owns_claim: bool = False
     written: bool = False  # this task wrote the original (bytes added to the library)
+    restores: bool = False  # the content is catalogued but its original was missing
 
     @property
     def display(self) -> str:
