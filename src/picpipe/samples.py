@@ -9,9 +9,12 @@ import os
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXIF_IFD = 0x8769
 GPS_IFD = 0x8825

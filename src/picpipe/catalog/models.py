@@ -86,6 +86,9 @@ class SourceFile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("source.id", ondelete="CASCADE"))
     ref: Mapped[str] = mapped_column(Text)  # stable within the source (relative path)
+    folder: Mapped[str] = mapped_column(
+        Text, default="", server_default=""
+    )  # the ref's parent ("" at the top)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(ForeignKey("asset.sha256"), index=True)
@@ -97,7 +100,27 @@ class SourceFile(Base):
     gone: Mapped[bool] = mapped_column(Boolean, default=False)
     session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
 
-    __table_args__ = (UniqueConstraint("source_id", "ref", name="uq_source_file_ref"),)
+    __table_args__ = (
+        UniqueConstraint("source_id", "ref", name="uq_source_file_ref"),
+        Index("ix_source_file_folder", "source_id", "folder"),
+    )
+
+
+class SourceFolder(Base):
+    """A digest of one folder's (name, size, mtime) list as last settled in the catalog.
+
+    A rescan that computes the same digest knows every file in the folder is unchanged
+    without loading a single per-file row.
+    """
+
+    __tablename__ = "source_folder"
+
+    source_id: Mapped[int] = mapped_column(
+        ForeignKey("source.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+    files: Mapped[int] = mapped_column(Integer)
 
 
 class ImportSession(Base):

@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from picpipe.catalog.models import Asset, ImportSession, SessionFailure, Source, SourceFile
+from picpipe.catalog.models import (
+    Asset,
+    ImportSession,
+    SessionFailure,
+    Source,
+    SourceFile,
+    SourceFolder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -50,8 +57,16 @@ class KnownFile:
     gone: bool
 
 
-def source_index(db: Session, source_id: int) -> dict[str, KnownFile]:
-    """Every file the catalog knows in one source, keyed by ref; one query, no per-file I/O."""
+def folder_digests(db: Session, source_id: int) -> dict[str, str]:
+    """Folder → digest of its files as last settled (see ``pipeline/scan.py``)."""
+    rows = db.execute(
+        select(SourceFolder.path, SourceFolder.digest).where(SourceFolder.source_id == source_id)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def folder_files(db: Session, source_id: int, folder: str) -> dict[str, KnownFile]:
+    """Every file the catalog knows in one folder of one source, keyed by ref."""
     rows = db.execute(
         select(
             SourceFile.ref,
@@ -61,9 +76,46 @@ def source_index(db: Session, source_id: int) -> dict[str, KnownFile]:
             SourceFile.state,
             SourceFile.retryable,
             SourceFile.gone,
-        ).where(SourceFile.source_id == source_id)
+        ).where(SourceFile.source_id == source_id, SourceFile.folder == folder)
     )
     return {r[0]: KnownFile(r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows}
+
+
+def save_folder_digests(
+    db: Session, source_id: int, digests: dict[str, str], counts: dict[str, int]
+) -> None:
+    """Store the digests of folders that settled (replacing older ones)."""
+    paths = list(digests)
+    forget_folders(db, source_id, paths)
+    if paths:
+        db.execute(
+            insert(SourceFolder),
+            [
+                {"source_id": source_id, "path": p, "digest": digests[p], "files": counts.get(p, 0)}
+                for p in paths
+            ],
+        )
+
+
+def forget_folders(db: Session, source_id: int, paths: Sequence[str]) -> None:
+    for start in range(0, len(paths), 500):
+        chunk = paths[start : start + 500]
+        db.execute(
+            delete(SourceFolder).where(
+                SourceFolder.source_id == source_id, SourceFolder.path.in_(chunk)
+            )
+        )
+
+
+def mark_folders_gone(db: Session, source_id: int, folders: Sequence[str]) -> None:
+    """Every file of folders that are no longer there is gone (kept in the catalog)."""
+    for start in range(0, len(folders), 500):
+        chunk = folders[start : start + 500]
+        db.execute(
+            update(SourceFile)
+            .where(SourceFile.source_id == source_id, SourceFile.folder.in_(chunk))
+            .values(gone=True)
+        )
 
 
 def mark_gone(db: Session, ids: Sequence[int]) -> None:

@@ -110,7 +110,12 @@ class Recorder:
             for task in tasks:
                 row = _source_file_row(task, now, self.session_id)
                 if task.known is None:
-                    row.update(source_id=task.source_id, ref=task.entry.ref, first_seen=now)
+                    row.update(
+                        source_id=task.source_id,
+                        ref=task.entry.ref,
+                        folder=task.entry.ref.rpartition("/")[0],
+                        first_seen=now,
+                    )
                     new_rows.append(row)
                 else:
                     row["id"] = task.known.id

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from picpipe.catalog.models import ImportSession
 from picpipe.catalog.models import Source as SourceRow
 from picpipe.catalog.queries import (
-    KnownFile,
     ensure_source,
+    forget_folders,
+    mark_folders_gone,
     mark_gone,
     mark_present,
-    source_index,
+    save_folder_digests,
     stale_sessions,
     start_session,
     utcnow,
@@ -34,6 +35,13 @@ from picpipe.jobs.worker import LocalWorkerPool
 from picpipe.library.writer import check_writable, sweep_temp_files
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.record import Recorder, SessionCounts
+from picpipe.pipeline.scan import (
+    ScanIndex,
+    folder_digest,
+    folder_of,
+    group_by_folder,
+    unchanged,
+)
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
 from picpipe.sources.base import ScanProblem, Source
@@ -47,8 +55,6 @@ if TYPE_CHECKING:
     from picpipe.pipeline.exiftool import ExifToolPool
 
 log = logging.getLogger(__name__)
-
-SETTLED_STATES = frozenset({"imported", "duplicate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +119,6 @@ def _fail(task: ImportTask, error: ItemError) -> ImportTask:
     task.outcome = "failed"
     log.warning("%s: %s", task.display, error.reason)
     return task
-
-
-def unchanged(known: KnownFile | None, size: int, mtime_ns: int) -> bool:
-    """Settled before with the same size and mtime: nothing to read. Retryable failures retry."""
-    if known is None or known.size != size or known.mtime_ns != mtime_ns:
-        return False
-    return known.state in SETTLED_STATES or (known.state == "failed" and not known.retryable)
 
 
 class ImportRun:
@@ -205,48 +204,72 @@ class ImportRun:
             source_id = ensure_source(
                 db, name=source.name, kind=source.kind, location=source.location
             ).id
-            index = source_index(db, source_id)
-        log.info("scanning %s (%d files known)", source.name, len(index))
+        index = ScanIndex.load(self.catalog, source_id)
+        log.info("scanning %s (%d folders known)", source.name, len(index.stored))
         counts = recorder.counts
         reappeared: list[int] = []
         listing_complete = True
-        for item in source.entries():
+        files_in: dict[str, int] = {}
+        for item in group_by_folder(source.entries()):
             if isinstance(item, ScanProblem):
                 listing_complete = False
+                index.unsettled.add(folder_of(item.ref))
                 recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
                 continue
-            counts.seen += 1
-            if counts.seen % 1000 == 0:
-                self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
-            known = index.pop(item.ref, None)
-            if unchanged(known, item.size, item.mtime_ns):
-                counts.unchanged += 1
-                if known is not None and known.gone:
-                    reappeared.append(known.id)
+            entries = item.entries
+            counts.seen += len(entries)
+            files_in[item.folder] = files_in.get(item.folder, 0) + len(entries)
+            self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
+            if index.is_unchanged(item, folder_digest(entries)):
+                counts.unchanged += len(entries)
                 continue
-            task = ImportTask(source=source, source_id=source_id, entry=item, known=known)
-            for done in pool.submit(task):
-                self._finished(recorder, done, session_id)
+            known_rows = index.rows(item.folder)
+            for entry in entries:
+                known = known_rows.pop(entry.ref, None)
+                if unchanged(known, entry.size, entry.mtime_ns):
+                    counts.unchanged += 1
+                    if known is not None and known.gone:
+                        reappeared.append(known.id)
+                    continue
+                task = ImportTask(source=source, source_id=source_id, entry=entry, known=known)
+                for done in pool.submit(task):
+                    self._finished(recorder, done, session_id, index)
+            index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])
             for done in pool.finished():
-                self._finished(recorder, done, session_id)
+                self._finished(recorder, done, session_id, index)
         for done in pool.drain():
-            self._finished(recorder, done, session_id)
-        self._update_presence(source_id, index, reappeared, listing_complete)
+            self._finished(recorder, done, session_id, index)
+        recorder.flush()
+        self._settle(index, reappeared, files_in, listing_complete)
 
-    def _finished(self, recorder: Recorder, task: ImportTask, session_id: int) -> None:
+    def _finished(
+        self, recorder: Recorder, task: ImportTask, session_id: int, index: ScanIndex
+    ) -> None:
         recorder.add(task)
+        if task.error is not None and task.error.retryable:
+            index.unsettled.add(folder_of(task.entry.ref))
         reason = task.error.reason if task.error else None
         assert task.outcome is not None
         self.events(ItemFinished(session_id, task.display, task.outcome, task.entry.size, reason))
 
-    def _update_presence(
-        self, source_id: int, missing: dict[str, KnownFile], reappeared: list[int], complete: bool
+    def _settle(
+        self,
+        index: ScanIndex,
+        reappeared: list[int],
+        files_in: dict[str, int],
+        complete: bool,
     ) -> None:
-        gone = [k.id for k in missing.values() if not k.gone] if complete else []
+        """After a source's tasks are recorded: gone files, vanished folders, new digests."""
         with self.catalog.session() as db, db.begin():
-            mark_gone(db, gone)
+            if complete:
+                mark_gone(db, [i for ids in index.gone.values() for i in ids])
+                vanished = index.vanished_folders()
+                mark_folders_gone(db, index.source_id, vanished)
+                forget_folders(db, index.source_id, vanished)
             mark_present(db, reappeared)
-            source_row = db.get_one(SourceRow, source_id)
+            forget_folders(db, index.source_id, sorted(index.unsettled & set(index.stored)))
+            save_folder_digests(db, index.source_id, index.digests_to_save(), files_in)
+            source_row = db.get_one(SourceRow, index.source_id)
             source_row.last_scan_at = utcnow()
 
     # -- session bookkeeping ---------------------------------------------------------------

@@ -11,11 +11,8 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import tzinfo
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.db import Catalog
 from picpipe.catalog.queries import find_asset
 from picpipe.errors import EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
@@ -25,6 +22,10 @@ from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.metadata import media_info
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+    from pathlib import Path
+
+    from picpipe.catalog.db import Catalog
     from picpipe.pipeline.task import ImportTask
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
     info = media_info(
         tags, name=entry.name, mtime_ns=entry.mtime_ns, sidecar=sidecar, default_tz=ctx.default_tz
     )
-    if problem := entry.extras.get("problem"):
+    if entry.extras and (problem := entry.extras.get("problem")):
         info.problems.append(str(problem))
     task.info = info
     task.problems.extend(info.problems)

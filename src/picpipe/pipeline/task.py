@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from picpipe.catalog.queries import KnownFile
-from picpipe.errors import PicpipeError
-from picpipe.events import Outcome
-from picpipe.pipeline.metadata import MediaInfo
-from picpipe.sources.base import Source, SourceEntry
+if TYPE_CHECKING:
+    from picpipe.catalog.queries import KnownFile
+    from picpipe.errors import PicpipeError
+    from picpipe.events import Outcome
+    from picpipe.pipeline.metadata import MediaInfo
+    from picpipe.sources.base import Source, SourceEntry
 
 
 @dataclass(slots=True, eq=False)

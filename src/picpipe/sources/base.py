@@ -12,9 +12,9 @@ Contract (every kind, checked by ``tests/conformance``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NamedTuple, Protocol
 
 from picpipe.errors import ConfigError
 
@@ -35,17 +35,20 @@ class SourceCaps:
     local_paths: bool = False  # entries have a local file path tools such as exiftool can read
 
 
-@dataclass(frozen=True, slots=True)
-class SourceEntry:
-    """One file in a source. ``ref`` is stable within the source (relative path, item id)."""
+class SourceEntry(NamedTuple):
+    """One file in a source. ``ref`` is stable within the source (relative path, item id).
+
+    A named tuple rather than a dataclass: a rescan makes one per file, and this is the
+    cheapest immutable value Python has.
+    """
 
     ref: str
     name: str
     size: int
     mtime_ns: int
-    local_path: str | bytes | None = None
+    local_path: str | None = None
     checksum: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extras: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

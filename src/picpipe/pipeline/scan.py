@@ -1,0 +1,118 @@
+"""Decide "unchanged" from (path, size, mtime_ns) without reading files or per-file queries.
+
+Sources list one folder's files together. For each folder the scan computes a digest of its
+(ref, size, mtime_ns) list; when it equals the digest stored after the folder last settled,
+every file in it is unchanged and no per-file row is even loaded. Only folders whose digest
+differs load their rows (one query per folder) and compare file by file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from picpipe.catalog.queries import KnownFile, folder_digests, folder_files
+from picpipe.sources.base import ScanProblem, SourceEntry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from picpipe.catalog.db import Catalog
+
+SETTLED_STATES = frozenset({"imported", "duplicate"})
+
+
+def folder_of(ref: str) -> str:
+    """The folder part of a ref (``""`` for the top of the source)."""
+    return ref.rpartition("/")[0]
+
+
+@dataclass(slots=True)
+class FolderGroup:
+    """The files of one folder, as a source listed them."""
+
+    folder: str
+    entries: list[SourceEntry]
+
+
+def group_by_folder(
+    items: Iterable[SourceEntry | ScanProblem],
+) -> Iterator[FolderGroup | ScanProblem]:
+    """Collect consecutive entries of the same folder; problems pass through at once."""
+    current: FolderGroup | None = None
+    for item in items:
+        if isinstance(item, ScanProblem):
+            yield item
+            continue
+        folder = item.ref.rpartition("/")[0]
+        if current is None or current.folder != folder:
+            if current is not None:
+                yield current
+            current = FolderGroup(folder, [])
+        current.entries.append(item)
+    if current is not None:
+        yield current
+
+
+def folder_digest(entries: list[SourceEntry]) -> str:
+    """A stable digest of the (ref, size, mtime_ns) list, independent of listing order."""
+    lines = sorted(f"{e.ref}\0{e.size}\0{e.mtime_ns}" for e in entries)
+    return hashlib.blake2b(
+        "\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=16
+    ).hexdigest()
+
+
+def unchanged(known: KnownFile | None, size: int, mtime_ns: int) -> bool:
+    """Settled before with the same size and mtime: nothing to read. Retryable failures retry."""
+    if known is None or known.size != size or known.mtime_ns != mtime_ns:
+        return False
+    return known.state in SETTLED_STATES or (known.state == "failed" and not known.retryable)
+
+
+@dataclass(slots=True)
+class ScanIndex:
+    """What the catalog knows of one source: folder digests now, file rows on demand."""
+
+    catalog: Catalog
+    source_id: int
+    stored: dict[str, str]
+    seen: dict[str, str] = field(default_factory=dict)  # folder → digest in this scan
+    unsettled: set[str] = field(default_factory=set)  # folders that must not be trusted yet
+    gone: dict[str, list[int]] = field(default_factory=dict)  # folder → rows not seen again
+
+    @classmethod
+    def load(cls, catalog: Catalog, source_id: int) -> ScanIndex:
+        with catalog.session() as db:
+            return cls(catalog, source_id, folder_digests(db, source_id))
+
+    def is_unchanged(self, group: FolderGroup, digest: str) -> bool:
+        """Record the folder as seen; True when all of it is as the catalog last settled it."""
+        if group.folder in self.seen:
+            # Listed in two pieces: compare file by file and trust neither piece's digest.
+            self.unsettled.add(group.folder)
+            self.gone.pop(group.folder, None)
+            return False
+        self.seen[group.folder] = digest
+        return self.stored.get(group.folder) == digest
+
+    def rows(self, folder: str) -> dict[str, KnownFile]:
+        """Every catalogued file of one changed folder (one query)."""
+        with self.catalog.session() as db:
+            return folder_files(db, self.source_id, folder)
+
+    def not_seen_again(self, folder: str, ids: list[int]) -> None:
+        if folder not in self.unsettled and ids:
+            self.gone[folder] = ids
+
+    def vanished_folders(self) -> list[str]:
+        """Folders with a stored digest that this scan did not list at all."""
+        return [path for path in self.stored if path not in self.seen]
+
+    def digests_to_save(self) -> dict[str, str]:
+        """New digests of folders that settled in this scan."""
+        return {
+            folder: digest
+            for folder, digest in self.seen.items()
+            if folder not in self.unsettled and self.stored.get(folder) != digest
+        }
