@@ -18,7 +18,7 @@ from sqlalchemy import select
 from picpipe.catalog.models import Asset, SourceFile
 from picpipe.library.layout import TEMP_PREFIX
 from picpipe.samples import make_jpeg
-from picpipe.sources.base import ScanProblem, SourceEntry
+from picpipe.sources.base import FolderListing, ScanProblem, SourceEntry
 from picpipe.sources.folder import FolderSource
 from tests.conftest import LibraryFixture, missing, run_cli, tree_digest
 
@@ -41,8 +41,8 @@ class RewritingSource(FolderSource):
 class VanishingSource(FolderSource):
     """Sub-folders and one file disappear after the listing has started."""
 
-    def entries(self) -> Iterator[SourceEntry | ScanProblem]:
-        items = iter(super().entries())
+    def listing(self) -> Iterator[FolderListing | ScanProblem]:
+        items = iter(super().listing())
         first = next(items)
         yield first
         for name in ("a", "b"):

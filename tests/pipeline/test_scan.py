@@ -9,9 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from picpipe.catalog.models import Source, SourceFile, SourceFolder
-from picpipe.pipeline.scan import ScanIndex, folder_digest, group_by_folder
+from picpipe.pipeline.scan import ScanIndex, folder_digest
 from picpipe.samples import make_jpeg
-from picpipe.sources.base import ScanProblem, SourceEntry
+from picpipe.sources.base import FolderListing, SourceEntry
+from picpipe.sources.folder import FolderSource
 from tests.conftest import LibraryFixture
 
 
@@ -19,20 +20,31 @@ def entry(ref: str, size: int = 1, mtime: int = 1) -> SourceEntry:
     return SourceEntry(ref, ref.rpartition("/")[2], size, mtime)
 
 
-def test_grouping_keeps_problems_and_consecutive_folders() -> None:
-    items = [entry("a/1"), entry("a/2"), ScanProblem("a/x", "bad"), entry("b/1"), entry("top")]
-    grouped = list(group_by_folder(items))
-    assert [
-        (g.folder, len(g.entries)) if not isinstance(g, ScanProblem) else g.ref for g in grouped
-    ] == ["a/x", ("a", 2), ("b", 1), ("", 1)]
+def digest(*entries: SourceEntry) -> str:
+    return folder_digest(FolderListing("a", list(entries)))
 
 
-def test_digest_ignores_order_and_sees_any_change() -> None:
-    base = folder_digest([entry("a/1"), entry("a/2")])
-    assert base == folder_digest([entry("a/2"), entry("a/1")])
-    assert base != folder_digest([entry("a/1"), entry("a/2", mtime=2)])
-    assert base != folder_digest([entry("a/1"), entry("a/2", size=2)])
-    assert base != folder_digest([entry("a/1")])
+def test_digest_is_stable_and_sees_any_change() -> None:
+    base = digest(entry("a/1"), entry("a/2"))
+    assert base == digest(entry("a/1"), entry("a/2"))
+    assert base != digest(entry("a/1"), entry("a/2", mtime=2))
+    assert base != digest(entry("a/1"), entry("a/2", size=2))
+    assert base != digest(entry("a/1"))
+
+
+def test_folder_listings_build_entries_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.jpg").write_bytes(b"abc")
+    (listing,) = list(FolderSource("s", tmp_path).listing())
+    assert isinstance(listing, FolderListing)
+    assert (listing.folder, len(listing), listing.fingerprint[0][:2]) == ("d", 1, ("x.jpg", 3))
+    (e,) = listing.entries
+    assert (e.ref, e.name, e.size, e.local_path) == (
+        "d/x.jpg",
+        "x.jpg",
+        3,
+        str(tmp_path / "d" / "x.jpg"),
+    )
 
 
 def tree(root: Path) -> None:

@@ -9,12 +9,12 @@ import pytest
 
 from picpipe.config import ScanOptions
 from picpipe.errors import TornRead, VanishedFile
-from picpipe.sources.base import ScanProblem, SourceEntry, load_source_kind
+from picpipe.sources.base import ScanProblem, SourceEntry, iter_entries, load_source_kind
 from picpipe.sources.folder import FolderSource
 
 
 def entries(source: FolderSource) -> dict[str, SourceEntry]:
-    return {e.ref: e for e in source.entries() if isinstance(e, SourceEntry)}
+    return {e.ref: e for e in iter_entries(source) if isinstance(e, SourceEntry)}
 
 
 def test_folder_kind_is_registered_through_entry_points() -> None:
@@ -58,6 +58,31 @@ def test_open_notices_changes_and_disappearance(tmp_path: Path) -> None:
 
 
 def test_missing_root_is_a_problem_not_an_exception(tmp_path: Path) -> None:
-    items = list(FolderSource("x", tmp_path / "nope").entries())
+    items = list(FolderSource("x", tmp_path / "nope").listing())
     assert len(items) == 1
     assert isinstance(items[0], ScanProblem)
+
+
+def test_each_folder_is_listed_in_one_piece(tmp_path: Path) -> None:
+    for folder in ("a", "a/b", "c", ""):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            (tmp_path / folder / f"{i}.jpg").write_bytes(b"x")
+    listings = [item for item in FolderSource("x", tmp_path).listing()]
+    assert sorted(item.folder for item in listings) == ["", "a", "a/b", "c"]  # type: ignore[union-attr]
+    for item in listings:
+        assert all(e.ref.rpartition("/")[0] == item.folder for e in item.entries)  # type: ignore[union-attr]
+
+
+def test_ignore_patterns_apply_to_media_names(tmp_path: Path) -> None:
+    for name in ("._a.jpg", ".~b.jpg", "~$c.jpg", ".picpipe-tmp-d.jpg", "keep.jpg", "x.JPG.part"):
+        (tmp_path / name).write_bytes(b"1")
+    scan = ScanOptions(
+        skip_hidden=False,
+        ignored_patterns=["._*", ".~*", "~$*", ".picpipe-tmp-*", "*.part", "IMG_?.jpg"],
+    )
+    (tmp_path / "IMG_1.jpg").write_bytes(b"1")
+    (tmp_path / "IMG_12.jpg").write_bytes(b"1")
+    assert set(entries(FolderSource("x", tmp_path, scan))) == {"keep.jpg", "IMG_12.jpg"}
+    custom = ScanOptions(ignored_patterns=["*.jpg"])
+    assert set(entries(FolderSource("x", tmp_path, custom))) == set()

@@ -39,7 +39,6 @@ from picpipe.pipeline.scan import (
     ScanIndex,
     folder_digest,
     folder_of,
-    group_by_folder,
     unchanged,
 )
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
@@ -210,21 +209,21 @@ class ImportRun:
         reappeared: list[int] = []
         listing_complete = True
         files_in: dict[str, int] = {}
-        for item in group_by_folder(source.entries()):
+        for item in source.listing():
             if isinstance(item, ScanProblem):
                 listing_complete = False
                 index.unsettled.add(folder_of(item.ref))
                 recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
                 continue
-            entries = item.entries
-            counts.seen += len(entries)
-            files_in[item.folder] = files_in.get(item.folder, 0) + len(entries)
+            files = len(item)
+            counts.seen += files
+            files_in[item.folder] = files_in.get(item.folder, 0) + files
             self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
-            if index.is_unchanged(item, folder_digest(entries)):
-                counts.unchanged += len(entries)
+            if index.is_unchanged(item, folder_digest(item)):
+                counts.unchanged += files
                 continue
             known_rows = index.rows(item.folder)
-            for entry in entries:
+            for entry in item.entries:
                 known = known_rows.pop(entry.ref, None)
                 if unchanged(known, entry.size, entry.mtime_ns):
                     counts.unchanged += 1

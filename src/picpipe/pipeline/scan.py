@@ -1,9 +1,9 @@
 """Decide "unchanged" from (path, size, mtime_ns) without reading files or per-file queries.
 
-Sources list one folder's files together. For each folder the scan computes a digest of its
-(ref, size, mtime_ns) list; when it equals the digest stored after the folder last settled,
-every file in it is unchanged and no per-file row is even loaded. Only folders whose digest
-differs load their rows (one query per folder) and compare file by file.
+Sources list one folder's files together (`FolderListing`). For each folder the scan computes
+a digest of its (ref, size, mtime_ns) list; when it equals the digest stored after the folder
+last settled, every file in it is unchanged and no per-file row is even loaded. Only folders
+whose digest differs load their rows (one query per folder) and compare file by file.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from picpipe.catalog.queries import KnownFile, folder_digests, folder_files
-from picpipe.sources.base import ScanProblem, SourceEntry
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-
     from picpipe.catalog.db import Catalog
+    from picpipe.sources.base import FolderListing
 
 SETTLED_STATES = frozenset({"imported", "duplicate"})
 
@@ -28,39 +26,14 @@ def folder_of(ref: str) -> str:
     return ref.rpartition("/")[0]
 
 
-@dataclass(slots=True)
-class FolderGroup:
-    """The files of one folder, as a source listed them."""
+def folder_digest(listing: FolderListing) -> str:
+    """A digest of the folder's fingerprint (names, sizes, mtimes in listing order).
 
-    folder: str
-    entries: list[SourceEntry]
-
-
-def group_by_folder(
-    items: Iterable[SourceEntry | ScanProblem],
-) -> Iterator[FolderGroup | ScanProblem]:
-    """Collect consecutive entries of the same folder; problems pass through at once."""
-    current: FolderGroup | None = None
-    for item in items:
-        if isinstance(item, ScanProblem):
-            yield item
-            continue
-        folder = item.ref.rpartition("/")[0]
-        if current is None or current.folder != folder:
-            if current is not None:
-                yield current
-            current = FolderGroup(folder, [])
-        current.entries.append(item)
-    if current is not None:
-        yield current
-
-
-def folder_digest(entries: list[SourceEntry]) -> str:
-    """A stable digest of the (ref, size, mtime_ns) list, independent of listing order."""
-    lines = sorted(f"{e.ref}\0{e.size}\0{e.mtime_ns}" for e in entries)
-    return hashlib.blake2b(
-        "\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=16
-    ).hexdigest()
+    Not sorted: an unchanged folder lists in the same order, and a reordered listing only
+    costs a file-by-file comparison, never a wrong answer.
+    """
+    data = repr(listing.fingerprint).encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def unchanged(known: KnownFile | None, size: int, mtime_ns: int) -> bool:
@@ -86,7 +59,7 @@ class ScanIndex:
         with catalog.session() as db:
             return cls(catalog, source_id, folder_digests(db, source_id))
 
-    def is_unchanged(self, group: FolderGroup, digest: str) -> bool:
+    def is_unchanged(self, group: FolderListing, digest: str) -> bool:
         """Record the folder as seen; True when all of it is as the catalog last settled it."""
         if group.folder in self.seen:
             # Listed in two pieces: compare file by file and trust neither piece's digest.

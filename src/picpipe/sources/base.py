@@ -1,8 +1,10 @@
 """The Source protocol: list what is there, open a file, watch for changes.
 
 Contract (every kind, checked by ``tests/conformance``):
-- ``entries`` reads no file content and never modifies anything. Problems with one folder or
-  file are yielded as `ScanProblem` values, and the listing goes on.
+- ``listing`` reads no file content and never modifies anything. It yields each folder's files
+  in one `FolderListing` (a folder listed in two pieces is allowed but loses the rescan
+  shortcut of folder digests). Problems with one folder or file are yielded as `ScanProblem`
+  values, and the listing goes on.
 - ``open`` yields a binary stream of the entry's bytes. It raises an ``ItemError``: VanishedFile
   when the entry is gone, UnreadableFile when it cannot be read, TornRead when the bytes changed
   while the stream was open (detected on exit).
@@ -20,7 +22,7 @@ from picpipe.errors import ConfigError
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
 
 
@@ -51,6 +53,41 @@ class SourceEntry(NamedTuple):
     extras: dict[str, Any] | None = None
 
 
+class FolderListing:
+    """The files of one folder (album, page) of a source, listed in one piece.
+
+    ``fingerprint`` is a cheap list of plain tuples that changes whenever any file's name,
+    size or mtime does; ``entries`` are built from it only when asked for, because a rescan
+    of an unchanged folder never needs them.
+    """
+
+    __slots__ = ("_build", "_entries", "fingerprint", "folder")
+
+    def __init__(
+        self,
+        folder: str,
+        entries: list[SourceEntry] | None = None,
+        *,
+        fingerprint: list[tuple[Any, ...]] | None = None,
+        build: Callable[[], list[SourceEntry]] | None = None,
+    ) -> None:
+        self.folder = folder
+        self._entries = entries
+        self._build = build
+        if fingerprint is None:
+            fingerprint = [(e.ref, e.size, e.mtime_ns) for e in entries or ()]
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return len(self.fingerprint)
+
+    @property
+    def entries(self) -> list[SourceEntry]:
+        if self._entries is None:
+            self._entries = self._build() if self._build is not None else []
+        return self._entries
+
+
 @dataclass(frozen=True, slots=True)
 class ScanProblem:
     """Something in the listing that could not be read (a folder that vanished, a loop)."""
@@ -67,7 +104,7 @@ class Source(Protocol):
     @property
     def location(self) -> str: ...
 
-    def entries(self) -> Iterator[SourceEntry | ScanProblem]: ...
+    def listing(self) -> Iterator[FolderListing | ScanProblem]: ...
 
     def open(self, entry: SourceEntry) -> AbstractContextManager[BinaryIO]: ...
 
@@ -88,3 +125,12 @@ def load_source_kind(kind: str) -> Any:
     if kind not in kinds:
         raise ConfigError(detail=f"unknown source kind {kind!r}; known: {', '.join(sorted(kinds))}")
     return kinds[kind].load()
+
+
+def iter_entries(source: Source) -> Iterator[SourceEntry | ScanProblem]:
+    """The listing flattened to single entries (for watching and simple callers)."""
+    for item in source.listing():
+        if isinstance(item, ScanProblem):
+            yield item
+        else:
+            yield from item.entries

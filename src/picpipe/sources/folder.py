@@ -20,11 +20,18 @@ from pydantic import BaseModel
 
 from picpipe.config import ScanOptions
 from picpipe.errors import SymlinkLoop, TornRead, UnreadableFile, VanishedFile
-from picpipe.sources.base import ScanProblem, SourceCaps, SourceEntry
+from picpipe.sources.base import (
+    FolderListing,
+    ScanProblem,
+    SourceCaps,
+    SourceEntry,
+    iter_entries,
+)
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+from functools import partial
 
 
 class FolderOptions(BaseModel):
@@ -48,9 +55,12 @@ class FolderSource:
         self.root = Path(os.path.abspath(root))
         self.scan = scan or ScanOptions()
         self._extensions = self.scan.media_extensions()
+        # ".jpg" and ".JPG" are found without lower-casing; other spellings fall back to it.
+        self._suffixes = frozenset(f".{ext}" for e in self._extensions for ext in (e, e.upper()))
         self._ignored_names = frozenset(self.scan.ignored_names)
         patterns = "|".join(fnmatch.translate(p) for p in self.scan.ignored_patterns)
         self._ignored = re.compile(patterns) if patterns else None
+        self._ignored_file = _file_filter(self.scan.ignored_patterns, self._extensions)
 
     @property
     def location(self) -> str:
@@ -58,10 +68,11 @@ class FolderSource:
 
     # -- protocol ------------------------------------------------------------------------
 
-    def entries(self) -> Iterator[SourceEntry | ScanProblem]:
+    def listing(self) -> Iterator[FolderListing | ScanProblem]:
         """Walk the tree depth-first, one folder's files together; never raises for one item.
 
-        Hot path of every rescan: per file one ``stat`` and a few string checks, nothing more.
+        The hot path of every rescan: per file one ``stat``, a few string checks and one
+        small tuple. `SourceEntry` objects are made only for folders that changed.
         """
         try:
             root_stat = os.stat(self.root)
@@ -72,19 +83,22 @@ class FolderSource:
         stack: list[tuple[str, str]] = [(str(self.root), "")]
         follow = self.scan.follow_symlinks
         skip_hidden = self.scan.skip_hidden
+        suffixes = self._suffixes
         extensions = self._extensions
         ignored_names = self._ignored_names
+        ignored_file = self._ignored_file
         ignored = self._ignored
         is_regular = stat_module.S_ISREG
         while stack:
-            folder, prefix = stack.pop()
+            path, prefix = stack.pop()
             try:
-                with os.scandir(folder) as listing:
+                with os.scandir(path) as listing:
                     children = list(listing)
             except OSError as exc:
                 yield ScanProblem(prefix.rstrip("/") or ".", _folder_reason(exc))
                 continue
             subfolders: list[tuple[str, str]] = []
+            rows: list[tuple[str, int, int]] = []
             for child in children:
                 name = child.name
                 if name in ignored_names:
@@ -110,9 +124,11 @@ class FolderSource:
                     subfolders.append((child.path, ref + "/"))
                     continue
                 dot = name.rfind(".")
-                if dot < 0 or name[dot + 1 :].lower() not in extensions:
+                if dot < 0 or (
+                    name[dot:] not in suffixes and name[dot + 1 :].lower() not in extensions
+                ):
                     continue
-                if ignored and ignored.match(name):
+                if ignored_file is not None and ignored_file(name):
                     continue
                 if not follow and child.is_symlink():
                     continue
@@ -125,16 +141,12 @@ class FolderSource:
                         ref, "broken symbolic link" if broken else _file_reason(exc, ref)
                     )
                     continue
-                if not is_regular(st.st_mode):
-                    continue
-                if name.isascii():
-                    yield SourceEntry(prefix + name, name, st.st_size, st.st_mtime_ns, child.path)
-                else:
-                    shown = _display(name)
-                    extras = None if shown == name else {"problem": _NOT_UTF8}
-                    yield SourceEntry(
-                        prefix + shown, shown, st.st_size, st.st_mtime_ns, child.path, None, extras
-                    )
+                if is_regular(st.st_mode):
+                    rows.append((name, st.st_size, st.st_mtime_ns))
+            if rows:
+                yield FolderListing(
+                    prefix[:-1], fingerprint=rows, build=partial(_entries, path, prefix, rows)
+                )
             # Reversed so that the walk visits sub-folders in listing order.
             stack.extend(reversed(subfolders))
 
@@ -166,10 +178,12 @@ class FolderSource:
 
     def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
         """Poll the tree; yields the entries that appeared or changed since the last look."""
-        known = {e.ref: (e.size, e.mtime_ns) for e in self.entries() if isinstance(e, SourceEntry)}
+        known = {
+            e.ref: (e.size, e.mtime_ns) for e in iter_entries(self) if isinstance(e, SourceEntry)
+        }
         while not stop.wait(2.0):
             changed: list[SourceEntry] = []
-            for item in self.entries():
+            for item in iter_entries(self):
                 if isinstance(item, SourceEntry) and known.get(item.ref) != (
                     item.size,
                     item.mtime_ns,
@@ -192,6 +206,51 @@ class FolderSource:
         if entry.local_path is not None:
             return entry.local_path
         return os.path.join(self.root, entry.ref)
+
+
+def _entries(path: str, prefix: str, rows: list[tuple[str, int, int]]) -> list[SourceEntry]:
+    """Turn one folder's fingerprint rows into entries (only for folders that changed)."""
+    out: list[SourceEntry] = []
+    for name, size, mtime_ns in rows:
+        shown = _display(name)
+        extras = None if shown == name else {"problem": _NOT_UTF8}
+        out.append(
+            SourceEntry(
+                prefix + shown, shown, size, mtime_ns, os.path.join(path, name), None, extras
+            )
+        )
+    return out
+
+
+def _file_filter(patterns: list[str], extensions: frozenset[str]) -> Callable[[str], bool] | None:
+    """A cheap test for ignored file names that already have a media extension.
+
+    ``name*`` patterns become a ``startswith`` tuple; ``*.ext`` patterns matter only when
+    ``ext`` is a media extension; anything else goes through one compiled regex.
+    """
+    prefixes: list[str] = []
+    complex_patterns: list[str] = []
+    for pattern in patterns:
+        head, star, tail = pattern.partition("*")
+        if star and not tail and not any(c in head for c in "?[*"):
+            prefixes.append(head)
+        elif star and not head and not any(c in tail for c in "?[*"):
+            if tail.rpartition(".")[2].lower() in extensions:
+                complex_patterns.append(pattern)
+        else:
+            complex_patterns.append(pattern)
+    starts = tuple(prefixes)
+    regex = (
+        re.compile("|".join(fnmatch.translate(p) for p in complex_patterns))
+        if complex_patterns
+        else None
+    )
+    if not starts and regex is None:
+        return None
+    if regex is None:
+        return lambda name: name.startswith(starts)
+    match = regex.match
+    return lambda name: name.startswith(starts) or match(name) is not None
 
 
 _NOT_UTF8 = "file name is not valid UTF-8; catalogued with \\xNN escapes"
