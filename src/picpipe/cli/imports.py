@@ -17,7 +17,7 @@ from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed
 from picpipe.events import Event, ItemFinished, ScanProgress
 from picpipe.library.writer import check_writable
-from picpipe.pipeline.exiftool import ExifToolPool, exiftool_version
+from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
@@ -84,7 +84,7 @@ def import_(
 ) -> None:
     """Import folders into the library: hash, deduplicate, date, and place every original."""
     settings = state(ctx).settings
-    exiftool_version()
+    exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()

@@ -132,6 +132,9 @@ def _copy(open_source: Opener, temp: Path, *, fsync: bool) -> None:
                     os.write(fd, data)
         if fsync:
             os.fsync(fd)
+            # Drop the cached pages so the re-hash that follows reads what the disk holds,
+            # not what we just handed the kernel.
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
 

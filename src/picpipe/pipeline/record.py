@@ -126,6 +126,7 @@ class Recorder:
             add_session_failures(db, self.session_id, failures)
             self._write_counts(db.get_one(ImportSession, self.session_id))
         self._last_flush = time.monotonic()
+        self.claims.forget([t.sha256 for t in tasks if t.owns_claim and t.sha256 is not None])
         if self.move:
             self._remove_moved(tasks)
 

@@ -66,6 +66,14 @@ class ContentClaims:
             claim.library_path = library_path
             claim.done.set()
 
+    def forget(self, sha256s: list[str]) -> None:
+        """Drop released claims whose assets are committed: twins now find them in the catalog."""
+        with self._lock:
+            for sha in sha256s:
+                claim = self._claims.get(sha)
+                if claim is not None and claim.done.is_set():
+                    del self._claims[sha]
+
     def release_all(self) -> None:
         """Wake every waiting twin (the run is ending; none of them will be recorded)."""
         with self._lock:
