@@ -70,3 +70,47 @@ def test_unreachable_database_is_a_catalog_error_without_password() -> None:
         open_catalog("postgresql+psycopg://someone:s3cret@127.0.0.1:1/nothing")
     assert "s3cret" not in caught.value.message
     assert "someone:********@" in caught.value.message
+
+
+def test_head_constant_matches_the_revision_scripts() -> None:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from picpipe.catalog.migrate import HEAD, alembic_config
+
+    assert (
+        ScriptDirectory.from_config(alembic_config(create_engine("sqlite://"))).get_current_head()
+        == HEAD
+    )
+
+
+def test_an_older_catalog_is_upgraded_and_keeps_its_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from picpipe.catalog.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    command.upgrade(alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "insert into source (id, name, kind, location, created_at)"
+                " values (1, 's', 'folder', '/', '2020-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "insert into source_file (source_id, ref, size, mtime_ns, state, retryable,"
+                " first_seen, last_seen, gone) values"
+                " (1, 'a/b/c.jpg', 1, 1, 'imported', 0, '2020-01-01', '2020-01-01', 0)"
+            )
+        )
+    engine.dispose()
+    catalog = open_catalog(url)
+    try:
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("select folder from source_file")).scalar() == "a/b"
+    finally:
+        catalog.close()

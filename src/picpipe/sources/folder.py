@@ -86,7 +86,7 @@ class FolderSource:
         suffixes = self._suffixes
         extensions = self._extensions
         ignored_names = self._ignored_names
-        ignored_file = self._ignored_file
+        ignored_starts, ignored_match = self._ignored_file
         ignored = self._ignored
         is_regular = stat_module.S_ISREG
         while stack:
@@ -128,7 +128,7 @@ class FolderSource:
                     name[dot:] not in suffixes and name[dot + 1 :].lower() not in extensions
                 ):
                     continue
-                if ignored_file is not None and ignored_file(name):
+                if name.startswith(ignored_starts) or (ignored_match and ignored_match(name)):
                     continue
                 if not follow and child.is_symlink():
                     continue
@@ -222,8 +222,10 @@ def _entries(path: str, prefix: str, rows: list[tuple[str, int, int]]) -> list[S
     return out
 
 
-def _file_filter(patterns: list[str], extensions: frozenset[str]) -> Callable[[str], bool] | None:
-    """A cheap test for ignored file names that already have a media extension.
+def _file_filter(
+    patterns: list[str], extensions: frozenset[str]
+) -> tuple[tuple[str, ...], Callable[[str], re.Match[str] | None] | None]:
+    """Cheap tests for ignored names that already have a media extension.
 
     ``name*`` patterns become a ``startswith`` tuple; ``*.ext`` patterns matter only when
     ``ext`` is a media extension; anything else goes through one compiled regex.
@@ -239,18 +241,10 @@ def _file_filter(patterns: list[str], extensions: frozenset[str]) -> Callable[[s
                 complex_patterns.append(pattern)
         else:
             complex_patterns.append(pattern)
-    starts = tuple(prefixes)
-    regex = (
-        re.compile("|".join(fnmatch.translate(p) for p in complex_patterns))
-        if complex_patterns
-        else None
-    )
-    if not starts and regex is None:
-        return None
-    if regex is None:
-        return lambda name: name.startswith(starts)
-    match = regex.match
-    return lambda name: name.startswith(starts) or match(name) is not None
+    if not complex_patterns:
+        return tuple(prefixes), None
+    regex = re.compile("|".join(fnmatch.translate(p) for p in complex_patterns))
+    return tuple(prefixes), regex.match
 
 
 _NOT_UTF8 = "file name is not valid UTF-8; catalogued with \\xNN escapes"
