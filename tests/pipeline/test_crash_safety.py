@@ -364,8 +364,8 @@ def assert_library_and_catalog_agree(h: Harness) -> None:
     assert "running" not in statuses, f"a session is still marked running: {statuses}"
     assert statuses[-1] == "completed"
 
-    proc = h.spawn("verify", "--json")
-    rc, out = h.finish(proc)
+    rc, out = h.finish(h.spawn("verify", "--json"))
+    assert out.strip(), f"verify printed no report (exit {rc}):\n{h.stderr()}"
     report = json.loads(out)
     assert (rc, report["clean"]) == (0, True), report
     assert report["checked"] == len(expected)

@@ -80,13 +80,20 @@ def place_original(
 
 
 def check_writable(root: Path) -> None:
-    """Create ``root/originals`` and prove a file can be written there (LibraryUnwritable)."""
-    probe = root / ORIGINALS / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
+    """Create ``root/originals`` and prove a file can be written there (LibraryUnwritable).
+
+    Probes left by a process killed mid-check are removed first (they only ever sit directly
+    in ``originals/``, so this costs one listing).
+    """
+    originals = root / ORIGINALS
+    probe = originals / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
     try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
+        originals.mkdir(parents=True, exist_ok=True)
+        for stale in originals.glob(f"{TEMP_PREFIX}probe-*"):
+            _unlink_quietly(stale)
         with open(probe, "wb") as handle:
             handle.write(b"picpipe")
-        probe.unlink()
+        probe.unlink(missing_ok=True)
     except OSError as exc:
         raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc
 

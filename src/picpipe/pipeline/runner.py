@@ -274,15 +274,21 @@ class ImportRun:
     # -- session bookkeeping ---------------------------------------------------------------
 
     def _recover_interrupted(self) -> None:
-        """Sessions left "running" by a killed process: mark them, sweep their temp files."""
+        """Sessions left "running" by a killed process: sweep their temp files, then mark them.
+
+        In that order, so that a crash during the sweep leaves them "running" and the next
+        import sweeps again.
+        """
+        with self.catalog.session() as db:
+            stale = [run.id for run in stale_sessions(db, "import")]
+        if not stale:
+            return
+        log.warning("%d earlier import(s) were interrupted; resuming", len(stale))
+        sweep_temp_files(self.ctx.library_root)
         with self.catalog.session() as db, db.begin():
-            stale = stale_sessions(db, "import")
-            for run in stale:
+            for run in stale_sessions(db, "import"):
                 run.status = "interrupted"
                 run.ended_at = run.ended_at or utcnow()
-        if stale:
-            log.warning("%d earlier import(s) were interrupted; resuming", len(stale))
-            sweep_temp_files(self.ctx.library_root)
 
     def _finish(self, session_id: int, status: str) -> None:
         with self.catalog.session() as db, db.begin():
