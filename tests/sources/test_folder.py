@@ -86,3 +86,9 @@ def test_ignore_patterns_apply_to_media_names(tmp_path: Path) -> None:
     assert set(entries(FolderSource("x", tmp_path, scan))) == {"keep.jpg", "IMG_12.jpg"}
     custom = ScanOptions(ignored_patterns=["*.jpg"])
     assert set(entries(FolderSource("x", tmp_path, custom))) == set()
+
+
+def test_a_folder_named_like_a_photo_is_walked(tmp_path: Path) -> None:
+    (tmp_path / "trip.jpg").mkdir()
+    (tmp_path / "trip.jpg" / "inside.jpg").write_bytes(b"1")
+    assert set(entries(FolderSource("x", tmp_path))) == {"trip.jpg/inside.jpg"}

@@ -89,6 +89,7 @@ class FolderSource:
         ignored_starts, ignored_match = self._ignored_file
         ignored = self._ignored
         is_regular = stat_module.S_ISREG
+        is_directory = stat_module.S_ISDIR
         while stack:
             path, prefix = stack.pop()
             try:
@@ -101,48 +102,52 @@ class FolderSource:
             rows: list[tuple[str, int, int]] = []
             for child in children:
                 name = child.name
-                if name in ignored_names:
+                dot = name.rfind(".")
+                # Media files first: most entries are, and they need no is_dir call.
+                if dot > 0 and (name[dot:] in suffixes or name[dot + 1 :].lower() in extensions):
+                    if (
+                        name in ignored_names
+                        or name.startswith(ignored_starts)
+                        or (ignored_match is not None and ignored_match(name))
+                        or (not follow and child.is_symlink())
+                    ):
+                        continue
+                    try:
+                        st = child.stat()
+                    except OSError as exc:
+                        ref = prefix + _display(name)
+                        broken = exc.errno == errno.ENOENT and child.is_symlink()
+                        reason = "broken symbolic link" if broken else _file_reason(exc, ref)
+                        yield ScanProblem(ref, reason)
+                        continue
+                    if is_regular(st.st_mode):
+                        rows.append((name, st.st_size, st.st_mtime_ns))
+                        continue
+                    if not is_directory(st.st_mode):
+                        continue
+                    # a folder named like a photo: walk it like any other folder
+                elif name in ignored_names:
                     continue
                 try:
                     is_dir = child.is_dir(follow_symlinks=follow)
                 except OSError as exc:
                     yield ScanProblem(prefix + _display(name), _folder_reason(exc))
                     continue
-                if is_dir:
-                    if (skip_hidden and name[0] == ".") or (ignored and ignored.match(name)):
-                        continue
-                    ref = prefix + _display(name)
-                    try:
-                        st = child.stat(follow_symlinks=True)
-                    except OSError as exc:
-                        yield ScanProblem(ref, _folder_reason(exc))
-                        continue
-                    if (st.st_dev, st.st_ino) in visited:
-                        yield ScanProblem(ref, SymlinkLoop(path=ref).message)
-                        continue
-                    visited.add((st.st_dev, st.st_ino))
-                    subfolders.append((child.path, ref + "/"))
+                if not is_dir:
                     continue
-                dot = name.rfind(".")
-                if dot < 0 or (
-                    name[dot:] not in suffixes and name[dot + 1 :].lower() not in extensions
-                ):
+                if (skip_hidden and name[0] == ".") or (ignored and ignored.match(name)):
                     continue
-                if name.startswith(ignored_starts) or (ignored_match and ignored_match(name)):
-                    continue
-                if not follow and child.is_symlink():
-                    continue
+                ref = prefix + _display(name)
                 try:
-                    st = child.stat()
+                    st = child.stat(follow_symlinks=True)
                 except OSError as exc:
-                    ref = prefix + _display(name)
-                    broken = exc.errno == errno.ENOENT and child.is_symlink()
-                    yield ScanProblem(
-                        ref, "broken symbolic link" if broken else _file_reason(exc, ref)
-                    )
+                    yield ScanProblem(ref, _folder_reason(exc))
                     continue
-                if is_regular(st.st_mode):
-                    rows.append((name, st.st_size, st.st_mtime_ns))
+                if (st.st_dev, st.st_ino) in visited:
+                    yield ScanProblem(ref, SymlinkLoop(path=ref).message)
+                    continue
+                visited.add((st.st_dev, st.st_ino))
+                subfolders.append((child.path, ref + "/"))
             if rows:
                 yield FolderListing(
                     prefix[:-1], fingerprint=rows, build=partial(_entries, path, prefix, rows)
