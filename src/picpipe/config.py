@@ -11,7 +11,7 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -117,6 +117,22 @@ class ImportOptions(BaseModel):
     default_timezone: str | None = None  # IANA name for UTC-only dates; None = this machine's
 
 
+class ThumbOptions(BaseModel):
+    """Thumbnails kept in the local root: tiny (150), small (500), medium (1920x1080)."""
+
+    format: Literal["jpeg", "webp"] = "jpeg"
+    quality: int = Field(default=85, ge=1, le=100)
+    max_pixels: int = Field(default=250_000_000, ge=1)  # refuse larger images (bombs)
+    workers: int | None = Field(default=None, ge=1)  # processes; None = one per core
+    on_import: bool = True  # make them as part of every import
+
+
+class SidecarOptions(BaseModel):
+    """XMP sidecars written beside each original and read back when someone edits them."""
+
+    write: bool = True
+
+
 class Settings(BaseSettings):
     """Effective configuration of one picpipe process."""
 
@@ -138,6 +154,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("import", "imports", "picpipe_import"),
         serialization_alias="import",
     )
+    thumbs: ThumbOptions = Field(default_factory=ThumbOptions)
+    sidecars: SidecarOptions = Field(default_factory=SidecarOptions)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

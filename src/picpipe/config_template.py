@@ -54,6 +54,22 @@ import:
   # Zone for dates stored only in UTC (e.g. Android videos); default: this machine's zone.
   # default_timezone: Europe/Berlin
 
+thumbs:
+  # Thumbnails in three sizes under $PICPIPE_HOME/thumbs: jpeg (default) or webp.
+  format: jpeg
+  quality: 85
+  # Images with more pixels than this are not decoded (decompression bombs).
+  max_pixels: 250000000
+  # Processes making thumbnails; default one per core.
+  # workers: 2
+  # Make thumbnails during every import (otherwise: picpipe thumbs --missing).
+  on_import: true
+
+sidecars:
+  # Write an XMP sidecar (<sha256>.xmp) beside each original; edits made in digiKam and
+  # other tools are read back, never overwritten.
+  write: true
+
 # Named sources. `picpipe import` with no arguments imports all of them.
 sources: {{}}
 #   phone:   {{kind: folder, path: /srv/phone-dump}}

@@ -58,7 +58,20 @@ class Asset(Base):
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
     problems: Mapped[list[str] | None] = mapped_column(JSON)
-    thumbs_state: Mapped[str] = mapped_column(String(16), default="pending")
+    thumbs_state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|ok|failed
+    thumbs_error: Mapped[str | None] = mapped_column(Text)  # why thumbnails could not be made
+    video_codec: Mapped[str | None] = mapped_column(String(40))
+    # What people add in digiKam and friends, re-imported from the XMP sidecar.
+    keywords: Mapped[list[str] | None] = mapped_column(JSON)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    regions: Mapped[Any | None] = mapped_column(JSON)
+    sidecar_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)  # as last read or written
+    # Live Photo (still + motion) and RAW+JPEG pairs share a pair_id.
+    pair_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    pair_kind: Mapped[str | None] = mapped_column(String(16))  # live | raw+jpeg
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
 
