@@ -157,6 +157,11 @@ def upsert_source_files(
         db.execute(update(SourceFile), updates)
 
 
+def session_assets(db: Session, session_id: int) -> list[str]:
+    """The sha256 of every asset first catalogued by one session."""
+    return list(db.scalars(select(Asset.sha256).where(Asset.session_id == session_id)))
+
+
 def iter_assets(db: Session, *, columns: Sequence[Any] = ()) -> Iterable[Any]:
     cols = columns or (Asset.sha256, Asset.size, Asset.library_path)
     return db.execute(select(*cols).order_by(Asset.sha256)).yield_per(1000)

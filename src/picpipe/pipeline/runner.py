@@ -25,6 +25,7 @@ from picpipe.catalog.queries import (
     mark_gone,
     mark_present,
     save_folder_digests,
+    session_assets,
     stale_sessions,
     start_session,
     utcnow,
@@ -34,6 +35,7 @@ from picpipe.events import EventSink, ItemFinished, ScanProgress, SessionFinishe
 from picpipe.jobs.worker import LocalWorkerPool
 from picpipe.library.writer import check_writable, sweep_temp_files
 from picpipe.pipeline.dates import resolve_timezone
+from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.record import Recorder, SessionCounts
 from picpipe.pipeline.scan import (
     ScanIndex,
@@ -161,6 +163,7 @@ class ImportRun:
             try:
                 for source in sources:
                     self._import_source(source, session_id, recorder, pool)
+                self._link_pairs(session_id)
                 status = "completed_with_failures" if recorder.counts.failed else "completed"
             except KeyboardInterrupt:
                 status = "interrupted"
@@ -270,6 +273,10 @@ class ImportRun:
             save_folder_digests(db, index.source_id, index.digests_to_save(), files_in)
             source_row = db.get_one(SourceRow, index.source_id)
             source_row.last_scan_at = utcnow()
+
+    def _link_pairs(self, session_id: int) -> None:
+        with self.catalog.session() as db, db.begin():
+            link_pairs(db, session_assets(db, session_id))
 
     # -- session bookkeeping ---------------------------------------------------------------
 
