@@ -167,6 +167,66 @@ def iter_assets(db: Session, *, columns: Sequence[Any] = ()) -> Iterable[Any]:
     return db.execute(select(*cols).order_by(Asset.sha256)).yield_per(1000)
 
 
+# -- sidecars ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarRef:
+    """What a sidecar check needs of one asset (``sidecar_mtime_ns`` None: never settled)."""
+
+    sha256: str
+    library_path: str
+    sidecar_mtime_ns: int | None
+
+
+def sidecar_refs(db: Session, *, after: str = "", limit: int = 1000) -> list[SidecarRef]:
+    """The next ``limit`` assets after the sha256 ``after``: keyset paging over the key."""
+    rows = db.execute(
+        select(Asset.sha256, Asset.library_path, Asset.sidecar_mtime_ns)
+        .where(Asset.sha256 > after)
+        .order_by(Asset.sha256)
+        .limit(limit)
+    )
+    return [SidecarRef(r[0], r[1], r[2]) for r in rows]
+
+
+def assets_by_sha(db: Session, sha256s: Sequence[str]) -> dict[str, Asset]:
+    """Full asset rows for the given keys (missing keys are left out)."""
+    found: dict[str, Asset] = {}
+    for start in range(0, len(sha256s), 500):
+        chunk = sha256s[start : start + 500]
+        for asset in db.scalars(select(Asset).where(Asset.sha256.in_(chunk))):
+            found[asset.sha256] = asset
+    return found
+
+
+def asset_provenance(db: Session, sha256s: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """Per asset, every (source name, path in source) that held its bytes, first seen first."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for start in range(0, len(sha256s), 500):
+        chunk = sha256s[start : start + 500]
+        rows = db.execute(
+            select(SourceFile.sha256, Source.name, SourceFile.ref)
+            .join(Source, Source.id == SourceFile.source_id)
+            .where(SourceFile.sha256.in_(chunk))
+            .order_by(SourceFile.first_seen, SourceFile.id)
+        )
+        for sha, name, ref in rows:
+            if sha is not None:
+                found.setdefault(sha, []).append((name, ref))
+    return found
+
+
+def update_sidecar_fields(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Store user fields read from sidecars: each row holds ``sha256`` and the new values.
+
+    Every row must carry the same keys (keywords, rating, label, title, description,
+    regions, sidecar_mtime_ns).
+    """
+    if rows:
+        db.execute(update(Asset), rows)
+
+
 # -- sessions ------------------------------------------------------------------------------
 
 

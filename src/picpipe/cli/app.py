@@ -123,11 +123,12 @@ def human_bytes(n: int | float) -> str:
 
 
 def _register() -> None:
-    from picpipe.cli import imports, info, verify
+    from picpipe.cli import imports, info, sidecars, verify
 
     imports.register(app)
     info.register(app)
     verify.register(app)
+    sidecars.register(app)
 
 
 _register()

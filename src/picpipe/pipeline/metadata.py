@@ -67,6 +67,16 @@ class MediaInfo:
     duration: float | None = None
     live_photo_id: str | None = None
     problems: list[str] = field(default_factory=list)
+    # What people add (digiKam and friends): from a sidecar that came with the file, then
+    # from picpipe's own sidecar once it exists (see pipeline/sidecar.py).
+    keywords: list[str] | None = None
+    rating: int | None = None
+    label: str | None = None
+    title: str | None = None
+    description: str | None = None
+    regions: list[dict[str, Any]] | None = None
+    source_sidecar: str | bytes | None = None  # the readable XMP that came with the file
+    sidecar_mtime_ns: int | None = None  # of picpipe's sidecar, once written or read
 
     @property
     def taken_local(self) -> datetime:

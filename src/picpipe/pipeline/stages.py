@@ -1,7 +1,9 @@
-"""The import stages: hash, dedupe, metadata, place. Each is ``(ctx, task) -> None``.
+"""The import stages: hash, dedupe, metadata, place, sidecar. Each is ``(ctx, task) -> None``.
 
 Stages only fill in the task or raise an ``ItemError``; the runner decides what runs next and
-records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``.
+records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``; a new
+asset gets outcome "new" from the runner once every stage ran. `import_stages` assembles the
+list from the settings (the sidecar stage only when ``sidecars.write``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.queries import find_asset
+from picpipe.catalog.queries import find_asset, utcnow
 from picpipe.errors import EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.metadata import media_info
+from picpipe.pipeline.sidecar import (
+    SidecarContent,
+    SidecarError,
+    SidecarFacts,
+    UserFields,
+    read_sidecar,
+    write_sidecar,
+)
 
 if TYPE_CHECKING:
     from datetime import tzinfo
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
+    from picpipe.config import Settings
     from picpipe.pipeline.task import ImportTask
 
 log = logging.getLogger(__name__)
@@ -143,7 +154,9 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
     entry = task.entry
     path = entry.local_path
     tags: dict[str, Any] = {}
-    sidecar: dict[str, Any] | None = None
+    sidecar: SidecarContent | None = None
+    sidecar_path: str | bytes | None = None
+    sidecar_problem: str | None = None
     tool = ctx.exiftool.get()
     if path is not None:
         try:
@@ -153,12 +166,23 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         sidecar_path = find_sidecar(path)
         if sidecar_path is not None:
             try:
-                sidecar = tool.read(sidecar_path)
-            except ExifToolFailed as exc:
-                task.problems.append(f"sidecar: {exc.message}")
+                sidecar = read_sidecar(tool, sidecar_path)
+            except SidecarError as exc:
+                sidecar_problem = f"sidecar: {exc.message}"
     info = media_info(
-        tags, name=entry.name, mtime_ns=entry.mtime_ns, sidecar=sidecar, default_tz=ctx.default_tz
+        tags,
+        name=entry.name,
+        mtime_ns=entry.mtime_ns,
+        sidecar=sidecar.record if sidecar is not None else None,
+        default_tz=ctx.default_tz,
     )
+    if sidecar is not None:
+        # What people wrote in the sidecar that came with the file seeds picpipe's own.
+        for name, value in sidecar.user.catalog_values().items():
+            setattr(info, name, value)
+        info.source_sidecar = sidecar_path
+    if sidecar_problem is not None:
+        info.problems.append(sidecar_problem)
     if entry.extras and (problem := entry.extras.get("problem")):
         info.problems.append(str(problem))
     task.info = info
@@ -183,10 +207,66 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
     )
     task.library_path = rel
     task.written = placement.action == "written"
-    task.outcome = "duplicate" if task.restores else "new"
+    if task.restores:
+        task.outcome = "duplicate"  # a new asset stays open for the stages after this one
+
+
+def sidecar_stage(ctx: StageContext, task: ImportTask) -> None:
+    """Write the new asset's XMP sidecar beside its original (``<sha256>.xmp``).
+
+    A sidecar that came with the source file is the starting point. A sidecar already in the
+    library (an earlier, interrupted run) keeps its user fields, which then go to the catalog.
+    Failing to write is a recorded problem on the asset, not a failed import.
+    """
+    assert task.sha256 is not None
+    assert task.info is not None
+    assert task.library_path is not None
+    info = task.info
+    facts = SidecarFacts(
+        sha256=task.sha256,
+        original_name=task.entry.name,
+        taken_local=info.taken.local,
+        taken_offset_min=info.taken.offset_min,
+        date_source=info.taken.source,
+        imported_at=utcnow(),
+        provenance=((task.source.name, task.entry.ref),),
+        make=info.make,
+        model=info.model,
+        lens=info.lens,
+        gps_lat=info.gps_lat,
+        gps_lon=info.gps_lon,
+        gps_alt=info.gps_alt,
+        width=info.width,
+        height=info.height,
+    )
+    try:
+        written = write_sidecar(
+            ctx.exiftool.get(),
+            ctx.library_root,
+            task.library_path,
+            facts,
+            UserFields.from_info(info),
+            seed=info.source_sidecar,
+            fsync=ctx.fsync,
+        )
+    except SidecarError as exc:
+        problem = f"sidecar not written: {exc.reason}; `picpipe sidecars --write` tries again"
+        info.problems.append(problem)
+        task.problems.append(problem)
+        return
+    for name, value in written.user.catalog_values().items():
+        setattr(info, name, value)
+    info.sidecar_mtime_ns = written.mtime_ns
 
 
 IMPORT_STAGES: tuple[Stage, ...] = (hash_stage, dedupe_stage, metadata_stage, place_stage)
+
+
+def import_stages(settings: Settings) -> tuple[Stage, ...]:
+    """The import stages these settings ask for: sidecars are written when sidecars.write."""
+    if settings.sidecars.write:
+        return (*IMPORT_STAGES, sidecar_stage)
+    return IMPORT_STAGES
 
 
 def find_sidecar(path: str | bytes) -> str | bytes | None:
