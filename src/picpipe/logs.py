@@ -34,7 +34,8 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     """Configure the root logger once per process (stderr only; stdout is for results)."""
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, "_picpipe", False):  # replace only our own (keep a test runner's)
+            root.removeHandler(old)
     handler: logging.Handler
     if sys.stderr.isatty() and not force_json:
         from rich.logging import RichHandler
@@ -45,6 +46,7 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLineFormatter())
+    handler._picpipe = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("alembic", "sqlalchemy"):
