@@ -46,7 +46,7 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLineFormatter())
-    handler._picpipe = True  # type: ignore[attr-defined]
+    setattr(handler, "_picpipe", True)  # noqa: B010 - a marker, not an attribute of the class
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("alembic", "sqlalchemy"):
