@@ -86,15 +86,14 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     code, out, _ = cli("stats", "--json")
     stats = json.loads(out)
     assert (stats["photos"], stats["videos"], stats["originals"]["count"]) == (6, 0, 6)
-    assert stats["thumbnails"] == {
-        "count": 0,
-        "bytes": 0,
-        "by_size": {
-            "tiny": {"count": 0, "bytes": 0},
-            "small": {"count": 0, "bytes": 0},
-            "medium": {"count": 0, "bytes": 0},
-        },
+    thumbnails = stats["thumbnails"]  # the import made tiny, small and medium for each photo
+    assert {size: n["count"] for size, n in thumbnails["by_size"].items()} == {
+        "tiny": 6,
+        "small": 6,
+        "medium": 6,
     }
+    assert thumbnails["count"] == 18
+    assert thumbnails["bytes"] == sum(n["bytes"] for n in thumbnails["by_size"].values()) > 0
     assert stats["sources"][0]["files"] == 8
 
     code, out, _ = cli("verify", "--json")

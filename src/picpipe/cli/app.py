@@ -123,12 +123,13 @@ def human_bytes(n: int | float) -> str:
 
 
 def _register() -> None:
-    from picpipe.cli import imports, info, sidecars, verify
+    from picpipe.cli import imports, info, sidecars, thumbs, verify
 
     imports.register(app)
     info.register(app)
     verify.register(app)
     sidecars.register(app)
+    thumbs.register(app)
 
 
 _register()

@@ -14,7 +14,7 @@ from picpipe.catalog.db import open_catalog
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
-from picpipe.errors import ConfigError, ItemsFailed
+from picpipe.errors import ConfigError, ItemsFailed, PicpipeError
 from picpipe.events import Event, ItemFinished, ScanProgress
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
@@ -80,6 +80,9 @@ def import_(
         help="Inbox folders only: delete each source file once its copy is verified.",
     ),
     workers: int | None = typer.Option(None, "--workers", min=1, max=64, help="Parallel files."),
+    no_thumbs: bool = typer.Option(
+        False, "--no-thumbs", help="Make no thumbnails now (later: `picpipe thumbs`)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the session summary as JSON."),
 ) -> None:
     """Import folders into the library: hash, deduplicate, date, and place every original."""
@@ -101,12 +104,34 @@ def import_(
         signal.signal(signal.SIGTERM, previous)
         tools.close()
         catalog.close()
-    if as_json:
-        emit_json(summary.as_dict())
-    else:
+    if not as_json:
         _print_summary(summary)
+    thumbs = None
+    if settings.thumbs.on_import and not no_thumbs:
+        # Failed thumbnails leave the exit code alone: the originals are safe, the state says why.
+        thumbs = _make_thumbnails(settings, quiet=as_json)
+    if as_json:
+        emit_json(summary.as_dict() | ({"thumbs": thumbs} if thumbs is not None else {}))
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
+
+
+def _make_thumbnails(settings: Settings, *, quiet: bool) -> dict[str, object]:
+    """Thumbnails for every asset still pending; a problem is reported, not raised."""
+    from picpipe.cli.thumbs import make_thumbnails
+
+    try:
+        result = make_thumbnails(settings, "pending", quiet=quiet)
+    except PicpipeError as exc:
+        log.warning("no thumbnails were made: %s", exc.message)
+        if not quiet:
+            console.print(f"thumbnails: none made ({exc.message})", markup=False)
+        return {"made": 0, "failed": 0, "error": exc.message}
+    if not quiet:
+        console.print(f"thumbnails: {result.made} made, {result.failed} failed")
+        for failure in result.failures[:20]:
+            console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
+    return {"made": result.made, "failed": result.failed}
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -42,8 +42,9 @@ def sidecar_path(library_path: str) -> str:
     return f"{stem}.xmp"
 
 
-def thumb_path(sha256: str, size: ThumbSize) -> str:
-    return f"thumbs/{size}/{sha256[:2]}/{sha256}.jpg"
+def thumb_path(sha256: str, size: ThumbSize, ext: str = "jpg") -> str:
+    """``thumbs/{size}/{sha[:2]}/{sha256}.{ext}``: ``jpg`` by default, ``webp`` as an option."""
+    return f"thumbs/{size}/{sha256[:2]}/{sha256}.{ext}"
 
 
 def thumb_metadata_path(sha256: str) -> str:

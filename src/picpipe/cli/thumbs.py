@@ -1,0 +1,106 @@
+"""`picpipe thumbs`: make missing thumbnails, or remake all of them, in a process pool."""
+
+from __future__ import annotations
+
+import signal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from picpipe.catalog.db import open_catalog
+from picpipe.cli.app import console, emit_json, reports_errors, state
+from picpipe.config import Settings
+from picpipe.errors import ItemsFailed
+from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
+
+
+class ThumbnailsFailed(ItemsFailed):
+    template = "{count} asset(s) got no thumbnails; `picpipe thumbs --json` lists the reasons"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("thumbs")(thumbs)
+
+
+@reports_errors
+def thumbs(
+    ctx: typer.Context,
+    remake_all: bool = typer.Option(False, "--all", help="Remake the thumbnails of every asset."),
+    missing: bool = typer.Option(
+        False, "--missing", help="Assets without thumbnails (the default)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="Processes (default thumbs.workers: one per core)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Make tiny, small and medium thumbnails (and their metadata JSON) for the library."""
+    if remake_all and missing:
+        raise typer.BadParameter("--all and --missing exclude each other")
+    settings = state(ctx).settings
+    summary = make_thumbnails(
+        settings, "all" if remake_all else "missing", workers=workers, quiet=as_json
+    )
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        print_summary(summary)
+    if summary.failed:
+        raise ThumbnailsFailed(count=summary.failed)
+
+
+def make_thumbnails(
+    settings: Settings, selection: Selection, *, workers: int | None = None, quiet: bool = False
+) -> ThumbSummary:
+    """Run the thumbnail stage on the configured catalog; a Rich bar when on a terminal."""
+    catalog = open_catalog(settings.catalog_url)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop flushes what is done
+    try:
+        run = ThumbRun(
+            catalog,
+            home=settings.home_root,
+            library_root=settings.library_root,
+            options=settings.thumbs,
+            workers=workers,
+        )
+        if quiet or not console.is_terminal:
+            return run.run(selection)
+        with Progress(
+            TextColumn("[bold]thumbnails"),
+            BarColumn(bar_width=None),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("thumbnails", total=None, counts="")
+
+            def on_progress(summary: ThumbSummary, total: int) -> None:
+                progress.update(
+                    bar,
+                    total=total,
+                    completed=summary.made + summary.failed,
+                    counts=f"made {summary.made}  failed {summary.failed}",
+                )
+
+            run.progress = on_progress
+            return run.run(selection)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        catalog.close()
+
+
+def print_summary(summary: ThumbSummary) -> None:
+    console.print(
+        f"thumbnails: {summary.made} made, {summary.failed} failed, "
+        f"{summary.skipped} skipped in {summary.seconds:.1f}s"
+    )
+    for failure in summary.failures[:50]:
+        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
+    if len(summary.failures) > 50:
+        console.print(f"  … and {len(summary.failures) - 50} more (see --json)")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
