@@ -16,6 +16,7 @@ from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.config import Settings, load_settings
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.pipeline.stages import import_stages
 from picpipe.sources.base import Source
 from picpipe.sources.folder import FolderSource
 
@@ -111,7 +112,13 @@ class LibraryFixture:
 
     def run(self, *sources: Source, move: bool = False, workers: int = 4) -> SessionSummary:
         ctx = build_context(self.settings, self.catalog, self.tools)
-        return ImportRun(ctx, self.settings.home_root, workers=workers, move=move).run(sources)
+        return ImportRun(
+            ctx,
+            self.settings.home_root,
+            workers=workers,
+            move=move,
+            stages=import_stages(self.settings),
+        ).run(sources)
 
     def import_folder(self, path: Path, **kwargs: object) -> SessionSummary:
         return self.run(self.folder(path), **kwargs)  # type: ignore[arg-type]

@@ -203,3 +203,43 @@ def test_sigterm_ends_the_session_as_interrupted(tmp_path: Path, exiftool_availa
         run_cli("--home", str(home), "import", str(tmp_path / "many"), "--json").stdout
     )
     assert again["new"] + again["unchanged"] == 40
+
+
+def test_import_writes_sidecars_and_the_next_import_reads_edits_back(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from sqlalchemy import create_engine, text
+
+    make_jpeg(tmp_path / "dump" / "IMG_1.jpg", taken=datetime(2022, 5, 6, 7, 8, 9), offset="+02:00")
+    code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
+    assert code == 0
+    (original,) = [p for p in (tmp_path / "library" / "originals").rglob("*.jpg")]
+    sidecar = original.with_suffix(".xmp")
+    assert sidecar.is_file()
+    read = subprocess.run(
+        ["exiftool", "-s3", "-XMP-exif:DateTimeOriginal", str(sidecar)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == "2022:05:06 07:08:09+02:00"
+
+    subprocess.run(
+        [
+            "exiftool",
+            "-overwrite_original",
+            "-XMP-dc:Subject+=Holiday",
+            "-XMP-xmp:Rating=4",
+            str(sidecar),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
+    summary = json.loads(out)
+    assert (code, summary["unchanged"]) == (0, 1)
+    engine = create_engine(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}")
+    with engine.connect() as conn:
+        keywords, rating = conn.execute(text("select keywords, rating from asset")).one()
+    engine.dispose()
+    assert (json.loads(keywords), rating) == (["Holiday"], 4)

@@ -36,7 +36,9 @@ def phone_dump(folder: Path, count: int = 6) -> list[Path]:
 
 
 def library_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in (root / "originals").rglob("*") if p.is_file())
+    """Originals under the library root (their XMP sidecars aside)."""
+    originals = (root / "originals").rglob("*")
+    return sorted(str(p.relative_to(root)) for p in originals if p.is_file() and p.suffix != ".xmp")
 
 
 def test_import_places_each_photo_by_local_date_and_hash(

@@ -19,6 +19,8 @@ from picpipe.events import Event, ItemFinished, ScanProgress
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
+from picpipe.pipeline.stages import import_stages
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
 
@@ -98,8 +100,11 @@ def import_(
             settings.home_root,
             workers=workers or settings.workers,
             move=move,
+            stages=import_stages(settings),
         )
         summary = _run_with_progress(run, sources, quiet=as_json)
+        # Edits made in digiKam and friends since the last run come back with every import.
+        sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
     finally:
         signal.signal(signal.SIGTERM, previous)
         tools.close()
@@ -111,7 +116,8 @@ def import_(
         # Failed thumbnails leave the exit code alone: the originals are safe, the state says why.
         thumbs = _make_thumbnails(settings, quiet=as_json)
     if as_json:
-        emit_json(summary.as_dict() | ({"thumbs": thumbs} if thumbs is not None else {}))
+        extra = {"sidecars": sidecars} | ({"thumbs": thumbs} if thumbs is not None else {})
+        emit_json(summary.as_dict() | extra)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
 
