@@ -409,18 +409,46 @@ def test_missing_only_remakes_what_is_gone(sqlite_library: LibraryFixture, tmp_p
     assert _run(sqlite_library, "all").made == 3
 
 
-def test_a_missing_original_is_a_reason(sqlite_library: LibraryFixture, tmp_path: Path) -> None:
+def test_a_missing_original_is_a_reason_and_tried_again(
+    sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
     make_jpeg(tmp_path / "in" / "a.jpg", taken=datetime(2020, 1, 1))
     _import(sqlite_library, tmp_path / "in")
     (asset,) = assets(sqlite_library.catalog).values()
-    (sqlite_library.root / asset.library_path).unlink()
+    original = sqlite_library.root / asset.library_path
+    kept = original.read_bytes()
+    original.unlink()
+
+    summary = _run(sqlite_library)
+
+    reason = "original is missing from the library; run picpipe verify"
+    assert (summary.failed, summary.failures[0]["reason"]) == (1, reason)
+    (asset,) = assets(sqlite_library.catalog).values()
+    assert (asset.thumbs_state, asset.thumbs_error) == ("pending", reason), "not the file's fault"
+    original.write_bytes(kept)
+    assert _run(sqlite_library).made == 1
+    (asset,) = assets(sqlite_library.catalog).values()
+    assert (asset.thumbs_state, asset.thumbs_error) == ("ok", None)
+
+
+def test_thumbnails_that_cannot_be_written_stay_pending(
+    sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    make_jpeg(tmp_path / "in" / "a.jpg", taken=datetime(2020, 1, 1))
+    _import(sqlite_library, tmp_path / "in")
+    blocker = sqlite_library.settings.home_root / "thumbs" / "small"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"not a folder")
 
     summary = _run(sqlite_library)
 
     assert summary.failed == 1
-    assert summary.failures[0]["reason"] == (
-        "original is missing from the library; run picpipe verify"
-    )
+    assert summary.failures[0]["reason"].startswith("could not write thumbnails: ")
+    (asset,) = assets(sqlite_library.catalog).values()
+    assert asset.thumbs_state == "pending"
+    assert not list(blocker.parent.rglob(".picpipe-tmp-*")), "no temp file left behind"
+    blocker.unlink()
+    assert _run(sqlite_library).made == 1
 
 
 CRASH_MARK = b"picpipe-test: crash this worker"

@@ -48,6 +48,12 @@ class ThumbnailFailed(ItemError):
     template = "{detail}"
 
 
+class OriginalUnreadable(ThumbnailFailed):
+    """The original could not be read (missing, permissions, I/O): try again on a later run."""
+
+    retryable = True
+
+
 @dataclass(slots=True)
 class Decoded:
     """One decoded original.
@@ -93,11 +99,11 @@ def decode(path: str, kind: str, *, max_pixels: int, box: Size) -> Decoded:
         with open(path, "rb") as handle:
             head = handle.read(12)
     except FileNotFoundError as exc:
-        raise ThumbnailFailed(
+        raise OriginalUnreadable(
             detail="original is missing from the library; run picpipe verify"
         ) from exc
     except OSError as exc:
-        raise ThumbnailFailed(detail=f"cannot read the original: {exc.strerror or exc}") from exc
+        raise OriginalUnreadable(detail=f"cannot read the original: {exc.strerror or exc}") from exc
     if kind == "video":
         return _decode_video(path, max_pixels=max_pixels)
     if kind == "raw":

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 
 from picpipe.catalog.models import Asset
 from picpipe.errors import DependencyMissing, LibraryError
-from picpipe.library.layout import THUMB_SIZES, is_temp_name, thumb_metadata_path
+from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, is_temp_name, thumb_metadata_path
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
 if TYPE_CHECKING:
@@ -211,14 +211,19 @@ class ThumbRun:
                 else:
                     self._record(item, result, summary, total)
             if suspects:
-                # Every job in flight shares the broken pool's fate; which one crashed it is
-                # unknown, so each runs again alone.
-                suspects += in_flight.values()
+                # The jobs still in flight share the broken pool's fate; which one crashed it
+                # is unknown, so each that did not finish runs again alone.
+                pool.restart()  # waits for the old pool: every future is settled now
+                for future, item in in_flight.items():
+                    result = _outcome(future, item)
+                    if result is None:
+                        suspects.append(item)
+                    else:
+                        self._record(item, result, summary, total)
                 in_flight.clear()
                 log.warning(
                     "a thumbnail worker died; retrying %d file(s) one by one", len(suspects)
                 )
-                pool.restart()
                 for item in suspects:
                     self._isolated(pool, item, summary, total)
 
@@ -238,7 +243,7 @@ class ThumbRun:
             summary.made += 1
             log.debug("thumbnails of %s made in %.3fs", item.library_path, result.seconds)
         else:
-            summary.failed += 1
+            summary.failed += 1  # a retryable failure stays pending for the next run
             reason = result.reason or "unknown error"
             summary.failures.append(
                 {"sha256": result.sha256, "path": item.library_path, "reason": reason}
@@ -261,13 +266,19 @@ class ThumbRun:
             else None
         )
         data["thumbs_error"] = result.reason
+        payload = json.dumps(data, ensure_ascii=False).encode()
         target = self.home / thumb_metadata_path(result.sha256)
-        if target.parent not in self._made_dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(target.parent)
-        temp = target.with_name(f".picpipe-tmp-{target.name}")
         try:
-            temp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            if target.read_bytes() == payload:
+                return  # a remake with the same facts: leave the file (and its mtime) alone
+        except OSError:
+            pass
+        temp = target.with_name(f"{TEMP_PREFIX}{target.name}")
+        try:
+            if target.parent not in self._made_dirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(target.parent)
+            temp.write_bytes(payload)
             os.replace(temp, target)
         except OSError as exc:
             log.warning("%s: could not write %s: %s", item.library_path, target, exc.strerror)
@@ -280,7 +291,7 @@ class ThumbRun:
         states = [
             {
                 "sha256": r.sha256,
-                "thumbs_state": "ok" if r.ok else "failed",
+                "thumbs_state": "ok" if r.ok else "pending" if r.retry else "failed",
                 "thumbs_error": r.reason,
             }
             for r in batch
@@ -364,7 +375,7 @@ def _outcome(future: Future[ThumbResult], item: _Item) -> ThumbResult | None:
     """The future's result; None when its worker died (the pool is broken)."""
     try:
         return future.result()
-    except BrokenProcessPool:
+    except (BrokenProcessPool, CancelledError):
         return None
     except Exception as exc:  # the pool's own failures (pickling), not decoder errors
         log.debug("thumbnail job for %s failed", item.library_path, exc_info=True)

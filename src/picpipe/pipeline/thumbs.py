@@ -12,6 +12,7 @@ is a failed result with a reason, never an exception.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -35,7 +36,6 @@ BOXES: dict[ThumbSize, tuple[int, int]] = {
     "medium": (1920, 1080),
 }
 EXTENSIONS: dict[ThumbFormat, str] = {"jpeg": "jpg", "webp": "webp"}
-_made_dirs: set[str] = set()  # per process: thumbnail folders known to exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +55,15 @@ class ThumbJob:
 
 @dataclass(frozen=True, slots=True)
 class ThumbResult:
-    """What a worker did with one `ThumbJob`: ``sizes`` when it made them, else ``reason``."""
+    """What a worker did with one `ThumbJob`: ``sizes`` when it made them, else ``reason``.
+
+    ``retry`` marks a failure that is not the file's fault (it could not be read, or the
+    thumbnails could not be written): the asset stays pending for the next run.
+    """
 
     sha256: str
     reason: str | None = None
+    retry: bool = False
     width: int | None = None  # the original's upright (display) size
     height: int | None = None
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -91,19 +96,25 @@ def make_thumbnails(job: ThumbJob) -> ThumbResult:
     never ends the worker. A crash inside a C decoder kills the worker; `ThumbRun` handles that.
     """
     started = time.perf_counter()
+
+    def failed(reason: str, *, retry: bool = False) -> ThumbResult:
+        return ThumbResult(job.sha256, reason, retry, seconds=time.perf_counter() - started)
+
     try:
         result = _render(job)
     except ItemError as exc:
-        return ThumbResult(job.sha256, reason=exc.reason, seconds=time.perf_counter() - started)
+        return failed(exc.reason, retry=exc.retryable)
     except MemoryError:
-        reason = "out of memory while decoding (try fewer thumbs.workers)"
-        return ThumbResult(job.sha256, reason=reason, seconds=time.perf_counter() - started)
+        return failed("out of memory while decoding (try fewer thumbs.workers)", retry=True)
     except Exception as exc:
+        import pyvips
+
         from picpipe.pipeline.decoders import vips_reason
 
         log.debug("thumbnails of %s failed", job.sha256, exc_info=True)
-        reason = _unexpected(exc, vips_reason)
-        return ThumbResult(job.sha256, reason=reason, seconds=time.perf_counter() - started)
+        if isinstance(exc, pyvips.Error):  # raised while decoding, in copy_memory
+            return failed(vips_reason(exc))
+        return failed(f"internal error: {type(exc).__name__}: {exc}"[:300])
     return ThumbResult(
         job.sha256,
         width=result.size[0],
@@ -211,28 +222,34 @@ def _is_srgb_profile(profile: bytes) -> bool:
     return "srgb" in description.lower()
 
 
+class ThumbnailWriteFailed(ItemError):
+    """A thumbnail could not be written under the local root (full disk, permissions)."""
+
+    template = "could not write thumbnails: {detail}"
+    retryable = True
+
+
 def _save(image: Any, target: Path, job: ThumbJob) -> None:
-    folder = str(target.parent)
-    if folder not in _made_dirs:
-        os.makedirs(folder, exist_ok=True)
-        _made_dirs.add(folder)
+    """Write to a temp name in the target folder, then rename over (readers never see half)."""
+    import pyvips
+
     temp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
     try:
+        os.makedirs(target.parent, exist_ok=True)
         if job.format == "webp":
             image.webpsave(str(temp), Q=job.quality, strip=True)
         else:
             image.jpegsave(str(temp), Q=job.quality, strip=True)
         os.replace(temp, target)
+    except (OSError, pyvips.Error) as exc:
+        _discard(temp)
+        detail = exc.strerror if isinstance(exc, OSError) else str(exc.detail or exc.message)
+        raise ThumbnailWriteFailed(detail=" ".join(str(detail).split())[:200]) from exc
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         raise
 
 
-def _unexpected(exc: Exception, vips_reason: Any) -> str:
-    import pyvips
-
-    if isinstance(exc, pyvips.Error):
-        return str(vips_reason(exc))
-    if isinstance(exc, OSError):
-        return f"could not write thumbnails: {exc.strerror or exc}"
-    return f"internal error: {type(exc).__name__}: {exc}"[:300]
+def _discard(temp: Path) -> None:
+    with contextlib.suppress(OSError):  # never written, or its folder is the problem
+        temp.unlink()
