@@ -73,6 +73,9 @@ class Decoded:
 
 def configure(threads: int) -> None:
     """Per worker process: libvips threads, no operation cache, no risky or clashing loaders."""
+    # pyvips forwards libvips' chatter (resize plans, warnings on files already judged here)
+    # to Python logging, and a forked worker shares the command's handlers.
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
     pyvips.cache_set_max(0)  # every file is new; a cache only holds memory
     pyvips.concurrency_set(max(1, threads))
     pyvips.operation_block_set("VipsForeignLoadMagick", True)  # priority -100, "untrusted"

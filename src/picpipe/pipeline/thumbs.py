@@ -82,9 +82,15 @@ def thumb_file(home: Path | str, sha256: str, size: ThumbSize, fmt: ThumbFormat)
 
 
 def init_worker(threads: int) -> None:
-    """Process-pool initializer: decoder threads and libvips settings for this worker."""
+    """Process-pool initializer: decoder threads and libvips settings for this worker.
+
+    Workers report through their results, not the log: they are forked while the command may
+    be drawing a Rich progress bar, and a handler lock copied mid-use would hang a worker that
+    logs. So only errors are logged here.
+    """
     from picpipe.pipeline import decoders
 
+    logging.getLogger("picpipe").setLevel(logging.ERROR)
     decoders.configure(threads)
 
 
