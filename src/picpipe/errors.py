@@ -161,5 +161,5 @@ class IntegrityProblems(PicpipeError):
 
 
 class ItemsFailed(PicpipeError):
-    template = "completed with {count} failed item(s); see `picpipe sessions` or --json"
+    template = "completed with {count} failed item(s); the list above (or --json) says why"
     exit_code = ExitCode.ITEMS_FAILED
