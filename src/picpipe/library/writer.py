@@ -69,12 +69,12 @@ def place_original(
             raise CopyMismatch(path=display)
         os.replace(temp, final)
         if fsync:
-            _fsync_dir(folder)
+            fsync_path(folder)
     except OSError as exc:
-        _unlink_quietly(temp)
+        unlink_quietly(temp)
         raise _map_os_error(exc, display, root) from exc
     except BaseException:
-        _unlink_quietly(temp)
+        unlink_quietly(temp)
         raise
     return Placement(final, "written")
 
@@ -90,7 +90,7 @@ def check_writable(root: Path) -> None:
     try:
         originals.mkdir(parents=True, exist_ok=True)
         for stale in originals.glob(f"{TEMP_PREFIX}probe-*"):
-            _unlink_quietly(stale)
+            unlink_quietly(stale)
         with open(probe, "wb") as handle:
             handle.write(b"picpipe")
         probe.unlink(missing_ok=True)
@@ -102,7 +102,7 @@ def sweep_temp_files(root: Path) -> list[Path]:
     """Delete every unfinished temp file under ``root/originals``; returns what was removed."""
     removed: list[Path] = []
     for path in find_temp_files(root):
-        _unlink_quietly(path)
+        unlink_quietly(path)
         removed.append(path)
     if removed:
         log.info("removed %d unfinished temp file(s) from an interrupted run", len(removed))
@@ -167,18 +167,20 @@ def _make_dirs(folder: Path, *, stop: Path, fsync: bool) -> None:
         except FileExistsError:
             continue
         if fsync:
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove a temp file; a missing one is fine, other errors are logged, never raised."""
     try:
         path.unlink()
     except FileNotFoundError:

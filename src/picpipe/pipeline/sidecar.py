@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.errors import ItemError
 from picpipe.library.layout import TEMP_PREFIX, sidecar_path
+from picpipe.library.writer import fsync_path, unlink_quietly
 from picpipe.pipeline.exiftool import ExifToolFailed
 from picpipe.pipeline.sidecar_args import own_args, user_args
 
@@ -233,18 +234,18 @@ def write_sidecar(
                     continue
                 raise SidecarError(path=rel, detail=exc.reason) from exc
             if fsync:
-                _fsync_path(temp)
+                fsync_path(temp)
             if _identity(final) != before:
                 log.debug("%s changed while it was rewritten; merging again", rel)
                 continue
             os.replace(temp, final)
             if fsync:
-                _fsync_path(final.parent)
+                fsync_path(final.parent)
             mtime_ns = final.stat().st_mtime_ns
         except OSError as exc:
             raise SidecarError(path=rel, detail=exc.strerror or str(exc)) from exc
         finally:
-            _unlink_quietly(temp)
+            unlink_quietly(temp)
         return SidecarWritten(present.over(initial), mtime_ns)
     raise SidecarError(path=rel, detail="it kept changing while picpipe wrote it; run again")
 
@@ -340,20 +341,3 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_mtime_ns, st.st_size, st.st_ino
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("could not remove temp file %s: %s", path, exc.strerror)
