@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,13 +125,13 @@ class LibraryFixture:
         return self.run(self.folder(path), **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def library(tmp_path: Path, catalog_url: str, exiftool_available: None) -> Iterator[LibraryFixture]:
-    """A new library and catalog on each engine (fsync off: tests need no durability)."""
+@contextmanager
+def open_library(tmp_path: Path, database_url: str | None = None) -> Iterator[LibraryFixture]:
+    """A new library and catalog under ``tmp_path`` (fsync off: tests need no durability)."""
     settings = load_settings(
         home=tmp_path / "home",
         library=tmp_path / "library",
-        database_url=catalog_url,
+        database_url=database_url,
         **{"import": {"fsync": False}},
     )
     catalog = open_catalog(settings.catalog_url)
@@ -143,18 +144,17 @@ def library(tmp_path: Path, catalog_url: str, exiftool_available: None) -> Itera
 
 
 @pytest.fixture
+def library(tmp_path: Path, catalog_url: str, exiftool_available: None) -> Iterator[LibraryFixture]:
+    """A new library and catalog on each engine."""
+    with open_library(tmp_path, catalog_url) as lib:
+        yield lib
+
+
+@pytest.fixture
 def sqlite_library(tmp_path: Path, exiftool_available: None) -> Iterator[LibraryFixture]:
     """Like ``library`` but SQLite only, for tests about files rather than engines."""
-    settings = load_settings(
-        home=tmp_path / "home", library=tmp_path / "library", **{"import": {"fsync": False}}
-    )
-    catalog = open_catalog(settings.catalog_url)
-    tools = ExifToolPool()
-    try:
-        yield LibraryFixture(settings, catalog, tools)
-    finally:
-        tools.close()
-        catalog.close()
+    with open_library(tmp_path) as lib:
+        yield lib
 
 
 def tree_digest(root: Path) -> dict[str, tuple[int, int, bytes]]:

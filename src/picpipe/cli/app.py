@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +112,26 @@ def emit_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (the only thing on stdout with --json)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def print_failures(failures: list[dict[str, str]], *, limit: int = 50) -> None:
+    """The first ``limit`` failed items with their reasons (all of them are in --json)."""
+    for failure in failures[:limit]:
+        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
+    if len(failures) > limit:
+        console.print(f"  … and {len(failures) - limit} more (see --json)")
+
+
+def sigterm_interrupts() -> Any:
+    """Make SIGTERM (a service stop) raise KeyboardInterrupt so a run ends cleanly.
+
+    Returns the previous handler, for ``signal.signal(signal.SIGTERM, previous)``.
+    """
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def human_bytes(n: int | float) -> str:

@@ -11,7 +11,15 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from picpipe.catalog.db import open_catalog
-from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.cli.app import (
+    console,
+    emit_json,
+    human_bytes,
+    print_failures,
+    reports_errors,
+    sigterm_interrupts,
+    state,
+)
 from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed, PicpipeError
@@ -93,7 +101,7 @@ def import_(
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop ends the session cleanly
+    previous = sigterm_interrupts()  # a service stop ends the session cleanly
     try:
         run = ImportRun(
             build_context(settings, catalog, tools),
@@ -138,10 +146,6 @@ def _make_thumbnails(settings: Settings, *, quiet: bool) -> dict[str, object]:
         for failure in result.failures[:20]:
             console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
     return {"made": result.made, "failed": result.failed}
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
@@ -221,7 +225,4 @@ def _print_summary(summary: SessionSummary) -> None:
         f"{summary.unchanged} unchanged, {summary.failed} failed, "
         f"{human_bytes(summary.bytes)} added in {summary.seconds:.1f}s"
     )
-    for failure in summary.failures[:50]:
-        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
-    if len(summary.failures) > 50:
-        console.print(f"  … and {len(summary.failures) - 50} more (see --json)")
+    print_failures(summary.failures)

@@ -8,7 +8,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from picpipe.catalog.db import open_catalog
-from picpipe.cli.app import console, emit_json, reports_errors, state
+from picpipe.cli.app import (
+    console,
+    emit_json,
+    print_failures,
+    reports_errors,
+    sigterm_interrupts,
+    state,
+)
 from picpipe.config import Settings
 from picpipe.errors import ItemsFailed
 from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
@@ -54,7 +61,7 @@ def make_thumbnails(
 ) -> ThumbSummary:
     """Run the thumbnail stage on the configured catalog; a Rich bar when on a terminal."""
     catalog = open_catalog(settings.catalog_url)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop flushes what is done
+    previous = sigterm_interrupts()  # a service stop flushes what is done
     try:
         run = ThumbRun(
             catalog,
@@ -96,10 +103,7 @@ def print_summary(summary: ThumbSummary) -> None:
         f"thumbnails: {summary.made} made, {summary.failed} failed, "
         f"{summary.skipped} skipped in {summary.seconds:.1f}s"
     )
-    for failure in summary.failures[:50]:
-        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
-    if len(summary.failures) > 50:
-        console.print(f"  … and {len(summary.failures) - 50} more (see --json)")
+    print_failures(summary.failures)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
