@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,14 @@ from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
 from picpipe.pipeline.stages import import_stages
 from picpipe.sources.base import Source
 from picpipe.sources.folder import FolderSource
+
+# The real servers the destination tests talk to: session fixtures, one instance per run.
+pytest_plugins = [
+    "tests.servers.s3",
+    "tests.servers.azurite",
+    "tests.servers.samba",
+    "tests.servers.immich",
+]
 
 PG_ADMIN_DSN = os.environ.get("PICPIPE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -41,6 +50,17 @@ def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (required when CI=true)")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_log_handlers() -> Iterator[None]:
+    """A command run in-process (CliRunner) installs picpipe's log handler on its own captured
+    stream; remove it afterwards, or later tests log into a closed file."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_picpipe", False):
+            root.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)

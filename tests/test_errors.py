@@ -21,6 +21,7 @@ def test_exit_codes_are_pinned() -> None:
         "SOURCE": 8,
         "INTEGRITY": 9,
         "BUSY": 10,
+        "DESTINATION": 11,
     }
 
 
@@ -35,6 +36,9 @@ def test_exit_codes_are_pinned() -> None:
         (errors.ItemsFailed, 3),
         (errors.DependencyMissing, 7),
         (errors.IntegrityProblems, 9),
+        (errors.DestinationUnavailable, 11),
+        (errors.DestinationMisconfigured, 4),
+        (errors.ServeRefused, 4),
     ],
 )
 def test_each_error_group_has_its_exit_code(cls: type[errors.PicpipeError], code: int) -> None:

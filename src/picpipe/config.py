@@ -133,6 +133,33 @@ class SidecarOptions(BaseModel):
     write: bool = True
 
 
+class ReplicaOptions(BaseModel):
+    """How ``picpipe sync`` replicates the library to the configured destinations."""
+
+    target: int = Field(default=2, ge=1)  # verified copies per asset, the library's own included
+    concurrency: int = Field(default=4, ge=1, le=64)  # uploads at once per destination
+    retries: int = Field(default=5, ge=0, le=50)  # attempts after the first, on transient errors
+    backoff_base: float = Field(default=0.5, ge=0)  # seconds; doubles per attempt, with jitter
+    backoff_max: float = Field(default=30.0, ge=0)  # seconds; the longest wait between attempts
+
+
+class ServeOptions(BaseModel):
+    """``picpipe serve``: where it listens and who may read."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: SecretStr | None = None  # full access (header or login cookie); none = no auth
+    read_token: SecretStr | None = None  # read-only: kiosk, dashboard, wall frames
+    insecure: bool = False  # allow a non-loopback bind without a token (trusted LAN only)
+
+
+class CacheOptions(BaseModel):
+    """The full-resolution cache under ``$PICPIPE_HOME/cache/full`` (least recently used)."""
+
+    max_size_gb: float = Field(default=10.0, gt=0)
+    ttl_days: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Effective configuration of one picpipe process."""
 
@@ -156,6 +183,9 @@ class Settings(BaseSettings):
     )
     thumbs: ThumbOptions = Field(default_factory=ThumbOptions)
     sidecars: SidecarOptions = Field(default_factory=SidecarOptions)
+    replicas: ReplicaOptions = Field(default_factory=ReplicaOptions)
+    serve: ServeOptions = Field(default_factory=ServeOptions)
+    cache: CacheOptions = Field(default_factory=CacheOptions)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

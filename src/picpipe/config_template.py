@@ -15,6 +15,38 @@ def _flow(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' if not i[0].isalnum() else i for i in items) + "]"
 
 
+def destination_kinds_block() -> str:
+    """A commented example of every installed destination kind, from its Options model."""
+    from picpipe.destinations.base import destination_kind, destination_kind_names
+
+    lines: list[str] = []
+    for kind in destination_kind_names():
+        try:
+            options = destination_kind(kind).Options
+        except ImportError as exc:  # a broken plugin must not hide the rest of the template
+            lines.append(f"#   (kind {kind} cannot be loaded: {exc})")
+            continue
+        lines.append(f"#   my-{kind}:")
+        lines.append(f"#     kind: {kind}")
+        common = ("kind", "layout", "concurrency")
+        fields = [n for n in options.model_fields if n not in common] + ["layout", "concurrency"]
+        for name in fields:
+            field = options.model_fields[name]
+            default = field.get_default(call_default_factory=True)
+            shown = "..." if field.is_required() or default is None else _scalar(default)
+            note = f"  # {field.description}" if field.description else ""
+            lines.append(f"#     {name}: {shown}{note}")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value == "":
+        return '""'
+    return str(value)
+
+
 def render_template() -> str:
     """Every setting with its default and a comment; secrets come from the environment."""
     return f"""\
@@ -76,6 +108,36 @@ sources: {{}}
 #   icloud:  {{kind: folder, path: /srv/icloudpd}}
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
 
-# Named destinations (replicas); see the destinations documentation.
+replicas:
+  # Verified copies each asset should have, the library's own included (`picpipe replicas`
+  # lists the assets below it).
+  target: 2
+  # Uploads at once per destination (a destination's own `concurrency` overrides it).
+  concurrency: 4
+  # Attempts after the first on transient errors (timeouts, resets, 429, 5xx), waiting
+  # backoff_base * 2^n seconds (with jitter), at most backoff_max.
+  retries: 5
+  backoff_base: 0.5
+  backoff_max: 30.0
+
+serve:
+  # `picpipe serve` listens here. Binding anything but loopback needs a token (or insecure).
+  host: 127.0.0.1
+  port: 8080
+  # Full-access and read-only (kiosk, dashboard) tokens; prefer PICPIPE_SERVE__TOKEN and
+  # PICPIPE_SERVE__READ_TOKEN so they stay out of files.
+  # token: ...
+  # read_token: ...
+  # Serve a non-loopback address without a token (trusted LAN only).
+  insecure: false
+
+cache:
+  # Full-resolution copies fetched from replicas or converted for browsers, kept in
+  # $PICPIPE_HOME/cache/full up to this size and age (least recently used goes first).
+  max_size_gb: 10.0
+  ttl_days: 30.0
+
+# Named destinations (replicas): `picpipe sync` keeps a verified copy of every asset in each.
+# Secrets: give `<secret>_env: VARIABLE` or `<secret>_file: /path` rather than the value.
 destinations: {{}}
-"""
+{destination_kinds_block()}"""

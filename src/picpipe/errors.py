@@ -24,6 +24,7 @@ class ExitCode:
     SOURCE = 8
     INTEGRITY = 9
     BUSY = 10
+    DESTINATION = 11
 
 
 class PicpipeError(Exception):
@@ -78,7 +79,7 @@ class CatalogError(PicpipeError):
 
 
 class CatalogBusy(CatalogError):
-    template = "another picpipe import is running on this catalog ({detail}); wait for it to finish"
+    template = "another picpipe run holds this catalog ({detail}); wait for it to finish"
     exit_code = ExitCode.BUSY
 
 
@@ -150,6 +151,53 @@ class SourceError(PicpipeError):
 class SourceUnavailable(SourceError):
     template = "source {source} is not reachable ({detail})"
     retryable = True
+
+
+# -- destinations --------------------------------------------------------------------------
+# Backends re-raise SDK and HTTP errors as one of these (``from exc``); ``retryable`` is what
+# jobs/retry.py asks. Messages name the destination and key, never credentials or local paths.
+
+
+class DestinationError(PicpipeError):
+    template = "destination {destination}: {detail}"
+    exit_code = ExitCode.DESTINATION
+
+
+class DestinationUnavailable(DestinationError):
+    """Timeouts, resets, refused connections, 429 and 5xx answers: worth another try."""
+
+    template = "destination {destination} is not reachable ({detail})"
+    retryable = True
+
+
+class DestinationRejected(DestinationError):
+    """The far end refused this object for good (4xx other than auth/429, quota, bad name)."""
+
+    template = "destination {destination} refused {key}: {detail}"
+
+
+class DestinationAuthFailed(DestinationError):
+    template = "destination {destination}: authentication failed ({detail}); check its credentials"
+
+
+class DestinationMisconfigured(DestinationError):
+    template = "destination {destination}: {detail}"
+    exit_code = ExitCode.CONFIG
+
+
+class IntegrityMismatch(DestinationError):
+    """The remote copy is not the asset's bytes (wrong size or checksum, or missing)."""
+
+    template = "destination {destination}: {key} does not match the library ({detail})"
+    retryable = True
+
+
+# -- web -----------------------------------------------------------------------------------
+
+
+class ServeRefused(PicpipeError):
+    template = "refusing to serve: {detail}"
+    exit_code = ExitCode.CONFIG
 
 
 # -- integrity -----------------------------------------------------------------------------

@@ -37,7 +37,35 @@ class SessionFinished:
     status: str
 
 
-Event = SessionStarted | ScanProgress | ItemFinished | SessionFinished
+ReplicaOutcome = Literal["uploaded", "present", "verified", "failed", "planned"]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlanned:
+    """More work found: ``assets`` assets and ``bytes`` bytes to replicate (sent per page)."""
+
+    session_id: int
+    assets: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaFinished:
+    """One asset at one destination: uploaded and verified, already present, re-verified,
+    failed (with the reason), or only planned (dry run)."""
+
+    session_id: int
+    destination: str
+    path: str
+    key: str
+    outcome: ReplicaOutcome
+    size: int
+    reason: str | None = None
+
+
+Event = (
+    SessionStarted | ScanProgress | ItemFinished | SessionFinished | SyncPlanned | ReplicaFinished
+)
 EventSink = Callable[[Event], None]
 
 

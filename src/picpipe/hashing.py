@@ -47,3 +47,27 @@ def sha256_file(path: str | bytes | os.PathLike[str], *, chunk: int = CHUNK) -> 
 def is_sha256(text: str) -> bool:
     """True for 64 lower-case hex characters (the form picpipe stores and accepts)."""
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def digest_stream(
+    stream: BinaryIO, algorithms: tuple[str, ...], *, chunk: int = CHUNK, keep: bool = False
+) -> tuple[dict[str, str], int, bytes | None]:
+    """Hash ``stream`` with several algorithms in one read.
+
+    Returns (hex digest by algorithm name, bytes read, the bytes themselves when ``keep``).
+    MD5 and SHA-1 are computed for remote checksums (Content-MD5, Immich), never for identity.
+    """
+    hashers = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+    kept = bytearray() if keep else None
+    total = 0
+    while data := stream.read(chunk):
+        total += len(data)
+        for hasher in hashers.values():
+            hasher.update(data)
+        if kept is not None:
+            kept += data
+    return (
+        {n: h.hexdigest() for n, h in hashers.items()},
+        total,
+        None if kept is None else bytes(kept),
+    )

@@ -49,5 +49,10 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     setattr(handler, "_picpipe", True)  # noqa: B010 - a marker, not an attribute of the class
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("alembic", "sqlalchemy"):
+    # Libraries that log every request (URLs only, but a line per object) or their retries.
+    for noisy in ("alembic", "sqlalchemy", "httpx", "httpcore", "botocore", "boto3", "s3transfer",
+                  "urllib3", "azure", "smbprotocol", "smbclient", "spnego",
+                  "uvicorn.access"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A dropped SMB connection logs a traceback at ERROR that picpipe already reports per item.
+    logging.getLogger("smbprotocol.connection").setLevel(logging.CRITICAL)

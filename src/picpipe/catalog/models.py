@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -184,9 +185,14 @@ class Replica(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # resume state, server ids
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
 
-    __table_args__ = (UniqueConstraint("sha256", "destination_id", name="uq_replica"),)
+    __table_args__ = (
+        UniqueConstraint("sha256", "destination_id", name="uq_replica"),
+        Index("ix_replica_destination_state", "destination_id", "state"),
+        Index("ix_replica_state_sha256", "state", "sha256"),
+    )
 
 
 class Album(Base):
@@ -221,3 +227,45 @@ class SessionFailure(Base):
     )
     path: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class ShuffleRound(Base):
+    """One ``/files`` client's current round through the photos matching one filter."""
+
+    __tablename__ = "shuffle_round"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    filter_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))  # new photos added
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+
+
+class ShuffleEntry(Base):
+    """A photo of a round, at its random place in the order; ``shown`` once it was served."""
+
+    __tablename__ = "shuffle_entry"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    filter_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("asset.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[float] = mapped_column(Float)
+    shown: Mapped[bool] = mapped_column(Boolean)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["client", "filter_key"],
+            ["shuffle_round.client", "shuffle_round.filter_key"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_shuffle_entry_next", "client", "filter_key", "shown", "rank"),
+    )
+
+
+# Keyset pages of the gallery and /api/assets walk (taken_local, sha256) newest first;
+# shuffles look for photos imported since their round began.
+Index("ix_asset_taken_local_sha256", Asset.taken_local, Asset.sha256)
+Index("ix_asset_imported_at", Asset.imported_at)

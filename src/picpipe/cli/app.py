@@ -144,13 +144,15 @@ def human_bytes(n: int | float) -> str:
 
 
 def _register() -> None:
-    from picpipe.cli import imports, info, sidecars, thumbs, verify
+    from picpipe.cli import imports, info, serve, sidecars, sync, thumbs, verify
 
     imports.register(app)
     info.register(app)
     verify.register(app)
     sidecars.register(app)
     thumbs.register(app)
+    sync.register(app)
+    serve.register(app)
 
 
 _register()

@@ -332,15 +332,16 @@ def _summary(session_id: int, status: str, c: SessionCounts, seconds: float) -> 
 
 
 @contextmanager
-def import_lock(home: Path) -> Iterator[None]:
-    """One import at a time per local root (a second one gets CatalogBusy, not a wait)."""
+def import_lock(home: Path, name: str = "import") -> Iterator[None]:
+    """One ``name`` run (import, sync) at a time per local root: a second one gets CatalogBusy
+    at once, not a wait."""
     home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(home / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise CatalogBusy(detail=f"lock {home / 'import.lock'}") from exc
+            raise CatalogBusy(detail=f"lock {home / f'{name}.lock'}") from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield

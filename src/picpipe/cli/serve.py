@@ -1,0 +1,120 @@
+"""`serve`: the HTTP API, photo serving and the pages, with uvicorn."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+
+import typer
+import uvicorn
+
+from picpipe.config import Settings
+from picpipe.errors import ServeRefused
+
+log = logging.getLogger(__name__)
+MIN_TOKEN_CHARS = 16  # below this a token is guessable enough to warn about
+
+
+def register(app: typer.Typer) -> None:
+    # Imported here, not at the top: tests import this module without the CLI root first.
+    from picpipe.cli.app import reports_errors
+
+    app.command("serve")(reports_errors(serve))
+
+
+def serve(
+    ctx: typer.Context,
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default serve.host, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port (default serve.port, 8080)."
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Allow listening beyond this machine without a token (trusted networks only).",
+    ),
+) -> None:
+    """Serve the library over HTTP: random photos for dashboards, the JSON API and the pages.
+
+    Refuses (exit 4) to listen on an address other machines can reach unless a token is
+    configured (serve.token / serve.read_token) or --insecure is given.
+    """
+    from picpipe.cli.app import console, state
+
+    settings = state(ctx).settings
+    bind_host = host or settings.serve.host
+    bind_port = port or settings.serve.port
+    check_bind(settings, bind_host, insecure=insecure or settings.serve.insecure)
+    for name, secret in (
+        ("token", settings.serve.token),
+        ("read_token", settings.serve.read_token),
+    ):
+        if secret is not None and len(secret.get_secret_value()) < MIN_TOKEN_CHARS:
+            log.warning(
+                "serve.%s is shorter than %d characters; a random one is safer "
+                "(e.g. `openssl rand -hex 32`)",
+                name,
+                MIN_TOKEN_CHARS,
+            )
+    config = serve_config(settings, bind_host, bind_port)
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+    console.print(f"picpipe serving on http://{shown}:{bind_port}/  (Ctrl+C to stop)")
+    uvicorn.Server(config).run()
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything: treat it as reachable
+
+
+def check_bind(settings: Settings, host: str, *, insecure: bool) -> None:
+    """Raise ServeRefused when ``host`` is reachable from other machines and nothing guards it.
+
+    Either token counts: with only a read token configured every request still needs one.
+    """
+    guarded = settings.serve.token is not None or settings.serve.read_token is not None
+    if is_loopback(host) or guarded:
+        return
+    if insecure:
+        log.warning("serving on %s without a token: anyone who can reach it sees every photo", host)
+        return
+    raise ServeRefused(
+        detail=(
+            f"{host} can be reached from other machines and no token is configured; "
+            "set serve.token (PICPIPE_SERVE__TOKEN) and serve.read_token, "
+            "or pass --insecure on a trusted network"
+        )
+    )
+
+
+def serve_config(settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn configuration for ``picpipe serve`` (the one place its options live).
+
+    The application is built by uvicorn on start (``factory``), so its catalog and media
+    server belong to the serving process. uvicorn keeps its hands off logging: picpipe's
+    own setup already routes records to stderr.
+    """
+    from picpipe.web.app import create_app
+
+    return uvicorn.Config(
+        functools.partial(create_app, settings),
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=logging.getLogger().isEnabledFor(logging.DEBUG),
+        server_header=False,
+        proxy_headers=True,  # X-Forwarded-Proto from a local front (nginx) marks HTTPS cookies
+        forwarded_allow_ips="127.0.0.1",
+        # Open dashboards hold server-sent-event streams; without a limit a stop would wait
+        # for each of them to end on its own (minutes).
+        timeout_graceful_shutdown=3,
+    )

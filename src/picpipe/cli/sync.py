@@ -1,0 +1,315 @@
+"""`picpipe sync`, `picpipe replicas` and `picpipe test-connection`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from picpipe.catalog import replicas as q
+from picpipe.catalog.db import open_catalog
+from picpipe.cli.app import (
+    console,
+    emit_json,
+    human_bytes,
+    print_failures,
+    reports_errors,
+    sigterm_interrupts,
+    state,
+)
+from picpipe.config import Settings
+from picpipe.destinations.base import ConnectionReport, Destination, open_destination
+from picpipe.errors import ConfigError, ExitCode, ItemsFailed, PicpipeError
+from picpipe.events import Event, ReplicaFinished, SyncPlanned
+from picpipe.jobs.replicate import SyncReport, SyncRun
+from picpipe.jobs.retry import RetryPolicy
+from picpipe.pipeline.runner import import_lock
+
+JsonFlag = typer.Option(False, "--json", help="Print a JSON report instead of text.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sync")(sync)
+    app.command("replicas")(replicas)
+    app.command("test-connection")(check_connections)
+
+
+@reports_errors
+def sync(
+    ctx: typer.Context,
+    destination: list[str] = typer.Option(
+        [], "--destination", "-d", help="Only this destination (repeatable); default all."
+    ),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also re-read verified replicas and repair damaged ones."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Say what would be uploaded and where; change nothing."
+    ),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Replicate every asset to the configured destinations, each copy verified there."""
+    settings = state(ctx).settings
+    backends = open_destinations(settings, destination)
+    catalog = open_catalog(settings.catalog_url)
+    stop = threading.Event()
+    previous = sigterm_interrupts()
+    try:
+        run = SyncRun(
+            catalog,
+            settings.library_root,
+            backends,
+            policy=RetryPolicy(
+                settings.replicas.retries,
+                settings.replicas.backoff_base,
+                settings.replicas.backoff_max,
+            ),
+            concurrency={name: _concurrency(settings, name) for name in backends},
+            verify=verify,
+            dry_run=dry_run,
+            stop=stop,
+        )
+        if dry_run:
+            report = run.run()
+        else:
+            with import_lock(settings.home_root, "sync"):
+                report = _run_with_progress(run, quiet=as_json)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for backend in backends.values():
+            backend.close()
+        catalog.close()
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    if report.failed:
+        raise ItemsFailed(count=report.failed)
+
+
+@reports_errors
+def replicas(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", help="Under-replicated assets to list."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """The safety report: replicas per destination and assets short of the target copies."""
+    settings = state(ctx).settings
+    target = settings.replicas.target
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            counts = q.replica_counts(db)
+            total, short = q.under_replicated(
+                db, target, destinations=list(settings.destinations), limit=limit
+            )
+            failed = list(q.failed_replicas(db, limit=limit))
+    finally:
+        catalog.close()
+    configured = list(settings.destinations)
+    result: dict[str, Any] = {
+        "target": target,
+        "destinations": {
+            name: {**counts.get(name, dict.fromkeys(q.STATES, 0)), "configured": name in configured}
+            for name in sorted(set(counts) | set(configured))
+        },
+        "under_replicated": total,
+        "assets": [{"sha256": s, "path": p, "copies": c} for s, p, c in short],
+        "failed": [
+            {"destination": d, "sha256": s, "path": p, "reason": r} for d, s, p, r in failed
+        ],
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"target: {target} verified copies per asset (the library's own included)")
+    for name, c in result["destinations"].items():
+        note = "" if c["configured"] else "  (no longer configured: not counted)"
+        console.print(
+            f"  {name:<16} verified {c['verified']}  pending "
+            f"{c['pending'] + c['uploading'] + c['verifying']}  failed {c['failed']}{note}",
+            markup=False,
+        )
+    if not configured:
+        console.print("  no destinations configured (see `picpipe config --template`)")
+    console.print(f"under-replicated assets: {total}")
+    for item in result["assets"]:
+        console.print(
+            f"  {item['copies']} cop{'y' if item['copies'] == 1 else 'ies'}  {item['path']}"
+        )
+    for item in result["failed"]:
+        console.print(
+            f"  failed  {item['destination']}: {item['path']}: {item['reason']}", markup=False
+        )
+
+
+@reports_errors
+def check_connections(
+    ctx: typer.Context,
+    name: list[str] = typer.Argument(None, help="Sources or destinations to test; default all."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Check every source and destination: reachable, authenticated, writable."""
+    settings = state(ctx).settings
+    wanted = set(name or [])
+    unknown = wanted - set(settings.sources) - set(settings.destinations)
+    if unknown:
+        raise ConfigError(detail=f"no source or destination named {', '.join(sorted(unknown))}")
+    reports: list[dict[str, Any]] = []
+    for source, options in settings.sources.items():
+        if not wanted or source in wanted:
+            reports.append({"role": "source", **_source_report(source, options)})
+    for dest, backend in open_destinations(
+        settings, sorted(wanted & set(settings.destinations)) if wanted else []
+    ).items():
+        try:
+            report = backend.check()
+        except PicpipeError as exc:
+            report = ConnectionReport(dest, backend.kind, False, False, False, exc.reason)
+        finally:
+            backend.close()
+        reports.append(
+            {
+                "role": "destination",
+                "name": report.name,
+                "kind": report.kind,
+                "ok": report.ok,
+                "reachable": report.reachable,
+                "authenticated": report.authenticated,
+                "writable": report.writable,
+                "detail": report.detail,
+            }
+        )
+    if as_json:
+        emit_json({"ok": all(r["ok"] for r in reports), "results": reports})
+    else:
+        if not reports:
+            console.print("no sources or destinations configured")
+        for r in reports:
+            mark = "[green]ok[/]" if r["ok"] else "[red]FAILED[/]"
+            flags = "  ".join(
+                f"{k} {'yes' if r[k] else 'no'}"
+                for k in ("reachable", "authenticated", "writable", "readable")
+                if k in r
+            )
+            console.print(f"{mark}  {r['role']} {r['name']} ({r['kind']})  {flags}", markup=True)
+            if r["detail"]:
+                console.print(f"      {r['detail']}", markup=False)
+    if not all(r["ok"] for r in reports):
+        raise typer.Exit(ExitCode.DESTINATION)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def open_destinations(settings: Settings, only: list[str]) -> dict[str, Destination]:
+    """The configured destinations (``only`` some of them), validated; none is an error."""
+    configured = settings.destinations
+    if not configured:
+        raise ConfigError(
+            detail="no destinations configured; add one under `destinations:` in the config "
+            "(`picpipe config --template` shows every kind)"
+        )
+    unknown = [n for n in only if n not in configured]
+    if unknown:
+        raise ConfigError(detail=f"no destination named {', '.join(unknown)}")
+    names = only or list(configured)
+    return {n: open_destination(n, dict(configured[n])) for n in names}
+
+
+def _concurrency(settings: Settings, name: str) -> int:
+    own = settings.destinations[name].get("concurrency")
+    return int(own) if own else settings.replicas.concurrency
+
+
+def _source_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    kind = str(options.get("kind", "folder"))
+    path = Path(str(options.get("path", ""))).expanduser()
+    readable = path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    detail = "" if readable else f"{path} is missing or not readable"
+    if kind != "folder":
+        return {
+            "name": name,
+            "kind": kind,
+            "ok": False,
+            "reachable": False,
+            "authenticated": False,
+            "readable": False,
+            "detail": f"kind {kind!r} cannot be tested yet",
+        }
+    return {
+        "name": name,
+        "kind": kind,
+        "ok": readable,
+        "reachable": path.exists(),
+        "authenticated": True,
+        "readable": readable,
+        "detail": detail,
+    }
+
+
+def _run_with_progress(run: SyncRun, *, quiet: bool) -> SyncReport:
+    if quiet or not console.is_terminal:
+        return run.run()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("syncing", total=0, counts="")
+        tally = {"uploaded": 0, "present": 0, "verified": 0, "failed": 0}
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, SyncPlanned):
+                total = (progress.tasks[0].total or 0) + event.bytes
+                progress.update(bar, total=total)
+            elif isinstance(event, ReplicaFinished):
+                tally[event.outcome] = tally.get(event.outcome, 0) + 1
+                progress.update(
+                    bar,
+                    advance=event.size,
+                    counts=f"uploaded {tally['uploaded']}  present {tally['present']}  "
+                    f"failed {tally['failed']}",
+                )
+
+        run.events = on_event
+        return run.run()
+
+
+def _print_report(report: SyncReport) -> None:
+    if report.dry_run:
+        for item in report.planned[:200]:
+            where = f"{item['destination']}:{item['key']}" if item["key"] else item["destination"]
+            console.print(f"  would {item['action']}  {item['path']} → {where}", markup=False)
+        if len(report.planned) > 200:
+            console.print(f"  … and {len(report.planned) - 200} more (see --json)")
+        total = sum(i["bytes"] for i in report.planned)
+        console.print(
+            f"dry run: {len(report.planned)} replica(s), {human_bytes(total)}; nothing changed"
+        )
+        return
+    console.print(f"sync session {report.session_id} {report.status} in {report.seconds:.1f}s")
+    for name, t in report.destinations.items():
+        console.print(
+            f"  {name:<16} uploaded {t.uploaded} ({human_bytes(t.bytes)})  already there "
+            f"{t.present}  re-verified {t.reverified}  repaired {t.repaired}  failed {t.failed}",
+            markup=False,
+        )
+    print_failures([{"path": f"{d}: {p}", "reason": r} for d, p, r in report.failures])

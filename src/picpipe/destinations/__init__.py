@@ -1,0 +1,1 @@
+"""Destinations: one module per kind behind the `Destination` protocol in ``base``."""

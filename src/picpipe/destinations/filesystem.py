@@ -1,0 +1,227 @@
+"""The ``filesystem`` destination: a local folder or a mounted NAS/NFS share (Unraid, Synology).
+
+Writes go to a temp name in the target folder, are fsynced and renamed, so a reader never sees
+half a photo. The root itself is never created: an unmounted share must fail the sync, not fill
+the local disk underneath its mount point.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+from pydantic import Field
+
+from picpipe.destinations.base import (
+    DATE_LAYOUT,
+    READ_CHUNK,
+    AssetRef,
+    ConnectionReport,
+    DestinationCaps,
+    DestinationOptions,
+    Digests,
+    RemoteObject,
+    Verification,
+    render_layout,
+)
+from picpipe.errors import (
+    DestinationError,
+    DestinationRejected,
+    DestinationUnavailable,
+    IntegrityMismatch,
+)
+from picpipe.library.layout import TEMP_PREFIX, is_temp_name
+from picpipe.library.writer import fsync_path, unlink_quietly
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+class FilesystemOptions(DestinationOptions):
+    """A folder on this machine or a mounted share."""
+
+    kind: str = "filesystem"
+    path: Path = Field(description="root folder of the replica (must exist: a mounted share)")
+    fsync: bool = Field(default=True, description="fsync each file and folder (slower, safer)")
+
+
+class FilesystemDestination:
+    """Replicas as plain files under ``path``; see `picpipe.destinations.base` for the contract."""
+
+    kind: ClassVar[str] = "filesystem"
+    caps: ClassVar[DestinationCaps] = DestinationCaps(default_layout=DATE_LAYOUT)
+    Options: ClassVar[type[DestinationOptions]] = FilesystemOptions
+
+    def __init__(self, name: str, options: DestinationOptions) -> None:
+        assert isinstance(options, FilesystemOptions)
+        self.name = name
+        self.options = options
+        self.root = options.path.expanduser()
+        self._layout = options.layout or self.caps.default_layout
+
+    def key_for(self, asset: AssetRef) -> str:
+        return render_layout(self._layout, asset)
+
+    def stat(self, key: str) -> RemoteObject | None:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._require_root()
+            return None
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+        return RemoteObject(key=key, size=st.st_size)
+
+    def put(
+        self,
+        key: str,
+        data: BinaryIO,
+        *,
+        digests: Digests,
+        asset: AssetRef,
+        resume: dict[str, Any] | None = None,
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RemoteObject:
+        self._require_root()
+        final = self._path(key)
+        temp = final.parent / f"{TEMP_PREFIX}{digests.sha256[:16]}-{secrets.token_hex(4)}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_own_temps(final.parent, digests.sha256)
+            written, size = _copy_hashing(data, temp, fsync=self.options.fsync)
+            if size != digests.size or written != digests.sha256:
+                raise IntegrityMismatch(
+                    destination=self.name, key=key, detail="the bytes read changed during the copy"
+                )
+            os.replace(temp, final)
+            if self.options.fsync:
+                fsync_path(final.parent)
+        except OSError as exc:
+            unlink_quietly(temp)
+            raise self._error(exc, key) from exc
+        except BaseException:
+            unlink_quietly(temp)
+            raise
+        return RemoteObject(key=key, size=size, sha256=written)
+
+    def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
+        # No server keeps a checksum here, so every check re-reads the file (page cache helps).
+        method = "sha256 re-read"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in self.read(key):
+                size += len(chunk)
+                digest.update(chunk)
+        except IntegrityMismatch:
+            return Verification(False, key, method, "missing")
+        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
+        if size != digests.size:
+            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
+        if remote.sha256 != digests.sha256:
+            return Verification(False, key, method, "sha256 differs", remote)
+        return Verification(True, key, method, remote=remote)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        try:
+            stream = open(self._path(key), "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError as exc:
+            self._require_root()
+            raise IntegrityMismatch(destination=self.name, key=key, detail="missing") from exc
+        except OSError as exc:
+            raise self._error(exc, key) from exc
+        with stream:
+            try:
+                while chunk := stream.read(READ_CHUNK):
+                    yield chunk
+            except OSError as exc:
+                raise self._error(exc, key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[RemoteObject]:
+        self._require_root()
+        start = self._path(prefix) if prefix else self.root
+        for folder, dirs, files in os.walk(start):
+            dirs[:] = sorted(d for d in dirs if not is_temp_name(d))
+            for name in sorted(files):
+                if is_temp_name(name):
+                    continue
+                path = Path(folder, name)
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue  # vanished while listing
+                yield RemoteObject(key=path.relative_to(self.root).as_posix(), size=size)
+
+    def check(self) -> ConnectionReport:
+        report = ConnectionReport(self.name, self.kind, False, False, False)
+        if not self.root.is_dir():
+            return replace(report, detail=f"{self.root} does not exist or is not a folder")
+        probe = self.root / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
+        try:
+            probe.write_bytes(b"picpipe")
+            probe.unlink()
+        except OSError as exc:
+            return replace(
+                report, reachable=True, authenticated=True, detail=f"not writable: {exc.strerror}"
+            )
+        return replace(report, reachable=True, authenticated=True, writable=True)
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        # Keys come from render_layout (no "..", no absolute parts); refuse anything else.
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in {"", ".", ".."} for p in parts):
+            raise DestinationRejected(destination=self.name, key=key, detail="not a valid key")
+        return self.root.joinpath(*parts)
+
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise DestinationUnavailable(
+                destination=self.name, detail=f"{self.root} is missing (is the share mounted?)"
+            )
+
+    def _error(self, exc: OSError, key: str) -> DestinationError:
+        if exc.errno in {errno.ENOSPC, errno.EDQUOT}:
+            return DestinationRejected(destination=self.name, key=key, detail="no space left")
+        if exc.errno in {errno.EACCES, errno.EPERM, errno.EROFS}:
+            return DestinationRejected(
+                destination=self.name, key=key, detail=f"not writable ({exc.strerror})"
+            )
+        if exc.errno in {errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ}:
+            return DestinationRejected(destination=self.name, key=key, detail=exc.strerror or "")
+        return DestinationUnavailable(destination=self.name, detail=exc.strerror or str(exc))
+
+
+def _copy_hashing(data: BinaryIO, target: Path, *, fsync: bool) -> tuple[str, int]:
+    """Write ``data`` to ``target`` (created exclusively), hashing the bytes as written."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(target, "xb", buffering=0) as out:
+        while chunk := data.read(8 * READ_CHUNK):
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[out.write(view) :]
+            size += len(chunk)
+        if fsync:
+            os.fsync(out.fileno())
+    return digest.hexdigest(), size
+
+
+def _sweep_own_temps(folder: Path, sha256: str) -> None:
+    """Remove temp files an interrupted earlier put of this same asset left in ``folder``.
+
+    Their names carry the asset's hash, so they can only be ours, never someone's data.
+    """
+    for stale in folder.glob(f"{TEMP_PREFIX}{sha256[:16]}-*"):
+        unlink_quietly(stale)

@@ -1,0 +1,687 @@
+"""The ``s3`` destination: any S3-compatible object store (AWS, MinIO, Garage, Ceph, R2, B2…).
+
+An object appears whole or not at all: one PUT up to ``multipart_threshold_mb``, above it a
+multipart upload that becomes visible only at CompleteMultipartUpload. Integrity, end to end:
+- the bytes are hashed as they are read and compared with the asset's SHA-256 before anything
+  is committed, so a stream that is not the asset never becomes an object;
+- every request body carries Content-MD5 (single PUTs also x-amz-checksum-sha256), so a server
+  that checks refuses bytes damaged on the way (``BadDigest``);
+- our SHA-256 is stored as ``x-amz-meta-picpipe-sha256``. A multipart ETag is not an MD5, so a
+  cheap verify compares size and that value, plus the ETag of a single-part object and the
+  server's own SHA-256 checksum where it returns them; a deep verify reads the object back.
+Multipart uploads resume: the upload id is checkpointed right after it is created; a later put
+lists the parts the server holds and sends only those whose ETag is not the MD5 of our bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path  # noqa: TC003 - pydantic reads the annotations at runtime
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidConfigError,
+    InvalidRegionError,
+    InvalidS3AddressingStyleError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    SSLError,
+)
+from botocore.parsers import ResponseParserError
+from pydantic import Field, SecretStr
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from picpipe import __version__
+from picpipe.destinations.base import (
+    OBJECT_STORE_LAYOUT,
+    READ_CHUNK,
+    AssetRef,
+    ConnectionReport,
+    DestinationCaps,
+    DestinationOptions,
+    Digests,
+    RemoteObject,
+    Verification,
+    render_layout,
+    resolve_secret,
+)
+from picpipe.errors import (
+    DestinationAuthFailed,
+    DestinationError,
+    DestinationMisconfigured,
+    DestinationRejected,
+    DestinationUnavailable,
+    IntegrityMismatch,
+)
+from picpipe.library.layout import TEMP_PREFIX, is_temp_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+MAX_PARTS = 10_000  # S3's limits per multipart upload
+MIN_PART = 5 * MIB
+META_SHA256 = "picpipe-sha256"  # sent as x-amz-meta-picpipe-sha256
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
+_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-\d+")
+_KMS = {"aws:kms", "aws:kms:dsse"}  # with these, even a single-part ETag is not the MD5
+_AUTH = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AccountProblem", "AllAccessDisabled", "Forbidden",
+}  # fmt: skip
+_MISCONFIGURED = {
+    "NoSuchBucket", "InvalidBucketName", "PermanentRedirect", "AuthorizationHeaderMalformed",
+    "IllegalLocationConstraintException", "InvalidStorageClass", "RequestTimeTooSkewed",
+}  # fmt: skip
+_CORRUPTED = {"BadDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch"}
+_TRANSIENT = {
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "RequestThrottled",
+    "BandwidthLimitExceeded", "OperationAborted", "IncompleteBody", "NoSuchUpload",
+}  # fmt: skip
+_Parts = list[dict[str, Any]]  # (the class's ``list`` method hides the builtin there)
+_PartMd5s = list[bytes]
+_NOT_THE_ASSET = "the bytes read are not the asset's"
+_QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+class S3Options(DestinationOptions):
+    """An S3 bucket at AWS or at any S3-compatible server."""
+
+    kind: str = "s3"
+    bucket: str = Field(description="bucket name (it must exist; picpipe never creates one)")
+    prefix: str = Field(default="", description="key prefix inside the bucket, e.g. photos")
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3 API URL of a self-hosted server or another provider "
+        "(http://nas:9000, https://<account>.r2.cloudflarestorage.com); empty = AWS",
+    )
+    region: str | None = Field(
+        default=None,
+        description="region; empty = AWS_REGION or the profile's (us-east-1 suits most servers)",
+    )
+    access_key_id: SecretStr | None = Field(
+        default=None,
+        description="access key id; leave every credential option empty to use boto3's chain "
+        "(AWS_* environment, ~/.aws profile, instance or task role)",
+    )
+    access_key_id_env: str | None = Field(
+        default=None, description="environment variable holding the access key id"
+    )
+    access_key_id_file: Path | None = Field(
+        default=None, description="file holding the access key id"
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="secret access key")
+    secret_access_key_env: str | None = Field(
+        default=None, description="environment variable holding the secret access key"
+    )
+    secret_access_key_file: Path | None = Field(
+        default=None, description="file holding the secret access key"
+    )
+    storage_class: str | None = Field(
+        default=None,
+        description="e.g. STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE; empty = the bucket's default",
+    )
+    multipart_threshold_mb: int = Field(
+        default=64,
+        ge=5,
+        le=5 * 1024,
+        description="objects larger than this (MiB) go up in parts and resume after an "
+        "interruption (give the bucket an AbortIncompleteMultipartUpload lifecycle rule)",
+    )
+    part_size_mb: int = Field(
+        default=16,
+        ge=5,
+        le=5 * 1024,
+        description="MiB per part (grown automatically to stay within 10,000 parts)",
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="path for most self-hosted servers (MinIO, Garage, Ceph); auto for AWS",
+    )
+    verify_tls: bool = Field(
+        default=True, description="check the server's TLS certificate (off only for tests)"
+    )
+    checksum_header: bool = Field(
+        default=True,
+        description="send x-amz-checksum-sha256 with single-part uploads and ask for it when "
+        "verifying (turn off for a server that refuses the header)",
+    )
+    read_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a request may wait for the server before it fails (and is retried)",
+    )
+
+
+class S3Destination:
+    """Replicas as objects in one bucket; see `picpipe.destinations.base` for the contract."""
+
+    kind: ClassVar[str] = "s3"
+    caps: ClassVar[DestinationCaps] = DestinationCaps(
+        remote_checksum="sha256",
+        resumable=True,
+        needs=frozenset({"md5"}),
+        default_layout=OBJECT_STORE_LAYOUT,
+    )
+    Options: ClassVar[type[DestinationOptions]] = S3Options
+
+    def __init__(self, name: str, options: DestinationOptions, *, client: Any = None) -> None:
+        """``client``: a ready boto3 S3 client (tests); by default one is built on first use."""
+        assert isinstance(options, S3Options)
+        self.name = name
+        self.options = options
+        self.bucket = options.bucket
+        self._layout = options.layout or self.caps.default_layout
+        self._threshold = options.multipart_threshold_mb * MIB
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()  # blanked out of every error message
+
+    @property
+    def client(self) -> Any:
+        """The one boto3 client of this destination (thread-safe; sessions are not, so the
+        session lives only while the client is built)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+
+    def key_for(self, asset: AssetRef) -> str:
+        return render_layout(self._layout, asset, self.options.prefix)
+
+    def stat(self, key: str) -> RemoteObject | None:
+        head = self._head(key)
+        return None if head is None else _remote(key, head)
+
+    def put(
+        self,
+        key: str,
+        data: BinaryIO,
+        *,
+        digests: Digests,
+        asset: AssetRef,
+        resume: dict[str, Any] | None = None,
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RemoteObject:
+        fields: dict[str, Any] = {"Metadata": {META_SHA256: digests.sha256}}
+        if asset.mime_type:
+            fields["ContentType"] = asset.mime_type
+        if self.options.storage_class:
+            fields["StorageClass"] = self.options.storage_class
+        if digests.size > self._threshold:
+            return self._put_multipart(key, data, digests, fields, resume, checkpoint)
+        if resume and isinstance(resume.get("upload_id"), str):  # options changed since then
+            self._abort_quietly(str(resume.get("key", key)), resume["upload_id"])
+        return self._put_single(key, data, digests, fields)
+
+    def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
+        if deep:
+            return self._verify_deep(key, digests)
+        head = self._head(key, checksum=True)
+        method = "size + sha256 metadata"
+        if head is None:
+            return Verification(False, key, method, "missing")
+        remote = _remote(key, head)
+        if remote.size != digests.size:
+            return Verification(False, key, method, f"size {remote.size} != {digests.size}", remote)
+        if remote.sha256 is None:
+            return Verification(False, key, method, "no picpipe-sha256 metadata", remote)
+        if remote.sha256 != digests.sha256:
+            return Verification(False, key, method, "sha256 metadata differs", remote)
+        if digests.md5 and remote.md5:
+            method += " + etag md5"
+            if remote.md5 != digests.md5:
+                return Verification(False, key, method, "ETag is not the asset's MD5", remote)
+        server = head.get("ChecksumSHA256")
+        if server and "-" not in server and head.get("ChecksumType") != "COMPOSITE":
+            method += " + x-amz-checksum-sha256"
+            if server != _b64(digests.sha256):
+                return Verification(False, key, method, "server's sha256 differs", remote)
+        return Verification(True, key, method, remote=remote)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        with self._errors(key):
+            try:
+                answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _status(exc) == 404 and _code(exc) != "NoSuchBucket":
+                    raise self._mismatch(key, "missing") from exc
+                raise
+            self._whole(answer, "ContentLength", "GetObject")  # else a cut body looks complete
+            body = answer["Body"]
+            try:
+                while chunk := body.read(READ_CHUNK):
+                    yield chunk
+            finally:
+                body.close()
+
+    def list(self, prefix: str = "") -> Iterator[RemoteObject]:
+        root = self.options.prefix.strip("/")
+        if not prefix and root and "{prefix}" in self._layout:
+            prefix = root + "/"
+        pages = self.client.get_paginator("list_objects_v2")
+        with self._errors(prefix or "(bucket)"):
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                self._whole(page, "IsTruncated", "ListObjectsV2")
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if is_temp_name(key.rpartition("/")[2]):
+                        continue
+                    etag = _unquote(item.get("ETag"))
+                    md5 = etag if etag and _MD5_ETAG.fullmatch(etag) else None
+                    yield RemoteObject(key=key, size=item["Size"], md5=md5, etag=etag)
+
+    def check(self) -> ConnectionReport:
+        report = ConnectionReport(self.name, self.kind, False, False, False)
+        leaf = f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
+        probe = f"{self.options.prefix.strip('/')}/{leaf}".lstrip("/")
+        body = b"picpipe probe"
+        try:
+            with self._errors(probe):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=probe, Body=body, ContentMD5=_b64_md5(body)
+                )
+        except DestinationUnavailable as exc:
+            return replace(report, detail=str(exc))
+        except DestinationAuthFailed as exc:
+            # AccessDenied: the key is good but may not write here.
+            denied = _code(exc.__cause__) == "AccessDenied"
+            return replace(report, reachable=True, authenticated=denied, detail=str(exc))
+        except DestinationError as exc:
+            reached = isinstance(exc.__cause__, ClientError)
+            return replace(report, reachable=reached, authenticated=reached, detail=str(exc))
+        report = replace(report, reachable=True, authenticated=True, writable=True)
+        try:
+            with self._errors(probe):
+                self.client.delete_object(Bucket=self.bucket, Key=probe)  # our own probe only
+        except DestinationError as exc:
+            return replace(report, detail=f"the probe {probe} could not be removed ({exc})")
+        where = self.options.endpoint_url or "AWS"
+        return replace(report, detail=f"bucket {self.bucket} at {where}")
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _new_client(self) -> Any:
+        opts = self.options
+        key_id = resolve_secret(
+            self.name, "access_key_id", opts.access_key_id,
+            opts.access_key_id_env, opts.access_key_id_file,
+        )  # fmt: skip
+        secret = resolve_secret(
+            self.name, "secret_access_key", opts.secret_access_key,
+            opts.secret_access_key_env, opts.secret_access_key_file,
+        )  # fmt: skip
+        if (key_id is None) != (secret is None):
+            raise DestinationMisconfigured(
+                destination=self.name,
+                detail="give both access_key_id and secret_access_key, or neither",
+            )
+        self._secrets = tuple(s for s in (secret, key_id) if s)
+        for noisy in _QUIET_LOGGERS:  # their DEBUG output carries request headers
+            if logging.getLogger(noisy).level == logging.NOTSET:
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        config = Config(
+            connect_timeout=5,
+            read_timeout=opts.read_timeout,
+            # One quick retry inside boto3; jobs/retry.py owns the real backoff.
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            max_pool_connections=max(16, opts.concurrency or 0),
+            s3={"addressing_style": opts.addressing_style},
+            # Our own Content-MD5 and SHA-256 headers; no CRC trailers (aws-chunked bodies),
+            # which many S3-compatible servers refuse.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra=f"picpipe/{__version__}",
+        )
+        try:
+            return boto3.session.Session().client(
+                "s3",
+                endpoint_url=opts.endpoint_url,
+                region_name=opts.region,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                verify=opts.verify_tls,
+                config=config,
+            )
+        except (BotoCoreError, ValueError) as exc:
+            raise DestinationMisconfigured(
+                destination=self.name, detail=f"cannot set up the S3 client ({self._redact(exc)})"
+            ) from exc
+
+    def _put_single(
+        self, key: str, data: BinaryIO, digests: Digests, fields: dict[str, Any]
+    ) -> RemoteObject:
+        body = _read_exactly(data, digests.size + 1)  # one byte more: a longer stream is wrong
+        if len(body) != digests.size or hashlib.sha256(body).hexdigest() != digests.sha256:
+            raise self._mismatch(key, _NOT_THE_ASSET)
+        md5 = digests.md5 or hashlib.md5(body).hexdigest()
+        if self.options.checksum_header:
+            fields = {
+                **fields,
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": _b64(digests.sha256),
+            }
+        with self._errors(key):
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64(md5), **fields
+            )
+        etag = _md5_etag(answer)
+        if etag is not None and etag != md5:
+            raise self._mismatch(key, "the server's ETag is not the MD5 sent")
+        checksum = answer.get("ChecksumSHA256")
+        if checksum and fields.get("ChecksumSHA256") and checksum != fields["ChecksumSHA256"]:
+            raise self._mismatch(key, "the server's SHA-256 is not the one sent")
+        return RemoteObject(
+            key=key, size=digests.size, sha256=digests.sha256, md5=etag, etag=_etag(answer)
+        )
+
+    def _put_multipart(
+        self,
+        key: str,
+        data: BinaryIO,
+        digests: Digests,
+        fields: dict[str, Any],
+        resume: dict[str, Any] | None,
+        checkpoint: Callable[[dict[str, Any]], None] | None,
+    ) -> RemoteObject:
+        upload_id, part_size, held = self._resumed(key, digests.size, resume)
+        if upload_id is None:
+            done = self.stat(key) if resume else None  # a lost answer to the last Complete
+            if done is not None and (done.size, done.sha256) == (digests.size, digests.sha256):
+                return done
+            part_size = _part_size(digests.size, self.options.part_size_mb * MIB)
+            with self._errors(key):
+                created = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **fields)
+            upload_id = self._whole(created, "UploadId", "CreateMultipartUpload")["UploadId"]
+            if checkpoint is not None:
+                checkpoint({"upload_id": upload_id, "key": key, "part_size": part_size})
+        try:
+            parts, md5s = self._send_parts(key, upload_id, data, digests, part_size, held)
+            with self._errors(key):
+                answer = self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except DestinationError as exc:
+            if not exc.retryable:  # a retryable failure keeps the upload for the next try
+                self._abort_quietly(key, upload_id)
+            raise
+        etag = _etag(answer)
+        if etag is None:  # S3 may answer 200 and put an error in the body: this body was cut
+            done = self.stat(key)
+            if done is None or (done.size, done.sha256) != (digests.size, digests.sha256):
+                raise DestinationUnavailable(
+                    destination=self.name, detail="CompleteMultipartUpload's answer was cut short"
+                )
+            return done
+        expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
+        if _MULTIPART_ETAG.fullmatch(etag) and etag != expected:
+            raise self._mismatch(key, "the server's ETag is not of the parts sent")
+        return RemoteObject(key=key, size=digests.size, sha256=digests.sha256, etag=etag)
+
+    def _send_parts(
+        self,
+        key: str,
+        upload_id: str,
+        data: BinaryIO,
+        digests: Digests,
+        part_size: int,
+        held: dict[int, tuple[str, int]],
+    ) -> tuple[_Parts, _PartMd5s]:
+        """Upload the parts the server does not hold yet; hash every byte read on the way."""
+        whole = hashlib.sha256()
+        parts: list[dict[str, Any]] = []
+        md5s: list[bytes] = []
+        for number, offset in enumerate(range(0, digests.size, part_size), start=1):
+            chunk = _read_exactly(data, min(part_size, digests.size - offset))
+            if len(chunk) != min(part_size, digests.size - offset):
+                raise self._mismatch(key, _NOT_THE_ASSET)  # the stream ended early
+            whole.update(chunk)
+            md5 = hashlib.md5(chunk)
+            if held.get(number) != (md5.hexdigest(), len(chunk)):
+                with self._errors(key):
+                    answer = self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                        ContentMD5=base64.b64encode(md5.digest()).decode(),
+                    )
+                etag = _md5_etag(answer)
+                if etag is not None and etag != md5.hexdigest():
+                    raise self._mismatch(key, f"part {number}: the ETag is not its MD5")
+            parts.append({"PartNumber": number, "ETag": f'"{md5.hexdigest()}"'})
+            md5s.append(md5.digest())
+        if data.read(1) or whole.hexdigest() != digests.sha256:
+            raise self._mismatch(key, _NOT_THE_ASSET)
+        return parts, md5s
+
+    def _resumed(
+        self, key: str, size: int, resume: dict[str, Any] | None
+    ) -> tuple[str | None, int, dict[int, tuple[str, int]]]:
+        """The checkpointed upload and the parts the server holds (number → md5, size), or
+        ``(None, 0, {})`` when there is nothing to resume."""
+        if not resume:
+            return None, 0, {}
+        upload_id, old_key, part_size = (resume.get(k) for k in ("upload_id", "key", "part_size"))
+        if not isinstance(upload_id, str) or not isinstance(old_key, str):
+            return None, 0, {}
+        if (
+            not isinstance(part_size, int)
+            or old_key != key
+            or part_size != _part_size(size, part_size)
+        ):
+            self._abort_quietly(old_key, upload_id)  # ours, and it can no longer be finished
+            return None, 0, {}
+        held: dict[int, tuple[str, int]] = {}
+        pages = self.client.get_paginator("list_parts")
+        with self._errors(key):
+            try:
+                for page in pages.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                    for part in page.get("Parts", []):
+                        held[part["PartNumber"]] = (_unquote(part["ETag"]) or "", part["Size"])
+            except ClientError as exc:
+                if _code(exc) != "NoSuchUpload":
+                    raise
+                log.debug("%s: upload of %s is gone; starting over", self.name, key)
+                return None, 0, {}
+        return upload_id, part_size, held
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError, DestinationError) as exc:
+            log.debug("%s: could not abort the upload of %s: %s", self.name, key, type(exc))
+
+    def _verify_deep(self, key: str, digests: Digests) -> Verification:
+        method = "sha256 re-read"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in self.read(key):
+                size += len(chunk)
+                digest.update(chunk)
+        except IntegrityMismatch:
+            return Verification(False, key, method, "missing")
+        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
+        if size != digests.size:
+            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
+        if remote.sha256 != digests.sha256:
+            return Verification(False, key, method, "sha256 differs", remote)
+        return Verification(True, key, method, remote=remote)
+
+    def _head(self, key: str, *, checksum: bool = False) -> dict[str, Any] | None:
+        args = {"Bucket": self.bucket, "Key": key}
+        if checksum and self.options.checksum_header:
+            args["ChecksumMode"] = "ENABLED"
+        with self._errors(key):
+            try:
+                head: dict[str, Any] = self.client.head_object(**args)
+            except ClientError as exc:
+                if _status(exc) == 404:  # HEAD has no body: a missing bucket looks the same
+                    return None
+                raise
+        return self._whole(head, "ContentLength", "HeadObject")
+
+    def _whole(self, answer: dict[str, Any], field: str, operation: str) -> dict[str, Any]:
+        """``answer`` when it has ``field``. A connection cut inside the headers reads as an
+        empty 200 (http.client stops at EOF as at a blank line): never take that as done."""
+        if field not in answer:
+            raise DestinationUnavailable(
+                destination=self.name, detail=f"the answer to {operation} was cut short"
+            )
+        return answer
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Re-raise SDK and transport errors as picpipe errors (``from`` the original)."""
+        try:
+            yield
+        except (ClientError, BotoCoreError, Urllib3Error, OSError, ResponseParserError) as exc:
+            raise map_error(exc, destination=self.name, key=key, hide=self._secrets) from exc
+        except ValueError as exc:  # botocore parsing a garbled header (a cut connection)
+            raise map_error(exc, destination=self.name, key=key, hide=self._secrets) from exc
+
+    def _mismatch(self, key: str, detail: str) -> IntegrityMismatch:
+        return IntegrityMismatch(destination=self.name, key=key, detail=detail)
+
+    def _redact(self, exc: BaseException) -> str:
+        return _redact(str(exc), self._secrets)
+
+
+def map_error(
+    exc: BaseException, *, destination: str, key: str, hide: tuple[str, ...] = ()
+) -> DestinationError:
+    """The picpipe error for one boto3/botocore/urllib3 exception (``hide``: secret values)."""
+    if isinstance(exc, ClientError):
+        code, status = _code(exc), _status(exc)
+        message = str(exc.response.get("Error", {}).get("Message") or "")
+        detail = _redact(f"{code}: {message}" if message and message != code else code, hide)
+        if code in _AUTH:
+            return DestinationAuthFailed(destination=destination, detail=detail)
+        if code in _MISCONFIGURED:
+            return DestinationMisconfigured(destination=destination, detail=detail)
+        if code in _CORRUPTED:
+            return IntegrityMismatch(destination=destination, key=key, detail=detail)
+        if code in _TRANSIENT or status == 429 or status >= 500:
+            return DestinationUnavailable(destination=destination, detail=detail)
+        if status in {401, 403}:  # HEAD answers carry no code, only the status
+            return DestinationAuthFailed(destination=destination, detail=detail)
+        if status == 301:
+            return DestinationMisconfigured(destination=destination, detail=detail)
+        return DestinationRejected(destination=destination, key=key, detail=detail)
+    detail = _redact(f"{type(exc).__name__}: {exc}", hide)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return DestinationAuthFailed(
+            destination=destination,
+            detail="no credentials: set access_key_id and secret_access_key, or AWS_* variables, "
+            "a profile or an instance role",
+        )
+    if isinstance(exc, SSLError) and "certif" in str(exc).lower():
+        return DestinationMisconfigured(
+            destination=destination, detail=f"TLS certificate refused ({detail})"
+        )
+    config_errors = (
+        NoRegionError, InvalidRegionError, InvalidS3AddressingStyleError, InvalidConfigError,
+    )  # fmt: skip
+    if isinstance(exc, config_errors):
+        return DestinationMisconfigured(destination=destination, detail=detail)
+    if isinstance(exc, ParamValidationError):
+        return DestinationRejected(destination=destination, key=key, detail=detail)
+    # Timeouts, refused and reset connections, streams cut short: worth another try.
+    return DestinationUnavailable(destination=destination, detail=detail)
+
+
+def _read_exactly(data: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at the end of the stream)."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0 and (chunk := data.read(left)):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _part_size(size: int, wanted: int) -> int:
+    """``wanted`` (at least 5 MiB), grown in whole MiB so ``size`` needs ≤ 10,000 parts."""
+    least = -(-size // MAX_PARTS)
+    return max(wanted, MIN_PART, -(-least // MIB) * MIB)
+
+
+def _remote(key: str, head: dict[str, Any]) -> RemoteObject:
+    sha = str(head.get("Metadata", {}).get(META_SHA256, "")).lower()
+    return RemoteObject(
+        key=key,
+        size=int(head["ContentLength"]),
+        sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else None,
+        md5=_md5_etag(head),
+        etag=_etag(head),
+        extra={"storage_class": head.get("StorageClass", "STANDARD")},
+    )
+
+
+def _md5_etag(answer: dict[str, Any]) -> str | None:
+    """The ETag when it is the body's MD5 (single part, no KMS or customer-key encryption)."""
+    etag = _etag(answer)
+    if not etag or not _MD5_ETAG.fullmatch(etag):
+        return None
+    if answer.get("ServerSideEncryption") in _KMS or answer.get("SSECustomerAlgorithm"):
+        return None
+    return etag
+
+
+def _etag(answer: dict[str, Any]) -> str | None:
+    return _unquote(answer.get("ETag"))
+
+
+def _unquote(etag: str | None) -> str | None:
+    return etag.strip('"').lower() if etag else None
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _b64_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _code(exc: BaseException | None) -> str:
+    if not isinstance(exc, ClientError):
+        return ""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _redact(text: str, hide: tuple[str, ...]) -> str:
+    for value in hide:
+        text = text.replace(value, "********")
+    return text[:300]

@@ -1,0 +1,725 @@
+"""Replication: every asset to every configured destination, verified at the far end.
+
+Per asset per destination a replica row moves pending → uploading → verifying → verified |
+failed, each step committed before the next starts, so a killed run resumes: a row left in
+"uploading" or "verifying" is checked at the far end first (the upload may have finished) and
+uploaded again only when that check fails, with the backend's resume state where it keeps one.
+A replica is marked verified only from a `Verification` that passed; verified replicas are never
+uploaded again unless ``--verify`` finds them damaged.
+
+One asset is read once for all the destinations that need it: when a kind wants MD5 or SHA-1,
+the original is read and hashed once (kept in memory up to `IN_MEMORY_LIMIT`) and its bytes feed
+every upload; otherwise each upload streams the library file (the page cache serves repeats).
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+from picpipe.catalog import replicas as q
+from picpipe.catalog.models import ImportSession
+from picpipe.catalog.queries import add_session_failures, stale_sessions, start_session, utcnow
+from picpipe.destinations.base import AssetRef, Destination, Digests, collision_key
+from picpipe.errors import (
+    DestinationError,
+    IntegrityMismatch,
+    PicpipeError,
+    UnreadableFile,
+    VanishedFile,
+)
+from picpipe.events import ReplicaFinished, SessionFinished, SessionStarted, SyncPlanned
+from picpipe.hashing import digest_stream
+from picpipe.jobs.retry import RetryPolicy, call_with_retries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+
+    from picpipe.catalog.db import Catalog
+    from picpipe.events import EventSink, ReplicaOutcome
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IN_MEMORY_LIMIT = 64 << 20  # read once into memory for several uploads below this size
+PAGE = 500
+
+
+@dataclass(slots=True)
+class DestinationTally:
+    """Counts of one destination in one run."""
+
+    planned: int = 0
+    uploaded: int = 0
+    present: int = 0  # already at the far end and verified there: adopted without upload
+    reverified: int = 0
+    repaired: int = 0  # verified before, found damaged or missing by --verify, uploaded again
+    failed: int = 0
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What a sync did; ``failures`` are (destination, library path, reason)."""
+
+    session_id: int | None
+    status: str
+    dry_run: bool
+    seconds: float = 0.0
+    destinations: dict[str, DestinationTally] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would happen
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self.destinations.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "destinations": {
+                name: {
+                    "planned": t.planned,
+                    "uploaded": t.uploaded,
+                    "present": t.present,
+                    "reverified": t.reverified,
+                    "repaired": t.repaired,
+                    "failed": t.failed,
+                    "bytes": t.bytes,
+                }
+                for name, t in self.destinations.items()
+            },
+            "failures": [{"destination": d, "path": p, "reason": r} for d, p, r in self.failures],
+            **({"planned": self.planned} if self.dry_run else {}),
+        }
+
+
+@dataclass(slots=True)
+class _Target:
+    """One destination in a run: its backend, row id, pool and in-run key claims."""
+
+    name: str
+    backend: Destination
+    destination_id: int
+    pool: ThreadPoolExecutor
+    claims: dict[str, str] = field(default_factory=dict)  # key → sha256, this run
+
+
+@dataclass(slots=True)
+class _Job:
+    """One asset and the destinations that need something done with it."""
+
+    asset: AssetRef
+    library_path: str
+    work: list[tuple[_Target, q.PlannedAsset, str]]  # (target, plan row, key)
+
+
+class SyncRun:
+    """One ``picpipe sync``: build it with the open destinations, then call `run`."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        library_root: Path,
+        destinations: dict[str, Destination],
+        *,
+        policy: RetryPolicy,
+        concurrency: dict[str, int],
+        verify: bool = False,
+        dry_run: bool = False,
+        events: EventSink | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.library_root = library_root
+        self.destinations = destinations
+        self.policy = policy
+        self.concurrency = concurrency
+        self.verify = verify
+        self.dry_run = dry_run
+        self.events: EventSink = events or (lambda _e: None)
+        self.stop = stop or threading.Event()
+        self._lock = threading.Lock()
+        self._session_id = 0
+        self._report = SyncReport(None, "new", dry_run)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> SyncReport:
+        """Replicate everything not verified yet; returns the report (never raises for items)."""
+        started = time.monotonic()
+        report = self._report = SyncReport(None, "running", self.dry_run)
+        report.destinations = {name: DestinationTally() for name in self.destinations}
+        if not self.dry_run:
+            self._recover_interrupted()
+            with self.catalog.session() as db, db.begin():
+                run = start_session(db, kind="sync", device=", ".join(self.destinations))
+                report.session_id = self._session_id = run.id
+            self.events(SessionStarted(self._session_id, tuple(self.destinations)))
+        targets = self._targets()
+        status = "failed"
+        pending: list[Future[None]] = []
+        in_flight = threading.BoundedSemaphore(max(4, 2 * sum(self.concurrency.values())))
+        try:
+            for jobs in self._pages(targets):
+                self._announce(jobs)
+                for job in jobs:
+                    if self.dry_run:
+                        self._plan_only(job, report)
+                        continue
+                    while not in_flight.acquire(timeout=0.5):
+                        if self.stop.is_set():
+                            raise KeyboardInterrupt
+                    if self.stop.is_set():
+                        in_flight.release()
+                        raise KeyboardInterrupt
+                    pending.append(self._dispatch(job, report, in_flight))
+                    pending = [f for f in pending if not f.done()]
+            for future in pending:
+                _wait(future, self.stop)
+            if not self.dry_run:
+                self._after_uploads(targets, report)
+            status = "completed_with_failures" if report.failed else "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.stop.set()
+            raise
+        finally:
+            for target in targets:
+                target.pool.shutdown(wait=True, cancel_futures=True)
+            report.status = status
+            report.seconds = time.monotonic() - started
+            if not self.dry_run:
+                self._finish(report)
+        return report
+
+    def _targets(self) -> list[_Target]:
+        targets = []
+        with self.catalog.session() as db, db.begin():
+            for name, backend in self.destinations.items():
+                if self.dry_run:  # writes nothing; a new destination has no replicas yet
+                    dest_id = q.destination_id(db, name) or -1
+                else:
+                    dest_id = q.ensure_destination(db, name, backend.kind)
+                workers = self.concurrency.get(name, 4)
+                pool = ThreadPoolExecutor(workers, thread_name_prefix=f"sync-{name}")
+                targets.append(_Target(name, backend, dest_id, pool))
+        return targets
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _pages(self, targets: Sequence[_Target]) -> Iterator[list[_Job]]:
+        """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
+        streams = [self._plan_stream(t) for t in targets]
+        merged = heapq.merge(*streams, key=lambda item: item[1].sha256)
+        grouped = itertools.groupby(merged, key=lambda item: item[1].sha256)
+        while True:
+            # Each group must be read before groupby moves on (it shares the iterator).
+            rows = {sha: list(items) for sha, items in itertools.islice(grouped, PAGE)}
+            if not rows:
+                return
+            yield self._jobs(rows)
+
+    def _plan_stream(self, target: _Target) -> Iterator[tuple[_Target, q.PlannedAsset]]:
+        after = ""
+        while True:
+            with self.catalog.session() as db:
+                page = q.plan_page(
+                    db, target.destination_id, after=after, limit=PAGE, everything=self.verify
+                )
+            if not page:
+                return
+            for row in page:
+                yield target, row
+            after = page[-1].sha256
+
+    def _jobs(self, rows: dict[str, list[tuple[_Target, q.PlannedAsset]]]) -> list[_Job]:
+        shas = list(rows)
+        with self.catalog.session() as db:
+            provenance = q.first_provenance(db, shas)
+            albums = q.album_names(db, shas)
+            jobs = []
+            assets = {
+                sha: _asset_ref(items[0][1], provenance, albums) for sha, items in rows.items()
+            }
+            claims = {t.name: self._claims_for(db, t, rows, assets) for t in self._targets_of(rows)}
+        for sha, items in rows.items():
+            asset = assets[sha]
+            work = []
+            for target, row in items:
+                key = (
+                    row.remote_key or claims[target.name].get(sha) or target.backend.key_for(asset)
+                )
+                work.append((target, row, key))
+            jobs.append(_Job(asset, items[0][1].library_path, work))
+        return jobs
+
+    @staticmethod
+    def _targets_of(rows: dict[str, list[tuple[_Target, q.PlannedAsset]]]) -> list[_Target]:
+        seen: dict[str, _Target] = {}
+        for items in rows.values():
+            for target, _row in items:
+                seen.setdefault(target.name, target)
+        return list(seen.values())
+
+    def _claims_for(
+        self,
+        db: Any,
+        target: _Target,
+        rows: dict[str, list[tuple[_Target, q.PlannedAsset]]],
+        assets: dict[str, AssetRef],
+    ) -> dict[str, str]:
+        """New keys for assets without one, made collision-safe against the catalog and run."""
+        if target.backend.caps.keyed_by_server:
+            return {}
+        wanted: dict[str, str] = {}
+        for sha, items in rows.items():
+            for t, row in items:
+                if t is target and row.remote_key is None:
+                    wanted[sha] = target.backend.key_for(assets[sha])
+        taken = q.claimed_keys(db, target.destination_id, list(set(wanted.values())))
+        out: dict[str, str] = {}
+        for sha, key in wanted.items():
+            holder = taken.get(key) or target.claims.get(key)
+            if holder is not None and holder != sha:
+                key = collision_key(key, sha)
+            target.claims[key] = sha
+            out[sha] = key
+        return out
+
+    def _announce(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            for target, _row, _key in job.work:
+                self._tally(target.name).planned += 1
+        total = sum(j.asset.size * len(j.work) for j in jobs)
+        self.events(SyncPlanned(self._session_id, sum(len(j.work) for j in jobs), total))
+
+    def _plan_only(self, job: _Job, report: SyncReport) -> None:
+        for target, row, key in job.work:
+            action = "verify" if row.replica_state == q.VERIFIED else "upload"
+            if row.replica_state in {"uploading", "verifying", "failed"}:
+                action = "check, then upload if needed"
+            report.planned.append(
+                {
+                    "destination": target.name,
+                    "path": job.library_path,
+                    "key": key if not target.backend.caps.keyed_by_server else None,
+                    "bytes": job.asset.size,
+                    "action": action,
+                }
+            )
+            self._event(target, job, key, "planned")
+
+    # -- one asset -------------------------------------------------------------------------
+
+    def _dispatch(
+        self, job: _Job, report: SyncReport, in_flight: threading.BoundedSemaphore
+    ) -> Future[None]:
+        """Read the asset once if a kind needs more digests, then one task per destination."""
+        remaining = [len(job.work)]
+        done: Future[None] = Future()
+        needs = set().union(*(t.backend.caps.needs for t, _r, _k in job.work))
+        shared: dict[str, Any] = {}
+
+        def finished() -> None:
+            with self._lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                shared.clear()
+                in_flight.release()
+                done.set_result(None)
+
+        def one(target: _Target, row: q.PlannedAsset, key: str) -> None:
+            try:
+                self._replicate(target, job, row, key, shared, needs, report)
+            except BaseException:
+                log.exception("internal error replicating %s to %s", job.library_path, target.name)
+                self._failed(target, job, key, report, "internal error (see the log)")
+            finally:
+                finished()
+
+        for target, row, key in job.work:
+            target.pool.submit(one, target, row, key)
+        return done
+
+    def _replicate(
+        self,
+        target: _Target,
+        job: _Job,
+        row: q.PlannedAsset,
+        key: str,
+        shared: dict[str, Any],
+        needs: set[str],
+        report: SyncReport,
+    ) -> None:
+        if self.stop.is_set():
+            return
+        backend = target.backend
+        try:
+            digests = self._digests(job, shared, needs)
+            if row.replica_state is not None and row.remote_key is not None:
+                # Ours from an earlier run: is a finished (or interrupted) copy there and sound?
+                check = self._retry(
+                    target, job, lambda: backend.verify(key, digests, deep=self.verify)
+                )
+                was_verified = row.replica_state == q.VERIFIED
+                if check.ok:
+                    self._verified(
+                        target,
+                        job,
+                        key,
+                        check.method,
+                        report,
+                        reverified=was_verified,
+                        present=not was_verified,
+                    )
+                    return
+                if was_verified:
+                    log.warning(
+                        "%s: %s (%s) is damaged: %s; uploading it again",
+                        target.name,
+                        key,
+                        job.library_path,
+                        check.detail,
+                    )
+                    with self._lock:
+                        report.destinations[target.name].repaired += 1
+            elif backend.caps.bulk_check:
+                finder: Any = backend
+                found_now = self._retry(
+                    target, job, lambda: finder.find_existing([(job.asset, digests)])
+                )
+                held = found_now.get(job.asset.sha256)
+                if (
+                    held is not None
+                    and self._retry(target, job, lambda: backend.verify(held.key, digests)).ok
+                ):
+                    self._verified(target, job, held.key, "present", report, present=True)
+                    return
+            elif not backend.caps.keyed_by_server:
+                found = self._adopt_or_rename(target, job, key, digests)
+                if found is None:
+                    self._verified(target, job, key, "present", report, present=True)
+                    return
+                key = found
+            self._upload(target, job, row, key, digests, shared, report)
+        except PicpipeError as exc:
+            self._failed(target, job, key, report, exc.reason)
+
+    def _adopt_or_rename(
+        self, target: _Target, job: _Job, key: str, digests: Digests
+    ) -> str | None:
+        """None when ``key`` already holds the asset; else the key to upload to.
+
+        A key holding other bytes is someone else's file (never overwritten) unless the key is
+        content-addressed (it names the sha256), when it can only be a damaged copy of ours.
+        """
+        backend = target.backend
+        for candidate in (key, collision_key(key, digests.sha256)):
+            if self._retry(target, job, partial(backend.stat, candidate)) is None:
+                return candidate
+            if self._retry(target, job, partial(backend.verify, candidate, digests)).ok:
+                return None
+            if digests.sha256 in candidate:
+                return candidate
+        raise IntegrityMismatch(
+            destination=target.name, key=key, detail="the name is taken by other files"
+        )
+
+    def _retry(self, target: _Target, job: _Job, call: Callable[[], T]) -> T:
+        """One remote call with the run's retry policy (transient errors only)."""
+        what = f"{target.name}: {job.library_path}"
+        return call_with_retries(call, self.policy, what=what, stop=self.stop)
+
+    def _upload(
+        self,
+        target: _Target,
+        job: _Job,
+        row: q.PlannedAsset,
+        key: str,
+        digests: Digests,
+        shared: dict[str, Any],
+        report: SyncReport,
+    ) -> None:
+        backend = target.backend
+        sha = job.asset.sha256
+        resume = dict((row.extra or {}).get("resume") or {}) or None
+        self._write(target, sha, state="uploading", remote_key=key, last_error=None, bump=True)
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            self._write(target, sha, extra={**(row.extra or {}), "resume": state})
+
+        def attempt() -> tuple[str, str]:
+            with self._open(job, shared) as data:
+                stored = backend.put(
+                    key,
+                    data,
+                    digests=digests,
+                    asset=job.asset,
+                    resume=resume,
+                    checkpoint=checkpoint,
+                )
+            self._write(target, sha, state="verifying", remote_key=stored.key, etag=stored.etag)
+            check = backend.verify(stored.key, digests)
+            if not check.ok:
+                raise IntegrityMismatch(
+                    destination=target.name, key=stored.key, detail=check.detail
+                )
+            extra = {k: v for k, v in (row.extra or {}).items() if k != "resume"}
+            extra.update(stored.extra)
+            self._write(target, sha, extra=extra or None)
+            return stored.key, check.method
+
+        stored_key, method = call_with_retries(
+            attempt, self.policy, what=f"{target.name}: {job.library_path}", stop=self.stop
+        )
+        with self._lock:
+            report.destinations[target.name].uploaded += 1
+            report.destinations[target.name].bytes += job.asset.size
+        self._verified(target, job, stored_key, method, report)
+
+    # -- reading the original --------------------------------------------------------------
+
+    def _digests(self, job: _Job, shared: dict[str, Any], needs: set[str]) -> Digests:
+        """The asset's digests; MD5/SHA-1 computed once per asset (and the bytes kept)."""
+        asset = job.asset
+        if not needs:
+            return Digests(asset.size, asset.sha256)
+        with self._lock:
+            ready = shared.get("digests")
+            if ready is None:
+                lock = shared.setdefault("lock", threading.Lock())
+            else:
+                return ready  # type: ignore[no-any-return]
+        with lock:
+            if "digests" not in shared:
+                keep = asset.size <= IN_MEMORY_LIMIT
+                with self._open(job, {}) as stream:
+                    found, size, data = digest_stream(stream, ("sha256", *sorted(needs)), keep=keep)
+                if found["sha256"] != asset.sha256 or size != asset.size:
+                    raise UnreadableFile(
+                        path=job.library_path,
+                        detail="the library original does not match its checksum; "
+                        "run picpipe verify",
+                    )
+                shared["data"] = data
+                shared["digests"] = Digests(size, asset.sha256, found.get("md5"), found.get("sha1"))
+        return shared["digests"]  # type: ignore[no-any-return]
+
+    def _open(self, job: _Job, shared: dict[str, Any]) -> _Opened:
+        data = shared.get("data")
+        if data is not None:
+            return _Opened(io.BytesIO(data))
+        path = self.library_root / job.library_path
+        try:
+            return _Opened(open(path, "rb"))
+        except FileNotFoundError as exc:
+            raise VanishedFile(path=job.library_path) from exc
+        except OSError as exc:
+            raise UnreadableFile(path=job.library_path, detail=exc.strerror) from exc
+
+    # -- catalog writes and outcomes ---------------------------------------------------------
+
+    def _write(self, target: _Target, sha256: str, *, bump: bool = False, **fields: Any) -> None:
+        with self.catalog.session() as db, db.begin():
+            q.set_replica(db, target.destination_id, sha256, **fields)
+            if bump:
+                q.bump_attempts(db, target.destination_id, sha256)
+
+    def _verified(
+        self,
+        target: _Target,
+        job: _Job,
+        key: str,
+        method: str,
+        report: SyncReport,
+        *,
+        present: bool = False,
+        reverified: bool = False,
+    ) -> None:
+        self._write(
+            target,
+            job.asset.sha256,
+            state=q.VERIFIED,
+            remote_key=key,
+            checksum=job.asset.sha256,
+            verified_at=utcnow(),
+            last_error=None,
+        )
+        tally = self._tally(target.name)
+        with self._lock:
+            if present:
+                tally.present += 1
+            elif reverified:
+                tally.reverified += 1
+        outcome: ReplicaOutcome = "present" if present else "verified" if reverified else "uploaded"
+        self._event(target, job, key, outcome)
+        log.debug("%s: %s verified (%s)", target.name, job.library_path, method)
+
+    def _failed(
+        self, target: _Target, job: _Job, key: str, report: SyncReport, reason: str
+    ) -> None:
+        try:
+            self._write(target, job.asset.sha256, state="failed", last_error=reason[:2000])
+        except Exception:  # the catalog itself failing is reported, not hidden
+            log.exception("cannot record the failed replica of %s", job.library_path)
+        with self._lock:
+            report.destinations[target.name].failed += 1
+            report.failures.append((target.name, job.library_path, reason))
+        self._event(target, job, key, "failed", reason)
+        log.warning("%s: %s: %s", target.name, job.library_path, reason)
+
+    def _tally(self, name: str) -> DestinationTally:
+        return self._report.destinations[name]
+
+    def _event(
+        self,
+        target: _Target,
+        job: _Job,
+        key: str,
+        outcome: ReplicaOutcome,
+        reason: str | None = None,
+    ) -> None:
+        self.events(
+            ReplicaFinished(
+                self._session_id,
+                target.name,
+                job.library_path,
+                key,
+                outcome,
+                job.asset.size,
+                reason,
+            )
+        )
+
+    # -- after the uploads -------------------------------------------------------------------
+
+    def _after_uploads(self, targets: Sequence[_Target], report: SyncReport) -> None:
+        """Link Live Photo pairs and fill albums where the kind can (Immich)."""
+        for target in targets:
+            backend: Any = target.backend
+            try:
+                if backend.caps.links_pairs:
+                    with self.catalog.session() as db:
+                        pairs = q.unlinked_live_pairs(db, target.destination_id)
+                    if pairs:
+                        linked = set(backend.link_pairs([(s, v) for _sha, s, v in pairs]))
+                        done = [(sha, v) for sha, s, v in pairs if (s, v) in linked]
+                        with self.catalog.session() as db, db.begin():
+                            q.mark_linked(db, target.destination_id, done)
+                if backend.caps.albums:
+                    with self.catalog.session() as db:
+                        wanted = q.albums_to_assign(db, target.destination_id)
+                    if wanted:
+                        done = backend.add_to_albums(
+                            {
+                                album: [key for _sha, key in members]
+                                for album, members in wanted.items()
+                            }
+                        )
+                        by_key = {key: sha for members in wanted.values() for sha, key in members}
+                        with self.catalog.session() as db, db.begin():
+                            q.mark_in_albums(
+                                db,
+                                target.destination_id,
+                                {
+                                    a: [by_key[k] for k in keys if k in by_key]
+                                    for a, keys in done.items()
+                                },
+                            )
+            except DestinationError as exc:
+                with self._lock:
+                    report.failures.append((target.name, "(pairs and albums)", exc.reason))
+                    report.destinations[target.name].failed += 1
+
+    # -- session bookkeeping -----------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        with self.catalog.session() as db, db.begin():
+            for run in stale_sessions(db, "sync"):
+                run.status = "interrupted"
+                run.ended_at = run.ended_at or utcnow()
+
+    def _finish(self, report: SyncReport) -> None:
+        tallies = report.destinations.values()
+        with self.catalog.session() as db, db.begin():
+            run = db.get_one(ImportSession, self._session_id)
+            run.status = report.status
+            run.ended_at = utcnow()
+            run.seen = sum(t.planned for t in tallies)
+            run.new = sum(t.uploaded for t in tallies)
+            run.duplicate = sum(t.present for t in tallies)
+            run.unchanged = sum(t.reverified for t in tallies)
+            run.failed = sum(t.failed for t in tallies)
+            run.bytes = sum(t.bytes for t in tallies)
+            add_session_failures(
+                db, self._session_id, [(f"{d}: {p}", r) for d, p, r in report.failures[:5000]]
+            )
+        self.events(SessionFinished(self._session_id, report.status))
+
+
+class _Opened:
+    """A stream as a context manager that closes it (BytesIO or file)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> BinaryIO:
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+
+
+def _asset_ref(
+    row: q.PlannedAsset, provenance: dict[str, tuple[str, int]], albums: dict[str, list[str]]
+) -> AssetRef:
+    source_path, mtime_ns = provenance.get(row.sha256, (row.original_name, 0))
+    ext = row.library_path.rpartition(".")[2].lower()
+    modified = None
+    if mtime_ns:
+        modified = _from_ns(mtime_ns)
+    return AssetRef(
+        sha256=row.sha256,
+        size=row.size,
+        ext=ext,
+        kind=row.kind,
+        taken_local=row.taken_local,
+        taken_offset_min=row.taken_offset_min,
+        original_name=row.original_name,
+        source_path=source_path,
+        mime_type=row.mime_type,
+        duration=row.duration,
+        pair_id=row.pair_id,
+        pair_kind=row.pair_kind,
+        albums=tuple(albums.get(row.sha256, ())),
+        modified=modified,
+    )
+
+
+def _from_ns(mtime_ns: int) -> datetime:
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
+
+
+def _wait(future: Future[None], stop: threading.Event) -> None:
+    while not future.done():
+        if stop.is_set():
+            raise KeyboardInterrupt
+        try:
+            future.result(timeout=0.5)
+        except TimeoutError:
+            continue

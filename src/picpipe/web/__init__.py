@@ -1,0 +1,1 @@
+"""The HTTP side of picpipe: ``create_app(settings)`` builds the FastAPI application."""

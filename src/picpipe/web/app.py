@@ -1,0 +1,133 @@
+"""``create_app(settings)``: the FastAPI application, built fresh for each call.
+
+No module-level app or state: the catalog, the media server and the token guard live on
+``app.state`` (``ctx``, ``guard``) and are closed when the application shuts down.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from picpipe import __version__
+from picpipe.catalog.db import open_catalog
+from picpipe.web import api, auth, compat, problems
+from picpipe.web.auth import Guard, require_read
+from picpipe.web.context import WebContext
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from picpipe.config import Settings
+
+STATIC = Path(__file__).with_name("static")
+
+# Sent on every answer: browsers must not guess content types, and a kiosk URL that carries
+# ``?token=`` must not leak to other sites through the Referer header.
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (no per-request task or body buffering, unlike BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The picpipe web application for ``settings``.
+
+    Opens the catalog (migrating it, like every command) and the media server now, so a
+    broken configuration fails before the server listens; both are closed on shutdown.
+    Raises CatalogError when the catalog cannot be opened.
+    """
+    from picpipe.web import live, pages
+    from picpipe.web.fastpath import FastThumbs
+    from picpipe.web.media import MediaServer
+
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        media = MediaServer(settings, catalog)
+    except BaseException:
+        catalog.close()
+        raise
+    ctx = WebContext(
+        settings=settings,
+        catalog=catalog,
+        library_root=settings.library_root,
+        home_root=settings.home_root,
+        media=media,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            media.close()
+            catalog.close()
+
+    app = FastAPI(
+        title="picpipe",
+        version=__version__,
+        description="Photos from the picpipe library: compatibility endpoints, JSON API, pages.",
+        lifespan=lifespan,
+        # "/files/" is not "/files": no redirect that echoes a crafted path back.
+        redirect_slashes=False,
+        # The documentation needs a token like everything else, so it is added below.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.guard = Guard.from_settings(settings)
+    problems.install(app)
+    app.add_middleware(SecurityHeaders)
+    # Outermost (added last): remembered thumbnails are answered before routing, after the
+    # same token check every route makes (see web/fastpath.py).
+    app.add_middleware(FastThumbs, memo=media.thumbs, guard=app.state.guard)
+
+    app.include_router(compat.router)
+    app.include_router(api.router)
+    app.include_router(auth.router)
+    app.include_router(pages.router)
+    app.include_router(live.router)
+    _add_docs(app)
+    app.mount("/static", StaticFiles(directory=STATIC, html=False, check_dir=False), "static")
+    return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_read)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi(), headers={"Cache-Control": "no-store"})
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_read)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="picpipe API")
+
+
+__all__ = ["create_app"]
