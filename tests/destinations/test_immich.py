@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from picpipe.clients.immich import ErrorMap, ImmichClient, api_base_url
 from picpipe.clients.immich_models import rfc3339
 from picpipe.destinations.base import Destination, Digests, RemoteObject, open_destination
-from picpipe.destinations.immich import capture_time, duration_ms, modified_time
+from picpipe.destinations.immich_fields import capture_time, duration_ms, modified_time
 from picpipe.errors import (
     ConfigError,
     DestinationAuthFailed,

@@ -30,7 +30,8 @@ from botocore.parsers import ResponseParserError
 from urllib3.exceptions import ProtocolError
 
 from picpipe.destinations.base import Destination, Digests, open_destination
-from picpipe.destinations.s3 import S3Destination, map_error
+from picpipe.destinations.s3 import S3Destination
+from picpipe.destinations.s3_errors import map_error
 from picpipe.errors import (
     ConfigError,
     DestinationAuthFailed,

@@ -16,8 +16,9 @@ from picpipe.catalog.models import Replica
 from picpipe.destinations.base import Destination, open_destination
 from picpipe.errors import DestinationUnavailable
 from picpipe.hashing import sha256_file
-from picpipe.jobs.replicate import SyncReport, SyncRun
+from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
+from picpipe.jobs.sync_report import SyncReport
 from picpipe.samples import make_jpeg, make_sample_set
 from tests.conftest import LibraryFixture, run_cli
 
@@ -302,3 +303,25 @@ def test_put_reads_the_stream_it_is_given(tmp_path: Path) -> None:
     asset, digests = asset_for(data)
     stored = dest.put(dest.key_for(asset), io.BytesIO(data), digests=digests, asset=asset)
     assert stored.sha256 == digests.sha256
+
+
+def test_content_addressed_keys_are_checked_by_listing_their_folder(
+    library: LibraryFixture, tmp_path: Path
+) -> None:
+    make_sample_set(tmp_path / "many", count=40)
+    library.import_folder(tmp_path / "many")
+    objects = Counting(
+        filesystem(tmp_path, "objects", layout="photos/{sha256}/{name}")  # one folder
+    )
+    report = sync(library, {"objects": objects})
+    assert report.destinations["objects"].uploaded == 40
+    assert objects.calls.get("stat", 0) == 0  # one listing answered them all
+    assert objects.calls["list"] == 1
+    # An object that is already there (same bytes) is still adopted, not overwritten.
+    with library.catalog.session() as db, db.begin():
+        for row in db.scalars(select(Replica)):
+            db.delete(row)
+    objects.calls.clear()
+    again = sync(library, {"objects": objects})
+    assert again.destinations["objects"].present == 40
+    assert objects.calls.get("put", 0) == 0

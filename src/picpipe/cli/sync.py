@@ -33,8 +33,9 @@ from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
 from picpipe.errors import ConfigError, ExitCode, ItemsFailed, PicpipeError
 from picpipe.events import Event, ReplicaFinished, SyncPlanned
-from picpipe.jobs.replicate import SyncReport, SyncRun
+from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
+from picpipe.jobs.sync_report import SyncReport
 from picpipe.pipeline.runner import import_lock
 
 JsonFlag = typer.Option(False, "--json", help="Print a JSON report instead of text.")

@@ -8,7 +8,8 @@ nothing is visible until Put Block List commits them, with the whole blob's MD5 
 The service does not check that MD5 against the blocks, so ``put`` hashes the bytes itself and
 never commits ones that are not the asset's. An interrupted upload resumes: blocks already
 staged under the right id and size are not sent again (the service keeps uncommitted blocks for
-a week). Our SHA-256 goes in the blob's metadata (``picpipe_sha256``).
+a week; `picpipe.destinations.azure_blocks`). Our SHA-256 goes in the blob's metadata
+(``picpipe_sha256``).
 
 Cheap ``verify`` compares size, stored Content-MD5 and that metadata (so it confirms what was
 committed, not the disks since); deep re-reads and hashes, as does any verify without an MD5.
@@ -22,29 +23,33 @@ imported only then.
 from __future__ import annotations
 
 import hashlib
-import logging
-import re
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path  # noqa: TC003 - pydantic resolves field types at runtime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    DecodeError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings, LinearRetry, StandardBlobTier
 from pydantic import Field, SecretStr, model_validator
 
+from picpipe.destinations.azure_blocks import (
+    MIB,
+    BlockUpload,
+    check_stream_end,
+    etag_of,
+    read_exactly,
+)
+from picpipe.destinations.azure_sdk import (
+    NOT_PERMITTED,
+    QUIET_LOGGERS,
+    SAS_LOGGERS,
+    error_code,
+    map_error,
+    quiet,
+    transport,
+)
 from picpipe.destinations.base import (
     OBJECT_STORE_LAYOUT,
     AssetRef,
@@ -61,7 +66,6 @@ from picpipe.errors import (
     DestinationAuthFailed,
     DestinationError,
     DestinationMisconfigured,
-    DestinationRejected,
     DestinationUnavailable,
     IntegrityMismatch,
 )
@@ -71,23 +75,10 @@ if TYPE_CHECKING:
 
     from azure.storage.blob import BlobClient, BlobProperties
 
-MIB = 1 << 20
 SHA256_META = "picpipe_sha256"
-MAX_BLOCKS = 50_000  # per blob, a service limit
-POOL_SIZE = 64  # connections kept per account host
 PROBE_NAME = ".picpipe-probe"
 PROBE_BLOCK = "picpipe-probe"
 SECRETS = ("connection_string", "sas_token", "account_key")
-# The SDK logs request headers and URLs at INFO; the SAS and signatures must never reach a log.
-QUIET_LOGGERS = (
-    "azure.core.pipeline.policies.http_logging_policy",
-    "azure.storage",
-    "azure.identity",
-)
-# urllib3 logs each request line, query string included, at DEBUG: with a SAS that is the secret.
-SAS_LOGGERS = ("urllib3.connectionpool",)
-_CREDENTIAL_TEXT = re.compile(r"(?i)(sig|accountkey|sharedaccesssignature)=[^&;\s'\"]+")
-_QUERY = re.compile(r"\?[^\s'\"]*")
 _ENV = "name of an environment variable holding {}"
 _FILE = "file holding {}"
 
@@ -186,7 +177,7 @@ class AzureDestination:
         self._credential: Any = None  # DefaultAzureCredential, closed by close()
         self._secrets: list[str] = []  # resolved values, scrubbed from every message
         self._lock = threading.Lock()
-        _quiet(QUIET_LOGGERS)
+        quiet(QUIET_LOGGERS)
 
     def key_for(self, asset: AssetRef) -> str:
         return render_layout(self._layout, asset, self.options.prefix)
@@ -195,7 +186,7 @@ class AzureDestination:
         try:
             props = self._blob(key).get_blob_properties()
         except ResourceNotFoundError as exc:
-            if _code(exc) != "BlobNotFound":
+            if error_code(exc) != "BlobNotFound":
                 raise self._error(exc, key) from exc
             return None
         except AzureError as exc:
@@ -215,11 +206,21 @@ class AzureDestination:
         # ``resume`` is not needed: the service's list of uncommitted blocks is the truth, and
         # is asked on every block upload (also after a crash before the first checkpoint).
         settings = ContentSettings(content_type=asset.mime_type or "application/octet-stream")
-        if digests.size <= self.options.single_put_threshold_mb * MIB:
+        single = digests.size <= self.options.single_put_threshold_mb * MIB
+        if single:
             md5, etag = self._put_single(key, data, digests, settings)
         else:
-            md5, etag = self._put_blocks(key, data, digests, settings, checkpoint)
-        return RemoteObject(key=key, size=digests.size, sha256=digests.sha256, md5=md5, etag=etag)
+            metadata = {SHA256_META: digests.sha256}
+            md5, etag = self._blocks().put(key, data, digests, settings, metadata, checkpoint)
+        return RemoteObject(
+            key=key,
+            size=digests.size,
+            sha256=digests.sha256,
+            md5=md5,
+            etag=etag,
+            # Put Blob with a transactional MD5 is refused unless the stored bytes have it.
+            server_checked=single and digests.md5 is not None,
+        )
 
     def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
         if deep or digests.md5 is None:
@@ -243,7 +244,7 @@ class AzureDestination:
             downloader = self._blob(key).download_blob(max_concurrency=1)
             yield from downloader.chunks()
         except ResourceNotFoundError as exc:
-            if _code(exc) != "BlobNotFound":
+            if error_code(exc) != "BlobNotFound":
                 raise self._error(exc, key) from exc
             raise self._mismatch(key, "missing") from exc
         except AzureError as exc:
@@ -275,7 +276,7 @@ class AzureDestination:
             if isinstance(error, DestinationUnavailable):
                 return replace(report, detail=error.message)
             answered = getattr(exc, "status_code", None) is not None  # not so if no token
-            if isinstance(error, DestinationAuthFailed) and _code(exc) not in _NOT_PERMITTED:
+            if isinstance(error, DestinationAuthFailed) and error_code(exc) not in NOT_PERMITTED:
                 return replace(report, reachable=answered, detail=error.message)
             return replace(report, reachable=True, authenticated=True, detail=error.message)
         return replace(report, reachable=True, authenticated=True, writable=True)
@@ -293,13 +294,13 @@ class AzureDestination:
     def _put_single(
         self, key: str, data: BinaryIO, digests: Digests, settings: ContentSettings
     ) -> tuple[str, str | None]:
-        body = self._read(data, digests.size, key)
+        body = read_exactly(data, digests.size, self.name, key)
         md5 = digests.md5
         found = None
         if md5 is None:  # the engine fills it (caps.needs); computed here only if it did not
             found = hashlib.sha256(body).hexdigest()
             md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-        self._check_stream(data, key, digests, found)
+        check_stream_end(data, digests, found, self.name, key)
         settings.content_md5 = bytearray.fromhex(md5)
         try:
             sent = self._blob(key).upload_blob(
@@ -314,93 +315,18 @@ class AzureDestination:
             )
         except AzureError as exc:
             raise self._error(exc, key) from exc
-        return md5, _etag(sent)
+        return md5, etag_of(sent)
 
-    def _put_blocks(
-        self,
-        key: str,
-        data: BinaryIO,
-        digests: Digests,
-        settings: ContentSettings,
-        checkpoint: Callable[[dict[str, Any]], None] | None,
-    ) -> tuple[str, str | None]:
-        block = self.options.block_size_mb * MIB
-        count = -(-digests.size // block)
-        if count > MAX_BLOCKS:
-            raise DestinationRejected(
-                destination=self.name,
-                key=key,
-                detail=f"{count} blocks of {self.options.block_size_mb} MiB exceed the service's "
-                f"{MAX_BLOCKS}; raise block_size_mb",
-            )
-        # Fixed width (the service wants equal-length ids); the block size is part of the id
-        # so a changed setting never reuses blocks cut at other offsets.
-        ids = [f"{digests.sha256[:16]}-{block:010d}-{i:06d}" for i in range(count)]
-        blob = self._blob(key)
-        staged = self._staged_blocks(blob, key)
-        sha256 = hashlib.sha256()
-        md5 = hashlib.md5(usedforsecurity=False) if digests.md5 is None else None
-        done = 0  # blocks known to be staged (before, or by this call)
-        # Reading and hashing stay in order on this thread; up to block_concurrency blocks are
-        # in flight at once (memory: that many blocks), as rclone's upload_concurrency does.
-        pool = ThreadPoolExecutor(self.options.block_concurrency, f"{self.name}-blocks")
-        pending: set[Future[None]] = set()
-        try:
-            for index, block_id in enumerate(ids):
-                size = min(block, digests.size - index * block)
-                chunk = self._read(data, size, key)
-                sha256.update(chunk)
-                if md5 is not None:
-                    md5.update(chunk)
-                if staged.get(block_id) == size:
-                    done += 1  # staged before an interruption; ids are deterministic
-                    continue
-                if len(pending) >= self.options.block_concurrency:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    done += _results(finished)
-                    if checkpoint is not None:  # informational: the service's list decides
-                        checkpoint({"block_size": block, "blocks": count, "staged": done})
-                pending.add(pool.submit(self._stage, blob, key, block_id, chunk))
-            done += _results(pending)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._check_stream(data, key, digests, sha256.hexdigest())
-        whole = digests.md5 if md5 is None else md5.hexdigest()
-        assert whole is not None
-        settings.content_md5 = bytearray.fromhex(whole)
-        try:
-            committed = blob.commit_block_list(
-                ids,  # type: ignore[arg-type]  # the SDK accepts ids as well as BlobBlocks
-                content_settings=settings,
-                metadata={SHA256_META: digests.sha256},
-                standard_blob_tier=self._tier,
-            )
-        except AzureError as exc:
-            raise self._error(exc, key) from exc
-        return whole, _etag(committed)
-
-    def _stage(self, blob: BlobClient, key: str, block_id: str, chunk: bytes) -> None:
-        try:
-            blob.stage_block(
-                block_id,
-                chunk,
-                length=len(chunk),
-                transactional_content_md5=hashlib.md5(chunk, usedforsecurity=False).digest(),
-            )
-        except AzureError as exc:
-            raise self._error(exc, key) from exc
-
-    def _staged_blocks(self, blob: BlobClient, key: str) -> dict[str, int]:
-        """Block id → size of the blocks staged but not yet committed under ``key``."""
-        try:
-            _, uncommitted = blob.get_block_list("uncommitted")
-        except ResourceNotFoundError as exc:
-            if _code(exc) != "BlobNotFound":
-                raise self._error(exc, key) from exc
-            return {}
-        except AzureError as exc:
-            raise self._error(exc, key) from exc
-        return {b.id: b.size for b in uncommitted}
+    def _blocks(self) -> BlockUpload:
+        # The blob client is passed as a getter: the container client is built on first use.
+        return BlockUpload(
+            self.name,
+            self._blob,
+            self._error,
+            block_size_mb=self.options.block_size_mb,
+            concurrency=self.options.block_concurrency,
+            tier=self._tier,
+        )
 
     def _verify_deep(self, key: str, digests: Digests) -> Verification:
         method = "sha256 re-read"
@@ -419,23 +345,6 @@ class AzureDestination:
             return Verification(False, key, method, "sha256 differs", remote)
         return Verification(True, key, method, remote=remote)
 
-    def _read(self, data: BinaryIO, size: int, key: str) -> bytes:
-        parts: list[bytes] = []
-        left = size
-        while left and (chunk := data.read(left)):
-            parts.append(chunk)
-            left -= len(chunk)
-        if left:
-            raise self._mismatch(key, "the stream ended before its size")
-        return b"".join(parts)  # no copy for one part
-
-    def _check_stream(self, data: BinaryIO, key: str, digests: Digests, sha256: str | None) -> None:
-        """Refuse a stream longer than the asset, or whose bytes hashed to another SHA-256."""
-        if data.read(1):
-            raise self._mismatch(key, "the stream is longer than its size")
-        if sha256 is not None and sha256 != digests.sha256:
-            raise self._mismatch(key, "the bytes read are not the asset's (sha256)")
-
     def _mismatch(self, key: str, detail: str) -> IntegrityMismatch:
         return IntegrityMismatch(destination=self.name, key=key, detail=detail)
 
@@ -451,14 +360,14 @@ class AzureDestination:
     def _connect(self) -> ContainerClient:
         o = self.options
         settings: dict[str, Any] = {
-            "transport": _transport(),
+            "transport": transport(),
             # One quick SDK retry; the engine's backoff (jobs/retry.py) decides the rest.
             "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=1),
             "max_single_put_size": o.single_put_threshold_mb * MIB,
         }
         if conn := self._secret("connection string", "connection_string"):
             if "sharedaccesssignature=" in conn.lower():
-                _quiet(SAS_LOGGERS)
+                quiet(SAS_LOGGERS)
             try:
                 return ContainerClient.from_connection_string(conn, o.container, **settings)
             except ValueError as exc:
@@ -468,7 +377,7 @@ class AzureDestination:
         assert o.account_url is not None  # the options' validator
         credential: Any
         if sas := self._secret("SAS token", "sas_token"):
-            _quiet(SAS_LOGGERS)
+            quiet(SAS_LOGGERS)
             credential = AzureSasCredential(sas.lstrip("?"))
         elif key := self._secret("account key", "account_key"):
             credential = AzureNamedKeyCredential(
@@ -494,97 +403,15 @@ class AzureDestination:
         return value
 
     def _error(self, exc: AzureError, key: str) -> DestinationError:
-        """The picpipe error for an SDK error: retryable or not, with a message free of secrets."""
-        if isinstance(exc, ServiceRequestError | ServiceResponseError | DecodeError):
-            return DestinationUnavailable(destination=self.name, detail=self._clean(exc))
-        if not isinstance(exc, HttpResponseError) or exc.status_code is None:
-            if isinstance(exc, ClientAuthenticationError):  # no token, or a key that cannot sign
-                hint = (
-                    " (the log lists each source tried: managed identity, workload identity, "
-                    "Azure CLI…; or set connection_string, sas_token or account_key)"
-                    if self._credential is not None
-                    else ""
-                )
-                return DestinationAuthFailed(destination=self.name, detail=self._clean(exc) + hint)
-            return DestinationUnavailable(destination=self.name, detail=self._clean(exc))
-        status, code = exc.status_code, _code(exc)
-        detail = f"HTTP {status} {code}".rstrip()
-        if code == "ContainerNotFound":
-            return DestinationMisconfigured(
-                destination=self.name,
-                detail=f"container {self.options.container} does not exist (create it first)",
-            )
-        if status == 404 and not code:  # a proxy or web server, not the blob service
-            return DestinationMisconfigured(
-                destination=self.name,
-                detail="the endpoint answered 404 without an Azure error code; check account_url",
-            )
-        if status in {401, 403} or isinstance(exc, ClientAuthenticationError):
-            return DestinationAuthFailed(destination=self.name, detail=detail)
-        if status in {408, 429} or status >= 500 or code in _RETRYABLE:
-            return DestinationUnavailable(destination=self.name, detail=detail)
-        if code in {"Md5Mismatch", "InvalidMd5"} or (status == 400 and "md5" in str(exc).lower()):
-            # Azurite says InvalidOperation "Provided contentMD5 doesn't match".
-            return self._mismatch(key, "the service received other bytes (Content-MD5)")
-        return DestinationRejected(destination=self.name, key=key, detail=detail)
-
-    def _clean(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return _QUERY.sub("?…", _CREDENTIAL_TEXT.sub(r"\1=********", text))[:300]
-
-
-# Codes worth another try: busy, timed out, or a block list another put of the key discarded.
-_RETRYABLE = frozenset({"ServerBusy", "OperationTimedOut", "InternalError", "InvalidBlockList"})
-# 403s that mean "signed in, but this credential may not write here".
-_NOT_PERMITTED = frozenset({"AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"})
-
-
-def _transport() -> RequestsTransport:
-    """azure-core's requests transport, bounded timeouts, and a pool for many threads.
-
-    Its default adapter keeps 10 connections; concurrent puts times their block threads need
-    more, or urllib3 drops connections (with a warning) and every request connects again.
-    """
-    import requests  # azure-core's HTTP client
-    from urllib3.util.retry import Retry
-
-    session = requests.Session()
-    # The SDK's retry policy, not urllib3's, retries (as azure-core configures its own adapter).
-    adapter = requests.adapters.HTTPAdapter(
-        pool_maxsize=POOL_SIZE,
-        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-    )
-    for scheme in ("http://", "https://"):
-        session.mount(scheme, adapter)
-    return RequestsTransport(
-        session=session, session_owner=True, connection_timeout=5, read_timeout=60
-    )
-
-
-def _results(futures: set[Future[None]]) -> int:
-    """Wait for ``futures``; raise the first failure. Returns how many there were."""
-    for future in futures:
-        future.result()
-    return len(futures)
-
-
-def _quiet(loggers: tuple[str, ...]) -> None:
-    for name in loggers:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.WARNING:
-            logger.setLevel(logging.WARNING)
-
-
-def _code(exc: AzureError) -> str:
-    code = getattr(exc, "error_code", None)  # on HttpResponseError; a str enum or a str
-    return str(getattr(code, "value", code) or "")
-
-
-def _etag(headers: dict[str, Any]) -> str | None:
-    etag = headers.get("etag")
-    return str(etag) if etag else None
+        """The picpipe error for an SDK error (`picpipe.destinations.azure_sdk.map_error`)."""
+        return map_error(
+            exc,
+            destination=self.name,
+            key=key,
+            container=self.options.container,
+            hide=self._secrets,
+            default_credential=self._credential is not None,
+        )
 
 
 def _remote(key: str, props: BlobProperties) -> RemoteObject:

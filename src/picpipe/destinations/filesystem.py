@@ -145,7 +145,10 @@ class FilesystemDestination:
 
     def list(self, prefix: str = "") -> Iterator[RemoteObject]:
         self._require_root()
-        start = self._path(prefix) if prefix else self.root
+        folder = prefix.strip("/")  # a folder ("2024/05/", "ab/"): keys are paths here
+        start = self._path(folder) if folder else self.root
+        if not start.is_dir():
+            return
         for folder, dirs, files in os.walk(start):
             dirs[:] = sorted(d for d in dirs if not is_temp_name(d))
             for name in sorted(files):

@@ -29,11 +29,9 @@ Immich names what it stores, so ``put`` returns the key: the Immich asset id
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path  # noqa: TC003 - pydantic resolves the option's type at runtime
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
 
@@ -42,7 +40,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from picpipe.clients.immich import ErrorMap, ImmichClient
 from picpipe.clients.immich_models import ImmichAsset, is_asset_id
 from picpipe.destinations.base import (
-    READ_CHUNK,
     AssetRef,
     ConnectionReport,
     DestinationCaps,
@@ -51,6 +48,13 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     resolve_secret,
+)
+from picpipe.destinations.immich_fields import (
+    HashingReader,
+    capture_time,
+    duration_ms,
+    modified_time,
+    sha1_of,
 )
 from picpipe.errors import (
     DestinationError,
@@ -174,8 +178,8 @@ class ImmichDestination:
     ) -> RemoteObject:
         client = self._client()
         self._require_v3(client)
-        sha1 = digests.sha1 or _sha1_of(data)
-        reader = _HashingReader(data)
+        sha1 = digests.sha1 or sha1_of(data)
+        reader = HashingReader(data)
         result = client.upload_asset(
             cast("BinaryIO", reader),
             filename=asset.original_name,
@@ -426,34 +430,6 @@ class ImmichDestination:
             return self._album_ids[name]
 
 
-# -- pure helpers (unit-tested) --------------------------------------------------------------
-
-
-def capture_time(asset: AssetRef) -> datetime:
-    """When the photo was taken, with its UTC offset (naive wall time → UTC when unknown)."""
-    taken = asset.taken_local
-    if taken.tzinfo is not None:
-        return taken
-    offset = asset.taken_offset_min
-    if offset is None or abs(offset) >= 24 * 60:
-        return taken.replace(tzinfo=UTC)
-    return taken.replace(tzinfo=timezone(timedelta(minutes=offset)))
-
-
-def modified_time(asset: AssetRef) -> datetime:
-    """The source file's mtime (naive = UTC), or the capture time when it is unknown."""
-    if asset.modified is None:
-        return capture_time(asset)
-    return asset.modified if asset.modified.tzinfo else asset.modified.replace(tzinfo=UTC)
-
-
-def duration_ms(asset: AssetRef) -> int | None:
-    """Video duration in whole milliseconds (Immich 3 wants an integer); None for stills."""
-    if asset.kind != "video" or asset.duration is None:
-        return None
-    return max(0, round(asset.duration * 1000))
-
-
 def _remote(found: ImmichAsset, status: str | None = None) -> RemoteObject:
     """What Immich says about an asset; ``put`` adds only its status to the catalog's extra."""
     if status is not None:
@@ -464,52 +440,3 @@ def _remote(found: ImmichAsset, status: str | None = None) -> RemoteObject:
             extra["trashed"] = True
     size = found.file_size if found.file_size is not None else -1  # -1: not recorded yet
     return RemoteObject(key=found.id, size=size, sha1=found.sha1, extra=extra)
-
-
-def _sha1_of(data: BinaryIO) -> str:
-    """SHA-1 of a seekable stream when the engine did not supply it (it normally does)."""
-    data.seek(0)
-    digest = hashlib.sha1(usedforsecurity=False)
-    while chunk := data.read(READ_CHUNK):
-        digest.update(chunk)
-    data.seek(0)
-    return digest.hexdigest()
-
-
-class _HashingReader(io.RawIOBase):
-    """Passes reads through while hashing them (SHA-1), so ``put`` knows what it sent.
-
-    httpx finds the length by seeking to the end and back and rewinds before sending; a seek
-    to the start resets the hash.
-    """
-
-    def __init__(self, inner: BinaryIO) -> None:
-        super().__init__()
-        self._inner = inner
-        self._digest = hashlib.sha1(usedforsecurity=False)
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._inner.read(size)
-        self._digest.update(chunk)
-        self.size += len(chunk)
-        return chunk
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        position = self._inner.seek(offset, whence)
-        if position == 0:
-            self._digest = hashlib.sha1(usedforsecurity=False)
-            self.size = 0
-        return position
-
-    def tell(self) -> int:
-        return self._inner.tell()
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()

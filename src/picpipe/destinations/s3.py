@@ -10,7 +10,8 @@ multipart upload that becomes visible only at CompleteMultipartUpload. Integrity
   cheap verify compares size and that value, plus the ETag of a single-part object and the
   server's own SHA-256 checksum where it returns them; a deep verify reads the object back.
 Multipart uploads resume: the upload id is checkpointed right after it is created; a later put
-lists the parts the server holds and sends only those whose ETag is not the MD5 of our bytes.
+lists the parts the server holds and sends only those whose ETag is not the MD5 of our bytes
+(`picpipe.destinations.s3_multipart`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    InvalidConfigError,
-    InvalidRegionError,
-    InvalidS3AddressingStyleError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-    PartialCredentialsError,
-    SSLError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 from pydantic import Field, SecretStr
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -58,11 +48,22 @@ from picpipe.destinations.base import (
     render_layout,
     resolve_secret,
 )
+from picpipe.destinations.s3_errors import error_code, http_status, map_error, redact
+from picpipe.destinations.s3_multipart import (
+    MD5_ETAG,
+    MIB,
+    NOT_THE_ASSET,
+    MultipartUpload,
+    etag_of,
+    md5_etag,
+    read_exactly,
+    unquote_etag,
+    whole_answer,
+)
 from picpipe.errors import (
     DestinationAuthFailed,
     DestinationError,
     DestinationMisconfigured,
-    DestinationRejected,
     DestinationUnavailable,
     IntegrityMismatch,
 )
@@ -71,32 +72,7 @@ from picpipe.library.layout import TEMP_PREFIX, is_temp_name
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-log = logging.getLogger(__name__)
-
-MIB = 1 << 20
-MAX_PARTS = 10_000  # S3's limits per multipart upload
-MIN_PART = 5 * MIB
 META_SHA256 = "picpipe-sha256"  # sent as x-amz-meta-picpipe-sha256
-_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
-_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-\d+")
-_KMS = {"aws:kms", "aws:kms:dsse"}  # with these, even a single-part ETag is not the MD5
-_AUTH = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-    "InvalidToken", "TokenRefreshRequired", "AccountProblem", "AllAccessDisabled", "Forbidden",
-}  # fmt: skip
-_MISCONFIGURED = {
-    "NoSuchBucket", "InvalidBucketName", "PermanentRedirect", "AuthorizationHeaderMalformed",
-    "IllegalLocationConstraintException", "InvalidStorageClass", "RequestTimeTooSkewed",
-}  # fmt: skip
-_CORRUPTED = {"BadDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch"}
-_TRANSIENT = {
-    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
-    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "RequestThrottled",
-    "BandwidthLimitExceeded", "OperationAborted", "IncompleteBody", "NoSuchUpload",
-}  # fmt: skip
-_Parts = list[dict[str, Any]]  # (the class's ``list`` method hides the builtin there)
-_PartMd5s = list[bytes]
-_NOT_THE_ASSET = "the bytes read are not the asset's"
 _QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
@@ -225,9 +201,9 @@ class S3Destination:
         if self.options.storage_class:
             fields["StorageClass"] = self.options.storage_class
         if digests.size > self._threshold:
-            return self._put_multipart(key, data, digests, fields, resume, checkpoint)
+            return self._multipart().put(key, data, digests, fields, resume, checkpoint)
         if resume and isinstance(resume.get("upload_id"), str):  # options changed since then
-            self._abort_quietly(str(resume.get("key", key)), resume["upload_id"])
+            self._multipart().abort_quietly(str(resume.get("key", key)), resume["upload_id"])
         return self._put_single(key, data, digests, fields)
 
     def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
@@ -260,7 +236,7 @@ class S3Destination:
             try:
                 answer = self.client.get_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
-                if _status(exc) == 404 and _code(exc) != "NoSuchBucket":
+                if http_status(exc) == 404 and error_code(exc) != "NoSuchBucket":
                     raise self._mismatch(key, "missing") from exc
                 raise
             self._whole(answer, "ContentLength", "GetObject")  # else a cut body looks complete
@@ -283,8 +259,8 @@ class S3Destination:
                     key = item["Key"]
                     if is_temp_name(key.rpartition("/")[2]):
                         continue
-                    etag = _unquote(item.get("ETag"))
-                    md5 = etag if etag and _MD5_ETAG.fullmatch(etag) else None
+                    etag = unquote_etag(item.get("ETag"))
+                    md5 = etag if etag and MD5_ETAG.fullmatch(etag) else None
                     yield RemoteObject(key=key, size=item["Size"], md5=md5, etag=etag)
 
     def check(self) -> ConnectionReport:
@@ -301,7 +277,7 @@ class S3Destination:
             return replace(report, detail=str(exc))
         except DestinationAuthFailed as exc:
             # AccessDenied: the key is good but may not write here.
-            denied = _code(exc.__cause__) == "AccessDenied"
+            denied = error_code(exc.__cause__) == "AccessDenied"
             return replace(report, reachable=True, authenticated=denied, detail=str(exc))
         except DestinationError as exc:
             reached = isinstance(exc.__cause__, ClientError)
@@ -373,9 +349,14 @@ class S3Destination:
     def _put_single(
         self, key: str, data: BinaryIO, digests: Digests, fields: dict[str, Any]
     ) -> RemoteObject:
-        body = _read_exactly(data, digests.size + 1)  # one byte more: a longer stream is wrong
-        if len(body) != digests.size or hashlib.sha256(body).hexdigest() != digests.sha256:
-            raise self._mismatch(key, _NOT_THE_ASSET)
+        body = read_exactly(data, digests.size + 1)  # one byte more: a longer stream is wrong
+        if len(body) != digests.size:
+            raise self._mismatch(key, NOT_THE_ASSET)
+        # With the engine's MD5 (same read as its SHA-256 check) the server's MD5 ETag proves
+        # the bytes; without one, hash here before anything is sent.
+        trusted_md5 = digests.md5 is not None
+        if not trusted_md5 and hashlib.sha256(body).hexdigest() != digests.sha256:
+            raise self._mismatch(key, NOT_THE_ASSET)
         md5 = digests.md5 or hashlib.md5(body).hexdigest()
         if self.options.checksum_header:
             fields = {
@@ -387,136 +368,33 @@ class S3Destination:
             answer = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64(md5), **fields
             )
-        etag = _md5_etag(answer)
+        etag = md5_etag(answer)
         if etag is not None and etag != md5:
             raise self._mismatch(key, "the server's ETag is not the MD5 sent")
+        if etag is None and trusted_md5 and hashlib.sha256(body).hexdigest() != digests.sha256:
+            raise self._mismatch(key, NOT_THE_ASSET)  # stored, but never marked verified
         checksum = answer.get("ChecksumSHA256")
         if checksum and fields.get("ChecksumSHA256") and checksum != fields["ChecksumSHA256"]:
             raise self._mismatch(key, "the server's SHA-256 is not the one sent")
         return RemoteObject(
-            key=key, size=digests.size, sha256=digests.sha256, md5=etag, etag=_etag(answer)
+            key=key,
+            size=digests.size,
+            sha256=digests.sha256,
+            md5=etag,
+            etag=etag_of(answer),
+            server_checked=etag is not None and trusted_md5,
         )
 
-    def _put_multipart(
-        self,
-        key: str,
-        data: BinaryIO,
-        digests: Digests,
-        fields: dict[str, Any],
-        resume: dict[str, Any] | None,
-        checkpoint: Callable[[dict[str, Any]], None] | None,
-    ) -> RemoteObject:
-        upload_id, part_size, held = self._resumed(key, digests.size, resume)
-        if upload_id is None:
-            done = self.stat(key) if resume else None  # a lost answer to the last Complete
-            if done is not None and (done.size, done.sha256) == (digests.size, digests.sha256):
-                return done
-            part_size = _part_size(digests.size, self.options.part_size_mb * MIB)
-            with self._errors(key):
-                created = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **fields)
-            upload_id = self._whole(created, "UploadId", "CreateMultipartUpload")["UploadId"]
-            if checkpoint is not None:
-                checkpoint({"upload_id": upload_id, "key": key, "part_size": part_size})
-        try:
-            parts, md5s = self._send_parts(key, upload_id, data, digests, part_size, held)
-            with self._errors(key):
-                answer = self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-        except DestinationError as exc:
-            if not exc.retryable:  # a retryable failure keeps the upload for the next try
-                self._abort_quietly(key, upload_id)
-            raise
-        etag = _etag(answer)
-        if etag is None:  # S3 may answer 200 and put an error in the body: this body was cut
-            done = self.stat(key)
-            if done is None or (done.size, done.sha256) != (digests.size, digests.sha256):
-                raise DestinationUnavailable(
-                    destination=self.name, detail="CompleteMultipartUpload's answer was cut short"
-                )
-            return done
-        expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
-        if _MULTIPART_ETAG.fullmatch(etag) and etag != expected:
-            raise self._mismatch(key, "the server's ETag is not of the parts sent")
-        return RemoteObject(key=key, size=digests.size, sha256=digests.sha256, etag=etag)
-
-    def _send_parts(
-        self,
-        key: str,
-        upload_id: str,
-        data: BinaryIO,
-        digests: Digests,
-        part_size: int,
-        held: dict[int, tuple[str, int]],
-    ) -> tuple[_Parts, _PartMd5s]:
-        """Upload the parts the server does not hold yet; hash every byte read on the way."""
-        whole = hashlib.sha256()
-        parts: list[dict[str, Any]] = []
-        md5s: list[bytes] = []
-        for number, offset in enumerate(range(0, digests.size, part_size), start=1):
-            chunk = _read_exactly(data, min(part_size, digests.size - offset))
-            if len(chunk) != min(part_size, digests.size - offset):
-                raise self._mismatch(key, _NOT_THE_ASSET)  # the stream ended early
-            whole.update(chunk)
-            md5 = hashlib.md5(chunk)
-            if held.get(number) != (md5.hexdigest(), len(chunk)):
-                with self._errors(key):
-                    answer = self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ContentMD5=base64.b64encode(md5.digest()).decode(),
-                    )
-                etag = _md5_etag(answer)
-                if etag is not None and etag != md5.hexdigest():
-                    raise self._mismatch(key, f"part {number}: the ETag is not its MD5")
-            parts.append({"PartNumber": number, "ETag": f'"{md5.hexdigest()}"'})
-            md5s.append(md5.digest())
-        if data.read(1) or whole.hexdigest() != digests.sha256:
-            raise self._mismatch(key, _NOT_THE_ASSET)
-        return parts, md5s
-
-    def _resumed(
-        self, key: str, size: int, resume: dict[str, Any] | None
-    ) -> tuple[str | None, int, dict[int, tuple[str, int]]]:
-        """The checkpointed upload and the parts the server holds (number → md5, size), or
-        ``(None, 0, {})`` when there is nothing to resume."""
-        if not resume:
-            return None, 0, {}
-        upload_id, old_key, part_size = (resume.get(k) for k in ("upload_id", "key", "part_size"))
-        if not isinstance(upload_id, str) or not isinstance(old_key, str):
-            return None, 0, {}
-        if (
-            not isinstance(part_size, int)
-            or old_key != key
-            or part_size != _part_size(size, part_size)
-        ):
-            self._abort_quietly(old_key, upload_id)  # ours, and it can no longer be finished
-            return None, 0, {}
-        held: dict[int, tuple[str, int]] = {}
-        pages = self.client.get_paginator("list_parts")
-        with self._errors(key):
-            try:
-                for page in pages.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
-                    for part in page.get("Parts", []):
-                        held[part["PartNumber"]] = (_unquote(part["ETag"]) or "", part["Size"])
-            except ClientError as exc:
-                if _code(exc) != "NoSuchUpload":
-                    raise
-                log.debug("%s: upload of %s is gone; starting over", self.name, key)
-                return None, 0, {}
-        return upload_id, part_size, held
-
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError, DestinationError) as exc:
-            log.debug("%s: could not abort the upload of %s: %s", self.name, key, type(exc))
+    def _multipart(self) -> MultipartUpload:
+        # The client is passed as a getter: it is built on first use (and again after close).
+        return MultipartUpload(
+            self.name,
+            self.bucket,
+            lambda: self.client,
+            self._errors,
+            self.stat,
+            part_size=self.options.part_size_mb * MIB,
+        )
 
     def _verify_deep(self, key: str, digests: Digests) -> Verification:
         method = "sha256 re-read"
@@ -543,7 +421,7 @@ class S3Destination:
             try:
                 head: dict[str, Any] = self.client.head_object(**args)
             except ClientError as exc:
-                if _status(exc) == 404:  # HEAD has no body: a missing bucket looks the same
+                if http_status(exc) == 404:  # HEAD has no body: a missing bucket looks the same
                     return None
                 raise
         return self._whole(head, "ContentLength", "HeadObject")
@@ -551,11 +429,7 @@ class S3Destination:
     def _whole(self, answer: dict[str, Any], field: str, operation: str) -> dict[str, Any]:
         """``answer`` when it has ``field``. A connection cut inside the headers reads as an
         empty 200 (http.client stops at EOF as at a blank line): never take that as done."""
-        if field not in answer:
-            raise DestinationUnavailable(
-                destination=self.name, detail=f"the answer to {operation} was cut short"
-            )
-        return answer
+        return whole_answer(answer, field, operation, self.name)
 
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:
@@ -571,66 +445,7 @@ class S3Destination:
         return IntegrityMismatch(destination=self.name, key=key, detail=detail)
 
     def _redact(self, exc: BaseException) -> str:
-        return _redact(str(exc), self._secrets)
-
-
-def map_error(
-    exc: BaseException, *, destination: str, key: str, hide: tuple[str, ...] = ()
-) -> DestinationError:
-    """The picpipe error for one boto3/botocore/urllib3 exception (``hide``: secret values)."""
-    if isinstance(exc, ClientError):
-        code, status = _code(exc), _status(exc)
-        message = str(exc.response.get("Error", {}).get("Message") or "")
-        detail = _redact(f"{code}: {message}" if message and message != code else code, hide)
-        if code in _AUTH:
-            return DestinationAuthFailed(destination=destination, detail=detail)
-        if code in _MISCONFIGURED:
-            return DestinationMisconfigured(destination=destination, detail=detail)
-        if code in _CORRUPTED:
-            return IntegrityMismatch(destination=destination, key=key, detail=detail)
-        if code in _TRANSIENT or status == 429 or status >= 500:
-            return DestinationUnavailable(destination=destination, detail=detail)
-        if status in {401, 403}:  # HEAD answers carry no code, only the status
-            return DestinationAuthFailed(destination=destination, detail=detail)
-        if status == 301:
-            return DestinationMisconfigured(destination=destination, detail=detail)
-        return DestinationRejected(destination=destination, key=key, detail=detail)
-    detail = _redact(f"{type(exc).__name__}: {exc}", hide)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return DestinationAuthFailed(
-            destination=destination,
-            detail="no credentials: set access_key_id and secret_access_key, or AWS_* variables, "
-            "a profile or an instance role",
-        )
-    if isinstance(exc, SSLError) and "certif" in str(exc).lower():
-        return DestinationMisconfigured(
-            destination=destination, detail=f"TLS certificate refused ({detail})"
-        )
-    config_errors = (
-        NoRegionError, InvalidRegionError, InvalidS3AddressingStyleError, InvalidConfigError,
-    )  # fmt: skip
-    if isinstance(exc, config_errors):
-        return DestinationMisconfigured(destination=destination, detail=detail)
-    if isinstance(exc, ParamValidationError):
-        return DestinationRejected(destination=destination, key=key, detail=detail)
-    # Timeouts, refused and reset connections, streams cut short: worth another try.
-    return DestinationUnavailable(destination=destination, detail=detail)
-
-
-def _read_exactly(data: BinaryIO, size: int) -> bytes:
-    """Up to ``size`` bytes (fewer only at the end of the stream)."""
-    chunks: list[bytes] = []
-    left = size
-    while left > 0 and (chunk := data.read(left)):
-        chunks.append(chunk)
-        left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _part_size(size: int, wanted: int) -> int:
-    """``wanted`` (at least 5 MiB), grown in whole MiB so ``size`` needs ≤ 10,000 parts."""
-    least = -(-size // MAX_PARTS)
-    return max(wanted, MIN_PART, -(-least // MIB) * MIB)
+        return redact(str(exc), self._secrets)
 
 
 def _remote(key: str, head: dict[str, Any]) -> RemoteObject:
@@ -639,28 +454,10 @@ def _remote(key: str, head: dict[str, Any]) -> RemoteObject:
         key=key,
         size=int(head["ContentLength"]),
         sha256=sha if re.fullmatch(r"[0-9a-f]{64}", sha) else None,
-        md5=_md5_etag(head),
-        etag=_etag(head),
+        md5=md5_etag(head),
+        etag=etag_of(head),
         extra={"storage_class": head.get("StorageClass", "STANDARD")},
     )
-
-
-def _md5_etag(answer: dict[str, Any]) -> str | None:
-    """The ETag when it is the body's MD5 (single part, no KMS or customer-key encryption)."""
-    etag = _etag(answer)
-    if not etag or not _MD5_ETAG.fullmatch(etag):
-        return None
-    if answer.get("ServerSideEncryption") in _KMS or answer.get("SSECustomerAlgorithm"):
-        return None
-    return etag
-
-
-def _etag(answer: dict[str, Any]) -> str | None:
-    return _unquote(answer.get("ETag"))
-
-
-def _unquote(etag: str | None) -> str | None:
-    return etag.strip('"').lower() if etag else None
 
 
 def _b64(hex_digest: str) -> str:
@@ -669,19 +466,3 @@ def _b64(hex_digest: str) -> str:
 
 def _b64_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
-def _code(exc: BaseException | None) -> str:
-    if not isinstance(exc, ClientError):
-        return ""
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-def _redact(text: str, hide: tuple[str, ...]) -> str:
-    for value in hide:
-        text = text.replace(value, "********")
-    return text[:300]

@@ -14,22 +14,18 @@ every upload; otherwise each upload streams the library file (the page cache ser
 
 from __future__ import annotations
 
-import heapq
 import io
-import itertools
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from picpipe.catalog import replicas as q
 from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import add_session_failures, stale_sessions, start_session, utcnow
-from picpipe.destinations.base import AssetRef, Destination, Digests, collision_key
+from picpipe.destinations.base import Destination, Digests, collision_key
 from picpipe.errors import (
     DestinationError,
     IntegrityMismatch,
@@ -40,9 +36,11 @@ from picpipe.errors import (
 from picpipe.events import ReplicaFinished, SessionFinished, SessionStarted, SyncPlanned
 from picpipe.hashing import digest_stream
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
+from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
+from picpipe.jobs.sync_report import DestinationTally, SyncReport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
@@ -52,79 +50,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 IN_MEMORY_LIMIT = 64 << 20  # read once into memory for several uploads below this size
-PAGE = 500
-
-
-@dataclass(slots=True)
-class DestinationTally:
-    """Counts of one destination in one run."""
-
-    planned: int = 0
-    uploaded: int = 0
-    present: int = 0  # already at the far end and verified there: adopted without upload
-    reverified: int = 0
-    repaired: int = 0  # verified before, found damaged or missing by --verify, uploaded again
-    failed: int = 0
-    bytes: int = 0
-
-
-@dataclass(slots=True)
-class SyncReport:
-    """What a sync did; ``failures`` are (destination, library path, reason)."""
-
-    session_id: int | None
-    status: str
-    dry_run: bool
-    seconds: float = 0.0
-    destinations: dict[str, DestinationTally] = field(default_factory=dict)
-    failures: list[tuple[str, str, str]] = field(default_factory=list)
-    planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would happen
-
-    @property
-    def failed(self) -> int:
-        return sum(t.failed for t in self.destinations.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "status": self.status,
-            "dry_run": self.dry_run,
-            "seconds": round(self.seconds, 3),
-            "destinations": {
-                name: {
-                    "planned": t.planned,
-                    "uploaded": t.uploaded,
-                    "present": t.present,
-                    "reverified": t.reverified,
-                    "repaired": t.repaired,
-                    "failed": t.failed,
-                    "bytes": t.bytes,
-                }
-                for name, t in self.destinations.items()
-            },
-            "failures": [{"destination": d, "path": p, "reason": r} for d, p, r in self.failures],
-            **({"planned": self.planned} if self.dry_run else {}),
-        }
-
-
-@dataclass(slots=True)
-class _Target:
-    """One destination in a run: its backend, row id, pool and in-run key claims."""
-
-    name: str
-    backend: Destination
-    destination_id: int
-    pool: ThreadPoolExecutor
-    claims: dict[str, str] = field(default_factory=dict)  # key → sha256, this run
-
-
-@dataclass(slots=True)
-class _Job:
-    """One asset and the destinations that need something done with it."""
-
-    asset: AssetRef
-    library_path: str
-    work: list[tuple[_Target, q.PlannedAsset, str]]  # (target, plan row, key)
 
 
 class SyncRun:
@@ -155,6 +80,7 @@ class SyncRun:
         self._lock = threading.Lock()
         self._session_id = 0
         self._report = SyncReport(None, "new", dry_run)
+        self._planner = SyncPlanner(catalog, verify=verify)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -174,7 +100,7 @@ class SyncRun:
         pending: list[Future[None]] = []
         in_flight = threading.BoundedSemaphore(max(4, 2 * sum(self.concurrency.values())))
         try:
-            for jobs in self._pages(targets):
+            for jobs in self._planner.pages(targets):
                 self._announce(jobs)
                 for job in jobs:
                     if self.dry_run:
@@ -206,7 +132,7 @@ class SyncRun:
                 self._finish(report)
         return report
 
-    def _targets(self) -> list[_Target]:
+    def _targets(self) -> list[SyncTarget]:
         targets = []
         with self.catalog.session() as db, db.begin():
             for name, backend in self.destinations.items():
@@ -216,98 +142,19 @@ class SyncRun:
                     dest_id = q.ensure_destination(db, name, backend.kind)
                 workers = self.concurrency.get(name, 4)
                 pool = ThreadPoolExecutor(workers, thread_name_prefix=f"sync-{name}")
-                targets.append(_Target(name, backend, dest_id, pool))
+                targets.append(SyncTarget(name, backend, dest_id, pool))
         return targets
 
     # -- planning --------------------------------------------------------------------------
 
-    def _pages(self, targets: Sequence[_Target]) -> Iterator[list[_Job]]:
-        """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
-        streams = [self._plan_stream(t) for t in targets]
-        merged = heapq.merge(*streams, key=lambda item: item[1].sha256)
-        grouped = itertools.groupby(merged, key=lambda item: item[1].sha256)
-        while True:
-            # Each group must be read before groupby moves on (it shares the iterator).
-            rows = {sha: list(items) for sha, items in itertools.islice(grouped, PAGE)}
-            if not rows:
-                return
-            yield self._jobs(rows)
-
-    def _plan_stream(self, target: _Target) -> Iterator[tuple[_Target, q.PlannedAsset]]:
-        after = ""
-        while True:
-            with self.catalog.session() as db:
-                page = q.plan_page(
-                    db, target.destination_id, after=after, limit=PAGE, everything=self.verify
-                )
-            if not page:
-                return
-            for row in page:
-                yield target, row
-            after = page[-1].sha256
-
-    def _jobs(self, rows: dict[str, list[tuple[_Target, q.PlannedAsset]]]) -> list[_Job]:
-        shas = list(rows)
-        with self.catalog.session() as db:
-            provenance = q.first_provenance(db, shas)
-            albums = q.album_names(db, shas)
-            jobs = []
-            assets = {
-                sha: _asset_ref(items[0][1], provenance, albums) for sha, items in rows.items()
-            }
-            claims = {t.name: self._claims_for(db, t, rows, assets) for t in self._targets_of(rows)}
-        for sha, items in rows.items():
-            asset = assets[sha]
-            work = []
-            for target, row in items:
-                key = (
-                    row.remote_key or claims[target.name].get(sha) or target.backend.key_for(asset)
-                )
-                work.append((target, row, key))
-            jobs.append(_Job(asset, items[0][1].library_path, work))
-        return jobs
-
-    @staticmethod
-    def _targets_of(rows: dict[str, list[tuple[_Target, q.PlannedAsset]]]) -> list[_Target]:
-        seen: dict[str, _Target] = {}
-        for items in rows.values():
-            for target, _row in items:
-                seen.setdefault(target.name, target)
-        return list(seen.values())
-
-    def _claims_for(
-        self,
-        db: Any,
-        target: _Target,
-        rows: dict[str, list[tuple[_Target, q.PlannedAsset]]],
-        assets: dict[str, AssetRef],
-    ) -> dict[str, str]:
-        """New keys for assets without one, made collision-safe against the catalog and run."""
-        if target.backend.caps.keyed_by_server:
-            return {}
-        wanted: dict[str, str] = {}
-        for sha, items in rows.items():
-            for t, row in items:
-                if t is target and row.remote_key is None:
-                    wanted[sha] = target.backend.key_for(assets[sha])
-        taken = q.claimed_keys(db, target.destination_id, list(set(wanted.values())))
-        out: dict[str, str] = {}
-        for sha, key in wanted.items():
-            holder = taken.get(key) or target.claims.get(key)
-            if holder is not None and holder != sha:
-                key = collision_key(key, sha)
-            target.claims[key] = sha
-            out[sha] = key
-        return out
-
-    def _announce(self, jobs: list[_Job]) -> None:
+    def _announce(self, jobs: list[SyncJob]) -> None:
         for job in jobs:
             for target, _row, _key in job.work:
                 self._tally(target.name).planned += 1
         total = sum(j.asset.size * len(j.work) for j in jobs)
         self.events(SyncPlanned(self._session_id, sum(len(j.work) for j in jobs), total))
 
-    def _plan_only(self, job: _Job, report: SyncReport) -> None:
+    def _plan_only(self, job: SyncJob, report: SyncReport) -> None:
         for target, row, key in job.work:
             action = "verify" if row.replica_state == q.VERIFIED else "upload"
             if row.replica_state in {"uploading", "verifying", "failed"}:
@@ -326,7 +173,7 @@ class SyncRun:
     # -- one asset -------------------------------------------------------------------------
 
     def _dispatch(
-        self, job: _Job, report: SyncReport, in_flight: threading.BoundedSemaphore
+        self, job: SyncJob, report: SyncReport, in_flight: threading.BoundedSemaphore
     ) -> Future[None]:
         """Read the asset once if a kind needs more digests, then one task per destination."""
         remaining = [len(job.work)]
@@ -343,7 +190,7 @@ class SyncRun:
                 in_flight.release()
                 done.set_result(None)
 
-        def one(target: _Target, row: q.PlannedAsset, key: str) -> None:
+        def one(target: SyncTarget, row: q.PlannedAsset, key: str) -> None:
             try:
                 self._replicate(target, job, row, key, shared, needs, report)
             except BaseException:
@@ -358,8 +205,8 @@ class SyncRun:
 
     def _replicate(
         self,
-        target: _Target,
-        job: _Job,
+        target: SyncTarget,
+        job: SyncJob,
         row: q.PlannedAsset,
         key: str,
         shared: dict[str, Any],
@@ -421,7 +268,7 @@ class SyncRun:
             self._failed(target, job, key, report, exc.reason)
 
     def _adopt_or_rename(
-        self, target: _Target, job: _Job, key: str, digests: Digests
+        self, target: SyncTarget, job: SyncJob, key: str, digests: Digests
     ) -> str | None:
         """None when ``key`` already holds the asset; else the key to upload to.
 
@@ -429,6 +276,8 @@ class SyncRun:
         content-addressed (it names the sha256), when it can only be a damaged copy of ours.
         """
         backend = target.backend
+        if (target.name, key) in job.absent:
+            return key
         for candidate in (key, collision_key(key, digests.sha256)):
             if self._retry(target, job, partial(backend.stat, candidate)) is None:
                 return candidate
@@ -440,15 +289,15 @@ class SyncRun:
             destination=target.name, key=key, detail="the name is taken by other files"
         )
 
-    def _retry(self, target: _Target, job: _Job, call: Callable[[], T]) -> T:
+    def _retry(self, target: SyncTarget, job: SyncJob, call: Callable[[], T]) -> T:
         """One remote call with the run's retry policy (transient errors only)."""
         what = f"{target.name}: {job.library_path}"
         return call_with_retries(call, self.policy, what=what, stop=self.stop)
 
     def _upload(
         self,
-        target: _Target,
-        job: _Job,
+        target: SyncTarget,
+        job: SyncJob,
         row: q.PlannedAsset,
         key: str,
         digests: Digests,
@@ -459,6 +308,8 @@ class SyncRun:
         sha = job.asset.sha256
         resume = dict((row.extra or {}).get("resume") or {}) or None
         self._write(target, sha, state="uploading", remote_key=key, last_error=None, bump=True)
+
+        kept: dict[str, Any] = {"extra": row.extra, "etag": None}
 
         def checkpoint(state: dict[str, Any]) -> None:
             self._write(target, sha, extra={**(row.extra or {}), "resume": state})
@@ -473,15 +324,18 @@ class SyncRun:
                     resume=resume,
                     checkpoint=checkpoint,
                 )
+            extra = {k: v for k, v in (row.extra or {}).items() if k != "resume"}
+            extra.update(stored.extra)
+            kept.update(extra=extra or None, etag=stored.etag)
+            if stored.server_checked and stored.size == digests.size:
+                # The far end checked the bytes as it stored them: that is the verification.
+                return stored.key, "checked by the server on upload"
             self._write(target, sha, state="verifying", remote_key=stored.key, etag=stored.etag)
             check = backend.verify(stored.key, digests)
             if not check.ok:
                 raise IntegrityMismatch(
                     destination=target.name, key=stored.key, detail=check.detail
                 )
-            extra = {k: v for k, v in (row.extra or {}).items() if k != "resume"}
-            extra.update(stored.extra)
-            self._write(target, sha, extra=extra or None)
             return stored.key, check.method
 
         stored_key, method = call_with_retries(
@@ -490,11 +344,11 @@ class SyncRun:
         with self._lock:
             report.destinations[target.name].uploaded += 1
             report.destinations[target.name].bytes += job.asset.size
-        self._verified(target, job, stored_key, method, report)
+        self._verified(target, job, stored_key, method, report, **kept)
 
     # -- reading the original --------------------------------------------------------------
 
-    def _digests(self, job: _Job, shared: dict[str, Any], needs: set[str]) -> Digests:
+    def _digests(self, job: SyncJob, shared: dict[str, Any], needs: set[str]) -> Digests:
         """The asset's digests; MD5/SHA-1 computed once per asset (and the bytes kept)."""
         asset = job.asset
         if not needs:
@@ -520,7 +374,7 @@ class SyncRun:
                 shared["digests"] = Digests(size, asset.sha256, found.get("md5"), found.get("sha1"))
         return shared["digests"]  # type: ignore[no-any-return]
 
-    def _open(self, job: _Job, shared: dict[str, Any]) -> _Opened:
+    def _open(self, job: SyncJob, shared: dict[str, Any]) -> _Opened:
         data = shared.get("data")
         if data is not None:
             return _Opened(io.BytesIO(data))
@@ -534,7 +388,7 @@ class SyncRun:
 
     # -- catalog writes and outcomes ---------------------------------------------------------
 
-    def _write(self, target: _Target, sha256: str, *, bump: bool = False, **fields: Any) -> None:
+    def _write(self, target: SyncTarget, sha256: str, *, bump: bool = False, **fields: Any) -> None:
         with self.catalog.session() as db, db.begin():
             q.set_replica(db, target.destination_id, sha256, **fields)
             if bump:
@@ -542,15 +396,17 @@ class SyncRun:
 
     def _verified(
         self,
-        target: _Target,
-        job: _Job,
+        target: SyncTarget,
+        job: SyncJob,
         key: str,
         method: str,
         report: SyncReport,
         *,
         present: bool = False,
         reverified: bool = False,
+        **fields: Any,
     ) -> None:
+        """Mark the replica verified (with any ``extra``/``etag`` the upload left)."""
         self._write(
             target,
             job.asset.sha256,
@@ -559,6 +415,7 @@ class SyncRun:
             checksum=job.asset.sha256,
             verified_at=utcnow(),
             last_error=None,
+            **fields,
         )
         tally = self._tally(target.name)
         with self._lock:
@@ -571,7 +428,7 @@ class SyncRun:
         log.debug("%s: %s verified (%s)", target.name, job.library_path, method)
 
     def _failed(
-        self, target: _Target, job: _Job, key: str, report: SyncReport, reason: str
+        self, target: SyncTarget, job: SyncJob, key: str, report: SyncReport, reason: str
     ) -> None:
         try:
             self._write(target, job.asset.sha256, state="failed", last_error=reason[:2000])
@@ -588,8 +445,8 @@ class SyncRun:
 
     def _event(
         self,
-        target: _Target,
-        job: _Job,
+        target: SyncTarget,
+        job: SyncJob,
         key: str,
         outcome: ReplicaOutcome,
         reason: str | None = None,
@@ -608,7 +465,7 @@ class SyncRun:
 
     # -- after the uploads -------------------------------------------------------------------
 
-    def _after_uploads(self, targets: Sequence[_Target], report: SyncReport) -> None:
+    def _after_uploads(self, targets: Sequence[SyncTarget], report: SyncReport) -> None:
         """Link Live Photo pairs and fill albums where the kind can (Immich)."""
         for target in targets:
             backend: Any = target.backend
@@ -683,36 +540,6 @@ class _Opened:
 
     def __exit__(self, *exc: object) -> None:
         self.stream.close()
-
-
-def _asset_ref(
-    row: q.PlannedAsset, provenance: dict[str, tuple[str, int]], albums: dict[str, list[str]]
-) -> AssetRef:
-    source_path, mtime_ns = provenance.get(row.sha256, (row.original_name, 0))
-    ext = row.library_path.rpartition(".")[2].lower()
-    modified = None
-    if mtime_ns:
-        modified = _from_ns(mtime_ns)
-    return AssetRef(
-        sha256=row.sha256,
-        size=row.size,
-        ext=ext,
-        kind=row.kind,
-        taken_local=row.taken_local,
-        taken_offset_min=row.taken_offset_min,
-        original_name=row.original_name,
-        source_path=source_path,
-        mime_type=row.mime_type,
-        duration=row.duration,
-        pair_id=row.pair_id,
-        pair_kind=row.pair_kind,
-        albums=tuple(albums.get(row.sha256, ())),
-        modified=modified,
-    )
-
-
-def _from_ns(mtime_ns: int) -> datetime:
-    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
 
 
 def _wait(future: Future[None], stop: threading.Event) -> None:

@@ -1,0 +1,201 @@
+"""Planning a sync: which assets each destination lacks, under which keys.
+
+Plans are read in pages of `PAGE` assets in sha256 order and merged across destinations, so
+one asset becomes one `SyncJob` with the work for every destination that needs it. New keys
+are made collision-safe against the catalog and the run; where keys name their sha256, one
+listing per folder replaces a check per object.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from picpipe.catalog import replicas as q
+from picpipe.destinations.base import AssetRef, Destination, collision_key
+from picpipe.errors import PicpipeError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from concurrent.futures import ThreadPoolExecutor
+
+    from picpipe.catalog.db import Catalog
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+LIST_AT_LEAST = 8  # new content-addressed keys in one folder before listing it pays off
+LIST_AT_MOST = 20_000  # objects a listing may return before per-object checks are cheaper
+
+
+@dataclass(slots=True)
+class SyncTarget:
+    """One destination in a run: its backend, row id, pool and in-run key claims."""
+
+    name: str
+    backend: Destination
+    destination_id: int
+    pool: ThreadPoolExecutor
+    claims: dict[str, str] = field(default_factory=dict)  # key → sha256, this run
+
+
+@dataclass(slots=True)
+class SyncJob:
+    """One asset and the destinations that need something done with it."""
+
+    asset: AssetRef
+    library_path: str
+    work: list[tuple[SyncTarget, q.PlannedAsset, str]]  # (target, plan row, key)
+    absent: set[tuple[str, str]] = field(default_factory=set)  # (target, key) a listing lacked
+
+
+class SyncPlanner:
+    """Reads the plan of every target from the catalog; ``verify`` plans verified ones too."""
+
+    def __init__(self, catalog: Catalog, *, verify: bool) -> None:
+        self.catalog = catalog
+        self.verify = verify
+
+    def pages(self, targets: Sequence[SyncTarget]) -> Iterator[list[SyncJob]]:
+        """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
+        streams = [self._plan_stream(t) for t in targets]
+        merged = heapq.merge(*streams, key=lambda item: item[1].sha256)
+        grouped = itertools.groupby(merged, key=lambda item: item[1].sha256)
+        while True:
+            # Each group must be read before groupby moves on (it shares the iterator).
+            rows = {sha: list(items) for sha, items in itertools.islice(grouped, PAGE)}
+            if not rows:
+                return
+            yield self._jobs(rows)
+
+    def _plan_stream(self, target: SyncTarget) -> Iterator[tuple[SyncTarget, q.PlannedAsset]]:
+        after = ""
+        while True:
+            with self.catalog.session() as db:
+                page = q.plan_page(
+                    db, target.destination_id, after=after, limit=PAGE, everything=self.verify
+                )
+            if not page:
+                return
+            for row in page:
+                yield target, row
+            after = page[-1].sha256
+
+    def _jobs(self, rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]]) -> list[SyncJob]:
+        shas = list(rows)
+        with self.catalog.session() as db:
+            provenance = q.first_provenance(db, shas)
+            albums = q.album_names(db, shas)
+            jobs = []
+            assets = {
+                sha: _asset_ref(items[0][1], provenance, albums) for sha, items in rows.items()
+            }
+            claims = {t.name: self._claims_for(db, t, rows, assets) for t in self._targets_of(rows)}
+        for sha, items in rows.items():
+            asset = assets[sha]
+            work = []
+            for target, row in items:
+                key = (
+                    row.remote_key or claims[target.name].get(sha) or target.backend.key_for(asset)
+                )
+                work.append((target, row, key))
+            jobs.append(SyncJob(asset, items[0][1].library_path, work))
+        self._list_content_addressed(jobs)
+        return jobs
+
+    def _list_content_addressed(self, jobs: list[SyncJob]) -> None:
+        """Spare one existence check per new object where keys name their sha256.
+
+        Such keys share a few folders per page (``photos/ab/`` for a page of assets in sha256
+        order): one listing of each says which keys are free, as ``rclone`` does. Other keys,
+        and a listing that fails or is too big, fall back to a check per object.
+        """
+        folders: dict[tuple[str, str], list[tuple[SyncJob, str]]] = {}
+        targets: dict[str, SyncTarget] = {}
+        for job in jobs:
+            sha = job.asset.sha256
+            for target, row, key in job.work:
+                if row.replica_state is None and sha in key and key.index(sha) > 0:
+                    folders.setdefault((target.name, key[: key.index(sha)]), []).append((job, key))
+                    targets[target.name] = target
+        for (name, folder), members in folders.items():
+            if len(members) < LIST_AT_LEAST:
+                continue
+            try:
+                present = set(itertools.islice((o.key for o in targets[name].backend.list(folder)),
+                                               LIST_AT_MOST + 1))  # fmt: skip
+            except PicpipeError as exc:
+                log.info("%s: cannot list %s (%s); checking objects one by one", name, folder, exc)
+                continue
+            if len(present) > LIST_AT_MOST:
+                continue
+            for job, key in members:
+                if key not in present:
+                    job.absent.add((name, key))
+
+    @staticmethod
+    def _targets_of(rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]]) -> list[SyncTarget]:
+        seen: dict[str, SyncTarget] = {}
+        for items in rows.values():
+            for target, _row in items:
+                seen.setdefault(target.name, target)
+        return list(seen.values())
+
+    def _claims_for(
+        self,
+        db: Any,
+        target: SyncTarget,
+        rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]],
+        assets: dict[str, AssetRef],
+    ) -> dict[str, str]:
+        """New keys for assets without one, made collision-safe against the catalog and run."""
+        if target.backend.caps.keyed_by_server:
+            return {}
+        wanted: dict[str, str] = {}
+        for sha, items in rows.items():
+            for t, row in items:
+                if t is target and row.remote_key is None:
+                    wanted[sha] = target.backend.key_for(assets[sha])
+        taken = q.claimed_keys(db, target.destination_id, list(set(wanted.values())))
+        out: dict[str, str] = {}
+        for sha, key in wanted.items():
+            holder = taken.get(key) or target.claims.get(key)
+            if holder is not None and holder != sha:
+                key = collision_key(key, sha)
+            target.claims[key] = sha
+            out[sha] = key
+        return out
+
+
+def _asset_ref(
+    row: q.PlannedAsset, provenance: dict[str, tuple[str, int]], albums: dict[str, list[str]]
+) -> AssetRef:
+    source_path, mtime_ns = provenance.get(row.sha256, (row.original_name, 0))
+    ext = row.library_path.rpartition(".")[2].lower()
+    modified = None
+    if mtime_ns:
+        modified = _from_ns(mtime_ns)
+    return AssetRef(
+        sha256=row.sha256,
+        size=row.size,
+        ext=ext,
+        kind=row.kind,
+        taken_local=row.taken_local,
+        taken_offset_min=row.taken_offset_min,
+        original_name=row.original_name,
+        source_path=source_path,
+        mime_type=row.mime_type,
+        duration=row.duration,
+        pair_id=row.pair_id,
+        pair_kind=row.pair_kind,
+        albums=tuple(albums.get(row.sha256, ())),
+        modified=modified,
+    )
+
+
+def _from_ns(mtime_ns: int) -> datetime:
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)

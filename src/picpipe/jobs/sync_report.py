@@ -1,0 +1,57 @@
+"""What a sync did: per-destination tallies, failures and (dry run) the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DestinationTally:
+    """Counts of one destination in one run."""
+
+    planned: int = 0
+    uploaded: int = 0
+    present: int = 0  # already at the far end and verified there: adopted without upload
+    reverified: int = 0
+    repaired: int = 0  # verified before, found damaged or missing by --verify, uploaded again
+    failed: int = 0
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What a sync did; ``failures`` are (destination, library path, reason)."""
+
+    session_id: int | None
+    status: str
+    dry_run: bool
+    seconds: float = 0.0
+    destinations: dict[str, DestinationTally] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would happen
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self.destinations.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "destinations": {
+                name: {
+                    "planned": t.planned,
+                    "uploaded": t.uploaded,
+                    "present": t.present,
+                    "reverified": t.reverified,
+                    "repaired": t.repaired,
+                    "failed": t.failed,
+                    "bytes": t.bytes,
+                }
+                for name, t in self.destinations.items()
+            },
+            "failures": [{"destination": d, "path": p, "reason": r} for d, p, r in self.failures],
+            **({"planned": self.planned} if self.dry_run else {}),
+        }
