@@ -85,21 +85,22 @@ Section = dict[str, Any]
 # defaults, seen with -vv --dump headers: it logs "md5 = … OK" after each transfer).
 HASH_NOTES = {
     "filesystem": (
-        "picpipe: stat of the key, copy to a temp name with SHA-256 while writing, fsync of "
-        "file and folder (the default fsync: true), rename, then the copy read back and "
-        "SHA-256d | rclone: copy, MD5 of source and copy compared after each file; no fsync"
+        "picpipe: stat of the key, kernel copy (copy_file_range) to a temp name, fsync of file "
+        "and folder (the default fsync: true), the temp file read back and SHA-256d, rename | "
+        "rclone: copy, MD5 of source and copy compared after each file; no fsync"
     ),
     "filesystem-nofsync": "the same with the destination's fsync: false, as rclone does",
     "s3": (
-        "picpipe: MD5+SHA-256 in one read, HEAD (is the key free?), PUT with Content-MD5 and "
-        "x-amz-checksum-sha256 (botocore also SHA-256s the body for SigV4 on http endpoints), "
-        "then HEAD: size, sha256 metadata, ETag = MD5 | rclone: one LIST, MD5 of the source, "
-        "PUT with Content-MD5 and UNSIGNED-PAYLOAD, then HEAD: ETag = MD5"
+        "picpipe: one LIST per run, MD5+SHA-256 of the source in one read (the SHA-256 proves "
+        "the library copy is sound), PUT with Content-MD5 and x-amz-checksum-sha256 (botocore "
+        "also SHA-256s the body for SigV4 on http endpoints); the server's MD5 ETag verifies it | "
+        "rclone: one LIST, MD5 of the source, PUT with Content-MD5 and UNSIGNED-PAYLOAD, then "
+        "HEAD: ETag = MD5"
     ),
     "azure": (
-        "picpipe: MD5+SHA-256 in one read, Get Blob Properties (is the key free?), Put Blob "
-        "with transactional Content-MD5, then Get Blob Properties: size, Content-MD5, sha256 "
-        "metadata | rclone: one List, MD5 of the source, Put Block + Put Block List with "
+        "picpipe: one List per run, MD5+SHA-256 of the source in one read, Put Blob with "
+        "transactional Content-MD5 (the service refuses other bytes, which verifies it) | "
+        "rclone: one List, MD5 of the source, Put Block + Put Block List with "
         "x-ms-blob-content-md5, then HEAD: Content-MD5"
     ),
 }
@@ -845,7 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which(RCLONE) is None:
         raise SystemExit("rclone is not installed (apt-get install rclone)")
     out: Path = args.out.resolve()
-    work = out / "sync-work"
+    work = out / f"sync-work-{os.getpid()}"  # two runs at once must not share it
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cached, reused = ensure_library(out, args.jpegs)

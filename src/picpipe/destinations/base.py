@@ -90,9 +90,9 @@ class RemoteObject:
     sha1: str | None = None
     etag: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. Immich's asset id and status
-    # Set by ``put`` only when the far end itself checked the stored bytes against the asset's
-    # checksum during the upload (S3's MD5 ETag, Azure's transactional Content-MD5): that is a
-    # verification, and the engine spares the extra request.
+    # Set by ``put`` only when the stored bytes themselves were checked against the asset's
+    # checksum during the upload (S3's MD5 ETag, Azure's transactional Content-MD5, a file read
+    # back before its rename): that is a verification, and the engine spares another one.
     server_checked: bool = False
 
 

@@ -41,6 +41,11 @@ class SyncTarget:
     destination_id: int
     pool: ThreadPoolExecutor
     claims: dict[str, str] = field(default_factory=dict)  # key → sha256, this run
+    # Every key under ``listed_root`` as one listing found it at the start (None: not listed,
+    # or too big to list whole); keys picpipe writes later are claimed in the catalog anyway.
+    listed: set[str] | None = None
+    listed_root: str = ""
+    whole_listing_tried: bool = False
 
 
 @dataclass(slots=True)
@@ -110,32 +115,52 @@ class SyncPlanner:
     def _list_content_addressed(self, jobs: list[SyncJob]) -> None:
         """Spare one existence check per new object where keys name their sha256.
 
-        Such keys share a few folders per page (``photos/ab/`` for a page of assets in sha256
-        order): one listing of each says which keys are free, as ``rclone`` does. Other keys,
-        and a listing that fails or is too big, fall back to a check per object.
+        Such keys differ only below a common folder (``photos/``): one listing of it (up to
+        `LIST_AT_MOST` objects, once per run) says which keys are free, as ``rclone`` does.
+        A bigger destination is listed folder by folder (``photos/ab/``) where a page has
+        several keys in one. Other keys, and a listing that fails, are checked one by one.
         """
         folders: dict[tuple[str, str], list[tuple[SyncJob, str]]] = {}
         targets: dict[str, SyncTarget] = {}
         for job in jobs:
             sha = job.asset.sha256
             for target, row, key in job.work:
-                if row.replica_state is None and sha in key and key.index(sha) > 0:
+                if row.replica_state is None and sha in key:
                     folders.setdefault((target.name, key[: key.index(sha)]), []).append((job, key))
                     targets[target.name] = target
+        for target in targets.values():
+            mine = [f for (n, f) in folders if n == target.name]
+            if not target.whole_listing_tried:
+                target.whole_listing_tried = True
+                root = _common_folder(mine)
+                target.listed = self._listing(target, root)
+                target.listed_root = root
         for (name, folder), members in folders.items():
-            if len(members) < LIST_AT_LEAST:
-                continue
-            try:
-                present = set(itertools.islice((o.key for o in targets[name].backend.list(folder)),
-                                               LIST_AT_MOST + 1))  # fmt: skip
-            except PicpipeError as exc:
-                log.info("%s: cannot list %s (%s); checking objects one by one", name, folder, exc)
-                continue
-            if len(present) > LIST_AT_MOST:
+            target = targets[name]
+            if target.listed is not None and folder.startswith(target.listed_root):
+                present: set[str] | None = target.listed
+            elif len(members) >= LIST_AT_LEAST and folder:
+                present = self._listing(target, folder)
+            else:
+                present = None
+            if present is None:
                 continue
             for job, key in members:
                 if key not in present:
                     job.absent.add((name, key))
+
+    @staticmethod
+    def _listing(target: SyncTarget, prefix: str) -> set[str] | None:
+        """Keys under ``prefix``, or None when the listing fails or passes `LIST_AT_MOST`."""
+        try:
+            keys = itertools.islice((o.key for o in target.backend.list(prefix)), LIST_AT_MOST + 1)
+            found = set(keys)
+        except PicpipeError as exc:
+            log.info(
+                "%s: cannot list %r (%s); checking objects one by one", target.name, prefix, exc
+            )
+            return None
+        return found if len(found) <= LIST_AT_MOST else None
 
     @staticmethod
     def _targets_of(rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]]) -> list[SyncTarget]:
@@ -199,3 +224,14 @@ def _asset_ref(
 
 def _from_ns(mtime_ns: int) -> datetime:
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC).replace(tzinfo=None)
+
+
+def _common_folder(folders: list[str]) -> str:
+    """The deepest folder (``a/b/``, or ``""``) that contains every one of ``folders``."""
+    split = [f.split("/")[:-1] for f in folders]
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if any(p != parts[0] for p in parts):
+            break
+        common.append(parts[0])
+    return "".join(f"{p}/" for p in common)
