@@ -324,7 +324,9 @@ class S3Destination:
             # One quick retry inside boto3; jobs/retry.py owns the real backoff.
             retries={"total_max_attempts": 2, "mode": "standard"},
             max_pool_connections=max(16, opts.concurrency or 0),
-            s3={"addressing_style": opts.addressing_style},
+            # Content-MD5 (and x-amz-checksum-sha256) cover the body; signing it as well would
+            # hash every byte once more on http endpoints (botocore skips it on https anyway).
+            s3={"addressing_style": opts.addressing_style, "payload_signing_enabled": False},
             # Our own Content-MD5 and SHA-256 headers; no CRC trailers (aws-chunked bodies),
             # which many S3-compatible servers refuse.
             request_checksum_calculation="when_required",
