@@ -61,6 +61,7 @@ from picpipe.destinations.base import (
     Verification,
     render_layout,
     resolve_secret,
+    verify_by_reading,
 )
 from picpipe.errors import (
     DestinationAuthFailed,
@@ -329,21 +330,7 @@ class AzureDestination:
         )
 
     def _verify_deep(self, key: str, digests: Digests) -> Verification:
-        method = "sha256 re-read"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            for chunk in self.read(key):
-                size += len(chunk)
-                digest.update(chunk)
-        except IntegrityMismatch:
-            return Verification(False, key, method, "missing")
-        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
-        if size != digests.size:
-            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
-        if remote.sha256 != digests.sha256:
-            return Verification(False, key, method, "sha256 differs", remote)
-        return Verification(True, key, method, remote=remote)
+        return verify_by_reading(key, self.read(key), digests)
 
     def _mismatch(self, key: str, detail: str) -> IntegrityMismatch:
         return IntegrityMismatch(destination=self.name, key=key, detail=detail)

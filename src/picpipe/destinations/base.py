@@ -20,6 +20,7 @@ a spec-built fake):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -31,11 +32,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from picpipe.errors import ConfigError, DestinationMisconfigured
+from picpipe.errors import ConfigError, DestinationMisconfigured, IntegrityMismatch
 from picpipe.hashing import digest_stream
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from datetime import datetime
 
 ChecksumKind = Literal["md5", "sha1", "sha256"]
@@ -235,6 +236,30 @@ class AlbumAssigning(Protocol):
 
         Returns the keys now in each album (nothing when the kind's options turn albums off)."""
         ...
+
+
+def verify_by_reading(
+    key: str, chunks: Iterable[bytes], digests: Digests, method: str = "sha256 re-read"
+) -> Verification:
+    """Hash the remote bytes ``chunks`` yields and compare them with ``digests``.
+
+    The one deep verification every kind shares: ``chunks`` is usually ``destination.read(key)``,
+    whose `IntegrityMismatch` (nothing at ``key``) becomes a failed "missing" verification.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            digest.update(chunk)
+    except IntegrityMismatch:
+        return Verification(False, key, method, "missing")
+    remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
+    if size != digests.size:
+        return Verification(False, key, method, f"size {size} != {digests.size}", remote)
+    if remote.sha256 != digests.sha256:
+        return Verification(False, key, method, "sha256 differs", remote)
+    return Verification(True, key, method, remote=remote)
 
 
 # -- layouts --------------------------------------------------------------------------------

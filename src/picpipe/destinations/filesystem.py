@@ -29,6 +29,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    verify_by_reading,
 )
 from picpipe.errors import (
     DestinationError,
@@ -118,21 +119,7 @@ class FilesystemDestination:
 
     def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
         # No server keeps a checksum here, so every check re-reads the file (page cache helps).
-        method = "sha256 re-read"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            for chunk in self.read(key):
-                size += len(chunk)
-                digest.update(chunk)
-        except IntegrityMismatch:
-            return Verification(False, key, method, "missing")
-        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
-        if size != digests.size:
-            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
-        if remote.sha256 != digests.sha256:
-            return Verification(False, key, method, "sha256 differs", remote)
-        return Verification(True, key, method, remote=remote)
+        return verify_by_reading(key, self.read(key), digests)
 
     def read(self, key: str) -> Iterator[bytes]:
         try:

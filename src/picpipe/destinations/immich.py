@@ -28,7 +28,6 @@ Immich names what it stores, so ``put`` returns the key: the Immich asset id
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import replace
@@ -48,6 +47,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     resolve_secret,
+    verify_by_reading,
 )
 from picpipe.destinations.immich_fields import (
     HashingReader,
@@ -391,19 +391,8 @@ class ImmichDestination:
     def _verify_bytes(
         self, key: str, digests: Digests, method: str, remote: RemoteObject
     ) -> Verification:
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            for chunk in self.read(key):
-                size += len(chunk)
-                digest.update(chunk)
-        except IntegrityMismatch:
-            return Verification(False, key, method, "missing", remote)
-        if size != digests.size:
-            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
-        if digest.hexdigest() != digests.sha256:
-            return Verification(False, key, method, "sha256 differs", remote)
-        return Verification(True, key, method, remote=replace(remote, sha256=digests.sha256))
+        check = verify_by_reading(key, self.read(key), digests, method)
+        return replace(check, remote=replace(remote, sha256=digests.sha256) if check.ok else remote)
 
     def _add(
         self, album: str, ids: builtins.list[str], *, raise_on_failure: bool = True

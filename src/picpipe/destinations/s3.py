@@ -47,6 +47,7 @@ from picpipe.destinations.base import (
     Verification,
     render_layout,
     resolve_secret,
+    verify_by_reading,
 )
 from picpipe.destinations.s3_errors import error_code, http_status, map_error, redact
 from picpipe.destinations.s3_multipart import (
@@ -399,21 +400,7 @@ class S3Destination:
         )
 
     def _verify_deep(self, key: str, digests: Digests) -> Verification:
-        method = "sha256 re-read"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            for chunk in self.read(key):
-                size += len(chunk)
-                digest.update(chunk)
-        except IntegrityMismatch:
-            return Verification(False, key, method, "missing")
-        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
-        if size != digests.size:
-            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
-        if remote.sha256 != digests.sha256:
-            return Verification(False, key, method, "sha256 differs", remote)
-        return Verification(True, key, method, remote=remote)
+        return verify_by_reading(key, self.read(key), digests)
 
     def _head(self, key: str, *, checksum: bool = False) -> dict[str, Any] | None:
         args = {"Bucket": self.bucket, "Key": key}

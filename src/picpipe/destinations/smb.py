@@ -43,6 +43,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    verify_by_reading,
 )
 from picpipe.destinations.smb_session import MISSING, LanePool, status_of
 from picpipe.errors import (
@@ -198,26 +199,17 @@ class SmbDestination:
     def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
         # No checksum to ask the server for: every check re-reads the file (see module docs).
         method = "sha256 re-read"
-        digest = hashlib.sha256()
-        size = 0
         try:
             with self._opened(key) as raw:
                 stored = raw.fd.end_of_file
-                if stored != digests.size:
+                if stored != digests.size:  # no need to read a file of the wrong size
                     remote = RemoteObject(key=key, size=stored)
                     detail = f"size {stored} != {digests.size}"
                     return Verification(False, key, method, detail, remote)
-                while chunk := raw.read(READ_CHUNK):
-                    size += len(chunk)
-                    digest.update(chunk)
+                chunks = iter(lambda: raw.read(READ_CHUNK), b"")
+                return verify_by_reading(key, chunks, digests, method)
         except IntegrityMismatch:
             return Verification(False, key, method, "missing")
-        remote = RemoteObject(key=key, size=size, sha256=digest.hexdigest())
-        if size != digests.size:
-            return Verification(False, key, method, f"size {size} != {digests.size}", remote)
-        if remote.sha256 != digests.sha256:
-            return Verification(False, key, method, "sha256 differs", remote)
-        return Verification(True, key, method, remote=remote)
 
     def read(self, key: str) -> Iterator[bytes]:
         with self._opened(key) as raw:
