@@ -16,9 +16,9 @@ import pytest
 
 from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.config import Settings, load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
-from picpipe.pipeline.stages import import_stages
+from picpipe.pipeline.runner import SessionSummary
 from picpipe.sources.base import Source
 from picpipe.sources.folder import FolderSource
 
@@ -132,14 +132,9 @@ class LibraryFixture:
         return FolderSource(name or str(path), path, self.settings.scan)
 
     def run(self, *sources: Source, move: bool = False, workers: int = 4) -> SessionSummary:
-        ctx = build_context(self.settings, self.catalog, self.tools)
-        return ImportRun(
-            ctx,
-            self.settings.home_root,
-            workers=workers,
-            move=move,
-            stages=import_stages(self.settings),
-        ).run(sources)
+        return import_sources(
+            self.settings, self.catalog, sources, tools=self.tools, workers=workers, move=move
+        )
 
     def import_folder(self, path: Path, **kwargs: object) -> SessionSummary:
         return self.run(self.folder(path), **kwargs)  # type: ignore[arg-type]

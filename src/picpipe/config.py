@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -153,6 +154,18 @@ class ServeOptions(BaseModel):
     insecure: bool = False  # allow a non-loopback bind without a token (trusted LAN only)
 
 
+class RunOptions(BaseModel):
+    """``runs:`` how runs hold their leases in the catalog (shared by every machine on it)."""
+
+    # A run renews its lease every third of this; another run may recover it once it lapsed.
+    lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # This machine's name in run owners (default: the host name); give containers that share
+    # a host name distinct ones, or a dead run on one could look alive to the other.
+    host: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    # SQLite: how long a write waits for another process's transaction before a catalog error.
+    busy_timeout: float = Field(default=30.0, ge=0.1, le=600.0)
+
+
 class CacheOptions(BaseModel):
     """The full-resolution cache under ``$PICPIPE_HOME/cache/full`` (least recently used)."""
 
@@ -186,6 +199,7 @@ class Settings(BaseSettings):
     replicas: ReplicaOptions = Field(default_factory=ReplicaOptions)
     serve: ServeOptions = Field(default_factory=ServeOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
+    runs: RunOptions = Field(default_factory=RunOptions)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

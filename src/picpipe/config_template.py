@@ -137,6 +137,17 @@ cache:
   max_size_gb: 10.0
   ttl_days: 30.0
 
+runs:
+  # Every run (import, sync, thumbs, sidecars) holds a lease in the catalog, renewed every
+  # third of this many seconds; a run whose lease lapsed is recovered by the next one (a dead
+  # run on this machine is recovered at once). Machines sharing one catalog see each other's.
+  lease_seconds: 60.0
+  # This machine's name in run owners (default: its host name); containers that share a host
+  # name need distinct ones.
+  # host: nas-1
+  # SQLite: seconds a write waits for another process before it is a catalog error (exit 5).
+  busy_timeout: 30.0
+
 # Named destinations (replicas): `picpipe sync` keeps a verified copy of every asset in each.
 # Secrets: give `<secret>_env: VARIABLE` or `<secret>_file: /path` rather than the value.
 destinations: {{}}

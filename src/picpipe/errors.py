@@ -78,6 +78,18 @@ class CatalogError(PicpipeError):
     exit_code = ExitCode.CATALOG
 
 
+class CatalogUnavailable(CatalogError):
+    """The database failed under a run (a failover, a dropped connection, a busy timeout):
+    the run ends or retries; no item is marked failed for it."""
+
+    template = "catalog error: {detail}; nothing was marked failed, run the command again"
+    retryable = True
+
+
+class RunLeaseLost(CatalogError):
+    template = "run {run_id} lost its lease in the catalog ({detail}); it stopped to stay safe"
+
+
 class CatalogBusy(CatalogError):
     template = "another picpipe run holds this catalog ({detail}); wait for it to finish"
     exit_code = ExitCode.BUSY
@@ -124,6 +136,14 @@ class VanishedFile(ItemError):
 
 class SymlinkLoop(ItemError):
     template = "{path}: symbolic link loop; skipped"
+
+
+class ContentClaimed(ItemError):
+    """Another task (of this run or another) is placing the same content right now: the task
+    waits for its result; only when that takes longer than a lease is it this item's error."""
+
+    template = "{path}: another run ({holder}) is placing the same content; retried next run"
+    retryable = True
 
 
 class LibraryFull(ItemError):

@@ -1,71 +1,77 @@
-"""Things that happened, as frozen values. Progress travels as events, not as log lines."""
+"""Things that happened in a run, as frozen values: one stream for every kind of run.
+
+Runs (import, sync, thumbs, sidecars) publish these to sinks through their `LeasedRun`; the
+CLI's progress display, the run's heartbeat (which stores progress in the catalog for the
+dashboard and `status`) and, later, MQTT are sinks of the same stream. No run knows which
+sinks listen. Progress is not logging.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from picpipe.jobs.report import RunReport
 
 Outcome = Literal["new", "duplicate", "unchanged", "failed", "skipped"]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStarted:
-    session_id: int
-    sources: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ScanProgress:
-    session_id: int
-    seen: int
-    queued: int
-
-
-@dataclass(frozen=True, slots=True)
-class ItemFinished:
-    session_id: int
-    path: str
-    outcome: Outcome
-    size: int
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFinished:
-    session_id: int
-    status: str
-
-
 ReplicaOutcome = Literal["uploaded", "present", "verified", "failed", "planned"]
 
 
 @dataclass(frozen=True, slots=True)
-class SyncPlanned:
-    """More work found: ``assets`` assets and ``bytes`` bytes to replicate (sent per page)."""
-
-    session_id: int
-    assets: int
-    bytes: int
+class RunStarted:
+    run_id: int
+    kind: str  # import | sync | thumbs | sidecars
+    label: str  # source names, destination names
 
 
 @dataclass(frozen=True, slots=True)
-class ReplicaFinished:
-    """One asset at one destination: uploaded and verified, already present, re-verified,
-    failed (with the reason), or only planned (dry run)."""
+class Progress:
+    """``done`` of ``total`` (None: still counting) in ``stage`` (scan, upload, thumbnails…);
+    ``queued`` items are in flight."""
 
-    session_id: int
-    destination: str
+    run_id: int
+    stage: str
+    done: int
+    total: int | None = None
+    queued: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDone:
+    """One item finished: a file imported or found again, a replica uploaded or present, a
+    thumbnail made. ``target`` names the destination for replicas."""
+
+    run_id: int
     path: str
-    key: str
-    outcome: ReplicaOutcome
+    outcome: str
     size: int
-    reason: str | None = None
+    target: str | None = None
+    key: str | None = None
 
 
-Event = (
-    SessionStarted | ScanProgress | ItemFinished | SessionFinished | SyncPlanned | ReplicaFinished
-)
+@dataclass(frozen=True, slots=True)
+class ItemFailed:
+    """One item failed with the reason a person can act on; the run goes on."""
+
+    run_id: int
+    path: str
+    reason: str
+    size: int = 0
+    target: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    run_id: int
+    kind: str
+    status: str
+    report: RunReport | None = None
+
+
+Event = RunStarted | Progress | ItemDone | ItemFailed | RunFinished
 EventSink = Callable[[Event], None]
 
 

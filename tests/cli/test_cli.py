@@ -60,18 +60,22 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     ]
     assert isinstance(summary["session_id"], int)
 
+    # The empty file is tried again and stays a failure (exit 3) until it imports.
     code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
-    assert code == 0
-    assert json.loads(out)["unchanged"] == 8
+    again = json.loads(out)
+    assert (code, again["unchanged"], again["failed"]) == (3, 7, 1)
+    assert again["kind"] == "import" and again["run_id"] == again["session_id"]
+    assert again["counts"]["unchanged"] == 7
 
     code, out, _ = cli("status", "--json")
     status = json.loads(out)
     assert (code, status["assets"], status["by_kind"]["photo"]["count"]) == (0, 6, 6)
-    assert status["last_session"]["status"] == "completed"
+    assert status["last_session"]["status"] == "completed_with_failures"
+    assert (status["runs"], status["import_running"]) == ([], False)
 
     code, out, _ = cli("sessions", "--json")
     sessions = json.loads(out)
-    assert [s["status"] for s in sessions] == ["completed", "completed_with_failures"]
+    assert [s["status"] for s in sessions] == ["completed_with_failures"] * 2
     assert sessions[1]["failures"][0]["path"].endswith(":empty.jpg")
 
     code, out, _ = cli("sources", "--json")

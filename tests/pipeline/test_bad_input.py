@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -164,32 +165,38 @@ def _import_unreadable(work: Path) -> None:
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     exe = Path(os.sys.executable).with_name("picpipe")
     env = {**os.environ, "HOME": str(work), "PICPIPE_IMPORT__FSYNC": "false"}
-    result = subprocess.run(
-        [
-            *prefix,
-            str(exe),
-            "--home",
-            str(work / "home"),
-            "--library",
-            str(work / "lib"),
-            "import",
-            str(source),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    command = [
+        *prefix,
+        str(exe),
+        "--home",
+        str(work / "home"),
+        "--library",
+        str(work / "lib"),
+        "import",
+        str(source),
+        "--json",
+        "--no-thumbs",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 3, result.stderr
-    import json
-
     summary = json.loads(result.stdout)
     reasons = {f["path"].split(":", 1)[1]: f["reason"] for f in summary["failures"]}
     assert summary["new"] == 1
     assert reasons["secret.jpg"].startswith("cannot be read (Permission denied)")
     assert "locked" in reasons
     assert "Permission denied" in reasons["locked"]
+
+    # Unchanged, the failures are tried and reported again (exit 3 every run)...
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 3, again.stderr
+    assert json.loads(again.stdout)["failed"] == 2
+    # ...and a chmod that fixes them (size and mtime unchanged) lets them in.
+    os.chmod(source / "secret.jpg", 0o644)
+    os.chmod(source / "locked", 0o755)
+    fixed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert fixed.returncode == 0, fixed.stderr
+    report = json.loads(fixed.stdout)
+    assert (report["new"], report["failed"], report["unchanged"]) == (2, 0, 1)
 
 
 def test_a_full_library_disk_fails_items_and_leaves_no_partial_files(

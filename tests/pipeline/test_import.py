@@ -227,9 +227,16 @@ def test_failures_are_recorded_with_reasons(library: LibraryFixture, tmp_path: P
         assert (failure.session_id, failure.path) == (summary.session_id, f"{source}:empty.jpg")
         row = db.scalars(select(SourceFile).where(SourceFile.ref == "empty.jpg")).one()
         assert (row.state, row.retryable, row.sha256) == ("failed", False, None)
-    # a permanent failure of an unchanged file is not retried (nor re-reported) every run
+    # a failed file is tried again and stays in every run's failures until it imports
     again = library.import_folder(source)
-    assert (again.failed, again.unchanged) == (0, 2)
+    assert (again.status, again.failed, again.unchanged) == ("completed_with_failures", 1, 1)
+    assert again.failures == summary.failures
+    stat = (source / "empty.jpg").stat()
+    shutil.copyfile(source / "fine.jpg", source / "empty.jpg")
+    os.utime(source / "empty.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
+    fixed = library.import_folder(source)
+    assert (fixed.status, fixed.failed, fixed.duplicate, fixed.unchanged) == ("completed", 0, 1, 1)
+
 
 
 def test_symlinked_files_are_imported_and_loops_reported(

@@ -23,9 +23,11 @@ from sqlalchemy import select
 from picpipe.catalog.db import open_catalog
 from picpipe.catalog.models import Asset, SourceFile
 from picpipe.config import load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.dates import plausible
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.pipeline.runner import SessionSummary
+from picpipe.pipeline.stages import IMPORT_STAGES
 from picpipe.sources.folder import FolderSource
 from tests.conftest import MEDIA, tree_digest
 
@@ -78,8 +80,14 @@ def imported(
     tools = ExifToolPool()
     before = tree_digest(MEDIA)
     try:
-        run = ImportRun(build_context(settings, catalog, tools), settings.home_root, workers=2)
-        summary = run.run([FolderSource("media", MEDIA, settings.scan)])
+        summary = import_sources(
+            settings,
+            catalog,
+            [FolderSource("media", MEDIA, settings.scan)],
+            tools=tools,
+            workers=2,
+            stages=IMPORT_STAGES,
+        )
         with catalog.session() as db:
             assets = {a.sha256: a for a in db.scalars(select(Asset))}
             files = {f.ref: f for f in db.scalars(select(SourceFile))}

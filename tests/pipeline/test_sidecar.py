@@ -23,18 +23,18 @@ from typer.testing import CliRunner
 from picpipe.catalog.models import Asset
 from picpipe.cli.app import app
 from picpipe.config import load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.library.layout import TEMP_PREFIX, sidecar_path
 from picpipe.library.verify import verify_library
 from picpipe.library.writer import sweep_temp_files
 from picpipe.pipeline.exiftool import CONFIG_FILE, ExifTool
-from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.pipeline.runner import SessionSummary
 from picpipe.pipeline.sidecar import (
     SidecarFacts,
     UserFields,
     read_sidecar,
     write_sidecar,
 )
-from picpipe.pipeline.stages import import_stages
 from picpipe.samples import make_jpeg
 from tests.conftest import LibraryFixture, tree_digest
 
@@ -105,11 +105,13 @@ def digikam_edit(path: Path) -> None:
 
 def run_import(library: LibraryFixture, folder: Path, name: str | None = None) -> SessionSummary:
     """Import with the stages the settings ask for (the sidecar stage is on by default)."""
-    ctx = build_context(library.settings, library.catalog, library.tools)
-    run = ImportRun(
-        ctx, library.settings.home_root, workers=2, stages=import_stages(library.settings)
+    return import_sources(
+        library.settings,
+        library.catalog,
+        [library.folder(folder, name)],
+        tools=library.tools,
+        workers=2,
     )
-    return run.run([library.folder(folder, name)])
 
 
 def sidecars_cli(library: LibraryFixture, *args: str) -> tuple[int, dict[str, Any]]:
@@ -324,9 +326,8 @@ def test_missing_sidecars_are_written_from_the_catalog(
     card = tmp_path / "card"
     photo = make_jpeg(card / "IMG_1.JPG", taken=datetime(2018, 5, 6, 7, 8, 9)).path
     (card / "IMG_1.JPG.xmp").write_text(SOURCE_XMP, encoding="utf-8")
-    ctx = build_context(off, library.catalog, library.tools)
-    ImportRun(ctx, off.home_root, workers=1, stages=import_stages(off)).run(
-        [library.folder(card, "card")]
+    import_sources(
+        off, library.catalog, [library.folder(card, "card")], tools=library.tools, workers=1
     )
     asset = asset_of(library, sha(photo))
     path = sidecar_of(library, asset)

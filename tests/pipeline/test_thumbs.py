@@ -31,10 +31,11 @@ from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.catalog.models import Asset
 from picpipe.cli.app import app
 from picpipe.config import Settings, load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.decoders import fit
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.heifbox import primary_is_transformed
-from picpipe.pipeline.runner import ImportRun, build_context
+from picpipe.pipeline.stages import IMPORT_STAGES
 from picpipe.pipeline.thumbrun import CRASHED, ThumbRun, ThumbSummary
 from picpipe.pipeline.thumbs import BOXES, ThumbJob, ThumbResult, make_thumbnails, thumb_file
 from picpipe.samples import make_jpeg
@@ -129,8 +130,13 @@ def media(
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
     try:
-        ImportRun(build_context(settings, catalog, tools), settings.home_root, workers=2).run(
-            [FolderSource("media", MEDIA, settings.scan)]
+        import_sources(
+            settings,
+            catalog,
+            [FolderSource("media", MEDIA, settings.scan)],
+            tools=tools,
+            workers=2,
+            stages=IMPORT_STAGES,
         )
         summary = thumb_run(settings, catalog, workers=2).run("missing")
         yield settings, summary, assets(catalog)

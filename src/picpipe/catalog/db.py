@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from picpipe.config import mask_url
-from picpipe.errors import CatalogError
+from picpipe.errors import CatalogError, CatalogUnavailable
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from collections.abc import Callable
+
+    from sqlalchemy.engine import Engine, ExceptionContext
 
 log = logging.getLogger(__name__)
 
@@ -37,50 +39,74 @@ class Catalog:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling commits each CREATE TABLE on its own, so a kill
-    # during a migration would leave half a schema; SQLAlchemy emits BEGIN itself instead.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode keeps the database consistent after a crash; the last commits may be
-    # rolled back on power loss, which the import redoes idempotently.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling commits each CREATE TABLE on its own, so a
+        # kill during a migration would leave half a schema; SQLAlchemy emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode keeps the database consistent after a crash; the last commits may
+        # be rolled back on power loss, which the import redoes idempotently.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.close()
+
+    return on_connect
+
+
+def _catalog_errors(context: ExceptionContext) -> None:
+    """The one boundary where database errors become picpipe's: every failure of the
+    catalog's driver (a dropped connection, a failover, a busy timeout, a constraint) is a
+    CatalogError, which no per-item handler catches, so no file is ever marked failed because
+    the database blinked."""
+    original = context.original_exception
+    detail = str(original).splitlines()[0] if str(original) else type(original).__name__
+    if isinstance(context.sqlalchemy_exception, DBAPIError) and not isinstance(
+        context.sqlalchemy_exception, IntegrityError
+    ):
+        raise CatalogUnavailable(detail=detail) from context.sqlalchemy_exception
+    raise CatalogError(detail=detail) from context.sqlalchemy_exception
 
 
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-def create_catalog_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+def create_catalog_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout (seconds).
+
+    Every driver error on it is raised as a CatalogError (`_catalog_errors`).
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, pool_size=16
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(int(busy_timeout * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_size=16, max_overflow=8, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, pool_size=16, max_overflow=8, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _catalog_errors)
+    return engine
 
 
-def open_catalog(url: str, *, migrate: bool = True) -> Catalog:
+def open_catalog(url: str, *, migrate: bool = True, busy_timeout: float = 30.0) -> Catalog:
     """Open the catalog at ``url`` and bring its schema to the newest revision.
 
     Raises CatalogError (with the password masked) when the database cannot be reached.
     """
     try:
-        engine = create_catalog_engine(url)
+        engine = create_catalog_engine(url, busy_timeout=busy_timeout)
         if migrate:
             from picpipe.catalog.migrate import upgrade_to_head
 
             upgrade_to_head(engine)
+    except CatalogError as exc:
+        raise CatalogError(detail=f"{mask_url(url)}: {exc.fields.get('detail')}") from exc
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise CatalogError(detail=f"{mask_url(url)}: {detail}") from exc

@@ -105,6 +105,8 @@ class SourceFile(Base):
     )  # the ref's parent ("" at the top)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    # A chmod or a rewrite that keeps size and mtime still moves ctime: it counts as a change.
+    ctime_ns: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(ForeignKey("asset.sha256"), index=True)
     state: Mapped[str] = mapped_column(String(12))  # imported | duplicate | failed | skipped
     error: Mapped[str | None] = mapped_column(Text)
@@ -138,14 +140,19 @@ class SourceFolder(Base):
 
 
 class ImportSession(Base):
-    """One run: an import, an SD card insertion, a scheduled sync; with its counts."""
+    """One run (an import, a sync, a thumbnail or sidecar pass, an SD card insertion) with its
+    owner, its lease and its counts.
+
+    A run is stale only when its lease has expired, or when its owner ran on this host and that
+    process is gone; only then may another run recover what it left (`catalog/runs.py`).
+    """
 
     __tablename__ = "session"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))  # import | sync | verify
+    kind: Mapped[str] = mapped_column(String(16))  # import | sync | thumbs | sidecars | verify
     device: Mapped[str | None] = mapped_column(Text)  # source names or card label
-    status: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(24), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     seen: Mapped[int] = mapped_column(Integer, default=0)
@@ -157,6 +164,37 @@ class ImportSession(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    # The owner's process start (clock ticks since boot): a reused pid is not the owner.
+    owner_started: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # stage, done, total
+
+
+class RunLease(Base):
+    """Exclusion across processes and machines: one run at a time holds ``key`` (e.g.
+    ``import:<source>``, ``sync:<destination>``) for as long as its run's lease is alive."""
+
+    __tablename__ = "run_lease"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("session.id", ondelete="CASCADE"), index=True
+    )
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+
+
+class Claim(Base):
+    """Work in hand: ``content:<sha256>`` is being placed, ``key:<destination>:<remote key>``
+    is being uploaded. Held with the run's lease; released when the result is committed."""
+
+    __tablename__ = "claim"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("session.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
 
 
 class Destination(Base):
@@ -190,6 +228,7 @@ class Replica(Base):
 
     __table_args__ = (
         UniqueConstraint("sha256", "destination_id", name="uq_replica"),
+        UniqueConstraint("destination_id", "remote_key", name="uq_replica_remote_key"),
         Index("ix_replica_destination_state", "destination_id", "state"),
         Index("ix_replica_state_sha256", "state", "sha256"),
     )

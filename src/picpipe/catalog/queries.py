@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +16,7 @@ from picpipe.catalog.models import (
     SourceFile,
     SourceFolder,
 )
+from picpipe.catalog.upsert import insert_returning_new, upsert
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -55,6 +54,7 @@ class KnownFile:
     state: str
     retryable: bool
     gone: bool
+    ctime_ns: int | None = None
 
 
 def folder_digests(db: Session, source_id: int) -> dict[str, str]:
@@ -76,9 +76,10 @@ def folder_files(db: Session, source_id: int, folder: str) -> dict[str, KnownFil
             SourceFile.state,
             SourceFile.retryable,
             SourceFile.gone,
+            SourceFile.ctime_ns,
         ).where(SourceFile.source_id == source_id, SourceFile.folder == folder)
     )
-    return {r[0]: KnownFile(r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows}
+    return {r[0]: KnownFile(r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7]) for r in rows}
 
 
 def save_folder_digests(
@@ -141,20 +142,32 @@ def asset_exists(db: Session, sha256: str) -> bool:
     return db.scalar(select(Asset.sha256).where(Asset.sha256 == sha256)) is not None
 
 
-def add_asset(db: Session, values: dict[str, Any]) -> None:
-    """Insert an asset unless the same content is already catalogued."""
-    if not asset_exists(db, values["sha256"]):
-        db.execute(insert(Asset), [values])
+def add_assets(db: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert assets; content already catalogued (by anyone, a moment ago) is left as it is.
+
+    Returns the sha256 of the rows inserted now: a task whose content another run catalogued
+    first is a duplicate, not a second asset.
+    """
+    return insert_returning_new(db, Asset, rows, conflict=["sha256"], key=Asset.sha256)
 
 
 def upsert_source_files(
     db: Session, new_rows: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
-    """Insert provenance rows for files seen for the first time, update the known ones."""
-    if new_rows:
-        db.execute(insert(SourceFile), new_rows)
+    """Insert provenance rows for files seen for the first time, update the known ones.
+
+    A "new" row that exists after all (listed twice, or recorded by a run that was thought
+    dead) is updated in place: one row per (source, ref), always.
+    """
+    for row in new_rows:
+        changed = {k: v for k, v in row.items() if k not in ("source_id", "ref", "first_seen")}
+        upsert(db, SourceFile, row, conflict=["source_id", "ref"], update=changed)
     if updates:
         db.execute(update(SourceFile), updates)
+
+
+def touch_source_scan(db: Session, source_id: int) -> None:
+    db.execute(update(Source).where(Source.id == source_id).values(last_scan_at=utcnow()))
 
 
 def session_assets(db: Session, session_id: int) -> list[str]:
@@ -230,35 +243,9 @@ def update_sidecar_fields(db: Session, rows: list[dict[str, Any]]) -> None:
 # -- sessions ------------------------------------------------------------------------------
 
 
-def start_session(db: Session, *, kind: str, device: str) -> ImportSession:
-    run = ImportSession(
-        kind=kind,
-        device=device,
-        status="running",
-        started_at=utcnow(),
-        seen=0,
-        new=0,
-        duplicate=0,
-        unchanged=0,
-        failed=0,
-        bytes=0,
-        pid=os.getpid(),
-        host=socket.gethostname()[:200],
-    )
-    db.add(run)
-    db.flush()
-    return run
-
-
-def stale_sessions(db: Session, kind: str) -> list[ImportSession]:
-    """Sessions still marked running although no process holds the import lock."""
-    return list(
-        db.scalars(
-            select(ImportSession).where(
-                ImportSession.kind == kind, ImportSession.status == "running"
-            )
-        )
-    )
+def write_session_counts(db: Session, session_id: int, counts: dict[str, int]) -> None:
+    """Store a run's running totals (seen, new, duplicate, unchanged, failed, bytes)."""
+    db.execute(update(ImportSession).where(ImportSession.id == session_id).values(**counts))
 
 
 def add_session_failures(db: Session, session_id: int, failures: list[tuple[str, str]]) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 
 from picpipe.catalog.models import Album, AlbumAsset, Asset, Destination, Replica, SourceFile
 from picpipe.catalog.queries import utcnow
+from picpipe.catalog.upsert import upsert
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -141,16 +142,12 @@ def claimed_keys(db: Session, destination_id: int, keys: Sequence[str]) -> dict[
 
 
 def set_replica(db: Session, destination_id: int, sha256: str, **fields: Any) -> None:
-    """Create or update the replica row of ``sha256`` at the destination."""
+    """Create or update the replica row of ``sha256`` at the destination (one statement:
+    two runs writing the same row at once end with one row)."""
     fields["updated_at"] = utcnow()
-    done = db.execute(
-        update(Replica)
-        .where(Replica.sha256 == sha256, Replica.destination_id == destination_id)
-        .values(**fields)
-    )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        values = {"state": "pending", "attempts": 0, **fields}
-        db.execute(insert(Replica).values(sha256=sha256, destination_id=destination_id, **values))
+    values = {"sha256": sha256, "destination_id": destination_id}
+    values |= {"state": "pending", "attempts": 0} | fields
+    upsert(db, Replica, values, conflict=["sha256", "destination_id"], update=fields)
 
 
 def bump_attempts(db: Session, destination_id: int, sha256: str) -> None:

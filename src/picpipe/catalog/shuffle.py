@@ -60,13 +60,13 @@ class Shuffle:
             try:
                 asset = self._pick(db, key, now)
                 db.commit()
-            except (IntegrityError, OperationalError) as exc:
+            except (IntegrityError, OperationalError, CatalogError) as exc:
                 # A concurrent request started the same round first, or (SQLite) another
                 # writer committed since this transaction read: start over on fresh data,
                 # after a short random pause so that racing requests fall out of step.
                 db.rollback()
                 if attempt == ATTEMPTS - 1:
-                    raise CatalogError(detail=f"no photo could be picked ({exc.orig})") from exc
+                    raise CatalogError(detail=f"no photo could be picked ({exc})") from exc
                 time.sleep(random.uniform(0, RETRY_PAUSE * (attempt + 1)))
                 continue
             return asset

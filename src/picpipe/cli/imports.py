@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from picpipe.catalog.db import open_catalog
 from picpipe.cli.app import (
@@ -20,20 +19,18 @@ from picpipe.cli.app import (
     sigterm_interrupts,
     state,
 )
+from picpipe.cli.progress import run_progress
 from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
-from picpipe.errors import ConfigError, ItemsFailed, PicpipeError
-from picpipe.events import Event, ItemFinished, ScanProgress
+from picpipe.errors import ConfigError, ItemsFailed
+from picpipe.jobs.workflows import ingest
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
-from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
-from picpipe.pipeline.stages import import_stages
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
 
 if TYPE_CHECKING:
-    from picpipe.events import EventSink
+    from picpipe.pipeline.runner import SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -99,53 +96,47 @@ def import_(
     settings = state(ctx).settings
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
-    catalog = open_catalog(settings.catalog_url)
+    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
     tools = ExifToolPool()
     previous = sigterm_interrupts()  # a service stop ends the session cleanly
     try:
-        run = ImportRun(
-            build_context(settings, catalog, tools),
-            settings.home_root,
-            workers=workers or settings.workers,
-            move=move,
-            stages=import_stages(settings),
-        )
-        summary = _run_with_progress(run, sources, quiet=as_json)
-        # Edits made in digiKam and friends since the last run come back with every import.
-        sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
+        with run_progress("importing", quiet=as_json) as sinks:
+            result = ingest(
+                settings,
+                catalog,
+                sources,
+                tools=tools,
+                sinks=sinks,
+                workers=workers,
+                move=move,
+                thumbnails=not no_thumbs,
+            )
     finally:
         signal.signal(signal.SIGTERM, previous)
         tools.close()
         catalog.close()
-    if not as_json:
-        _print_summary(summary)
-    thumbs = None
-    if settings.thumbs.on_import and not no_thumbs:
-        # Failed thumbnails leave the exit code alone: the originals are safe, the state says why.
-        thumbs = _make_thumbnails(settings, quiet=as_json)
+    summary = result.summary
     if as_json:
-        extra = {"sidecars": sidecars} | ({"thumbs": thumbs} if thumbs is not None else {})
-        emit_json(summary.as_dict() | extra)
+        emit_json(result.as_dict())
+    else:
+        _print_summary(summary)
+        _print_thumbs(result.thumbs)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
 
 
-def _make_thumbnails(settings: Settings, *, quiet: bool) -> dict[str, object]:
-    """Thumbnails for every asset still pending; a problem is reported, not raised."""
-    from picpipe.cli.thumbs import make_thumbnails
-
-    try:
-        result = make_thumbnails(settings, "pending", quiet=quiet)
-    except PicpipeError as exc:
-        log.warning("no thumbnails were made: %s", exc.message)
-        if not quiet:
-            console.print(f"thumbnails: none made ({exc.message})", markup=False)
-        return {"made": 0, "failed": 0, "error": exc.message}
-    if not quiet:
-        console.print(f"thumbnails: {result.made} made, {result.failed} failed")
-        for failure in result.failures[:20]:
-            console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
-    return {"made": result.made, "failed": result.failed}
+def _print_thumbs(thumbs: dict[str, Any] | None) -> None:
+    """Failed thumbnails leave the exit code alone: the originals are safe, the state says why."""
+    if thumbs is None:
+        return
+    if "error" in thumbs or "busy" in thumbs:
+        console.print(
+            f"thumbnails: none made ({thumbs.get('error') or thumbs['busy']})", markup=False
+        )
+        return
+    console.print(f"thumbnails: {thumbs['made']} made, {thumbs['failed']} failed")
+    for failure in thumbs.get("_failures", [])[:20]:
+        console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
 
 
 def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
@@ -183,39 +174,6 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     if kind == "folder":
         return FolderSource(name, Path(parsed.path).expanduser(), settings.scan)
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
-
-
-def _run_with_progress(run: ImportRun, sources: list[Source], *, quiet: bool) -> SessionSummary:
-    if quiet or not console.is_terminal:
-        return run.run(sources)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=None),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("importing", total=None, counts="")
-        tally = {"new": 0, "duplicate": 0, "failed": 0, "seen": 0}
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, ItemFinished):
-                tally[event.outcome] = tally.get(event.outcome, 0) + 1
-            elif isinstance(event, ScanProgress):
-                tally["seen"] = event.seen
-            progress.update(
-                bar,
-                counts=(
-                    f"seen {tally['seen']}  new {tally['new']}  "
-                    f"duplicate {tally['duplicate']}  failed {tally['failed']}"
-                ),
-            )
-
-        sink: EventSink = on_event
-        run.events = sink
-        return run.run(sources)
 
 
 def _print_summary(summary: SessionSummary) -> None:

@@ -17,6 +17,7 @@ from picpipe.catalog.queries import (
     session_failures,
     source_summaries,
 )
+from picpipe.catalog.runs import active_runs
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
@@ -44,6 +45,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             counts = asset_counts(db)
             last = recent_sessions(db, 1)
             last_run = _session_dict(last[0], db) if last else None
+            active = [run.as_dict() for run in active_runs(db, host=settings.runs.host)]
     finally:
         catalog.close()
     result: dict[str, Any] = {
@@ -55,7 +57,8 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         "bytes": sum(v["bytes"] for v in counts.values()),
         "by_kind": counts,
         "last_session": last_run,
-        "import_running": _import_running(settings.home_root),
+        "import_running": any(run["kind"] == "import" for run in active),
+        "runs": active,
     }
     if as_json:
         emit_json(result)
@@ -73,8 +76,15 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             f"last run  session {last_run['id']} {last_run['status']} at {last_run['started_at']}: "
             f"{last_run['new']} new, {last_run['failed']} failed"
         )
-    if result["import_running"]:
-        console.print("an import is running now")
+    for run in active:
+        progress = run["progress"] or {}
+        done = progress.get("done", 0)
+        of = f" of {progress['total']}" if progress.get("total") else ""
+        console.print(
+            f"running   {run['kind']} run {run['run_id']} on {run['host']} (pid {run['pid']}),"
+            f" {progress.get('stage', run['kind'])} {done}{of}, since {run['started_at']}",
+            markup=False,
+        )
 
 
 @reports_errors
@@ -254,19 +264,3 @@ def _tree_usage(root: Path) -> dict[str, int]:
             except OSError:
                 continue
     return {"count": count, "bytes": size}
-
-
-def _import_running(home: Path) -> bool:
-    import fcntl
-
-    lock = home / "import.lock"
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False

@@ -7,8 +7,8 @@ import typer
 from picpipe.catalog.db import open_catalog
 from picpipe.cli.app import console, emit_json, reports_errors, state
 from picpipe.errors import ItemsFailed
+from picpipe.jobs.runs import LeasedRun
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command
-from picpipe.pipeline.runner import import_lock
 from picpipe.pipeline.sidecar_sync import SidecarReport, sync_sidecars
 
 
@@ -43,8 +43,14 @@ def sidecars(
     tools = ExifToolPool()
     try:
         if reimport or write:
-            # Imports write sidecars too: one writer at a time (CatalogBusy otherwise).
-            with import_lock(settings.home_root):
+            # One sidecar pass at a time per catalog (CatalogBusy otherwise).
+            with LeasedRun(
+                catalog,
+                kind="sidecars",
+                device="reimport" if reimport and not write else "write",
+                keys=["sidecars"],
+                options=settings.runs,
+            ) as run:
                 report = sync_sidecars(
                     settings,
                     catalog,
@@ -53,6 +59,7 @@ def sidecars(
                     rewrite_all=rewrite_all,
                     tools=tools,
                 )
+                run.status = "completed_with_failures" if report.failed else "completed"
         else:
             report = sync_sidecars(settings, catalog, tools=tools)
     finally:

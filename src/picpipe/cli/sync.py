@@ -9,14 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from picpipe.catalog import replicas as q
 from picpipe.catalog.db import open_catalog
@@ -29,14 +21,13 @@ from picpipe.cli.app import (
     sigterm_interrupts,
     state,
 )
+from picpipe.cli.progress import run_progress
 from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
 from picpipe.errors import ConfigError, ExitCode, ItemsFailed, PicpipeError
-from picpipe.events import Event, ReplicaFinished, SyncPlanned
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
-from picpipe.pipeline.runner import import_lock
 
 JsonFlag = typer.Option(False, "--json", help="Print a JSON report instead of text.")
 
@@ -64,7 +55,7 @@ def sync(
     """Replicate every asset to the configured destinations, each copy verified there."""
     settings = state(ctx).settings
     backends = open_destinations(settings, destination)
-    catalog = open_catalog(settings.catalog_url)
+    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
     stop = threading.Event()
     previous = sigterm_interrupts()
     try:
@@ -81,12 +72,11 @@ def sync(
             verify=verify,
             dry_run=dry_run,
             stop=stop,
+            runs=settings.runs,
         )
-        if dry_run:
+        with run_progress("syncing", quiet=as_json or dry_run) as sinks:
+            run.sinks = sinks
             report = run.run()
-        else:
-            with import_lock(settings.home_root, "sync"):
-                report = _run_with_progress(run, quiet=as_json)
     finally:
         signal.signal(signal.SIGTERM, previous)
         for backend in backends.values():
@@ -259,39 +249,6 @@ def _source_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
         "readable": readable,
         "detail": detail,
     }
-
-
-def _run_with_progress(run: SyncRun, *, quiet: bool) -> SyncReport:
-    if quiet or not console.is_terminal:
-        return run.run()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=None),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[counts]}"),
-        console=console,
-        transient=True,
-    ) as progress:
-        bar = progress.add_task("syncing", total=0, counts="")
-        tally = {"uploaded": 0, "present": 0, "verified": 0, "failed": 0}
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, SyncPlanned):
-                total = (progress.tasks[0].total or 0) + event.bytes
-                progress.update(bar, total=total)
-            elif isinstance(event, ReplicaFinished):
-                tally[event.outcome] = tally.get(event.outcome, 0) + 1
-                progress.update(
-                    bar,
-                    advance=event.size,
-                    counts=f"uploaded {tally['uploaded']}  present {tally['present']}  "
-                    f"failed {tally['failed']}",
-                )
-
-        run.events = on_event
-        return run.run()
 
 
 def _print_report(report: SyncReport) -> None:

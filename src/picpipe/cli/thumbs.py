@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from picpipe.catalog.db import open_catalog
 from picpipe.cli.app import (
@@ -16,9 +15,11 @@ from picpipe.cli.app import (
     sigterm_interrupts,
     state,
 )
+from picpipe.cli.progress import run_progress
 from picpipe.config import Settings
 from picpipe.errors import ItemsFailed
-from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
+from picpipe.jobs.workflows import thumbnails_run
+from picpipe.pipeline.thumbrun import Selection, ThumbSummary
 
 
 class ThumbnailsFailed(ItemsFailed):
@@ -59,40 +60,12 @@ def thumbs(
 def make_thumbnails(
     settings: Settings, selection: Selection, *, workers: int | None = None, quiet: bool = False
 ) -> ThumbSummary:
-    """Run the thumbnail stage on the configured catalog; a Rich bar when on a terminal."""
-    catalog = open_catalog(settings.catalog_url)
+    """The thumbnail workflow on the configured catalog; a live bar when on a terminal."""
+    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
     previous = sigterm_interrupts()  # a service stop flushes what is done
     try:
-        run = ThumbRun(
-            catalog,
-            home=settings.home_root,
-            library_root=settings.library_root,
-            options=settings.thumbs,
-            workers=workers,
-        )
-        if quiet or not console.is_terminal:
-            return run.run(selection)
-        with Progress(
-            TextColumn("[bold]thumbnails"),
-            BarColumn(bar_width=None),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            bar = progress.add_task("thumbnails", total=None, counts="")
-
-            def on_progress(summary: ThumbSummary, total: int) -> None:
-                progress.update(
-                    bar,
-                    total=total,
-                    completed=summary.made + summary.failed,
-                    counts=f"made {summary.made}  failed {summary.failed}",
-                )
-
-            run.progress = on_progress
-            return run.run(selection)
+        with run_progress("thumbnails", quiet=quiet) as sinks:
+            return thumbnails_run(settings, catalog, selection, workers=workers, sinks=sinks)
     finally:
         signal.signal(signal.SIGTERM, previous)
         catalog.close()

@@ -7,36 +7,33 @@ uploaded again only when that check fails, with the backend's resume state where
 A replica is marked verified only from a `Verification` that passed; verified replicas are never
 uploaded again unless ``--verify`` finds them damaged.
 
-One asset is read once for all the destinations that need it: when a kind wants MD5 or SHA-1,
-the original is read and hashed once (kept in memory up to `IN_MEMORY_LIMIT`) and its bytes feed
-every upload; otherwise each upload streams the library file (the page cache serves repeats).
+A sync is a run leased in the catalog with one exclusion key per destination
+(``sync:<name>``), so two syncs to one destination never run at once, on any machine; new
+remote keys are claimed in the catalog (``key:<destination>:<key>``) and unique per
+destination, so no key is ever given to two assets. One asset is read once for all the
+destinations that need it (`jobs/sync_read.py`).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from picpipe.catalog import replicas as q
-from picpipe.catalog.models import ImportSession
-from picpipe.catalog.queries import add_session_failures, stale_sessions, start_session, utcnow
+from picpipe.catalog.queries import add_session_failures, utcnow, write_session_counts
+from picpipe.config import RunOptions
 from picpipe.destinations.base import Destination, Digests, collision_key
-from picpipe.errors import (
-    DestinationError,
-    IntegrityMismatch,
-    PicpipeError,
-    UnreadableFile,
-    VanishedFile,
-)
-from picpipe.events import ReplicaFinished, SessionFinished, SessionStarted, SyncPlanned
-from picpipe.hashing import digest_stream
+from picpipe.errors import CatalogError, IntegrityMismatch, PicpipeError
+from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
+from picpipe.jobs.runs import LeasedRun
+from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
+from picpipe.jobs.sync_read import asset_digests, open_original
 from picpipe.jobs.sync_report import DestinationTally, SyncReport
 
 if TYPE_CHECKING:
@@ -44,12 +41,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
-    from picpipe.events import EventSink, ReplicaOutcome
+    from picpipe.events import Event, EventSink, ReplicaOutcome
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-IN_MEMORY_LIMIT = 64 << 20  # read once into memory for several uploads below this size
 
 
 class SyncRun:
@@ -65,8 +61,9 @@ class SyncRun:
         concurrency: dict[str, int],
         verify: bool = False,
         dry_run: bool = False,
-        events: EventSink | None = None,
+        sinks: Sequence[EventSink] = (),
         stop: threading.Event | None = None,
+        runs: RunOptions | None = None,
     ) -> None:
         self.catalog = catalog
         self.library_root = library_root
@@ -75,26 +72,51 @@ class SyncRun:
         self.concurrency = concurrency
         self.verify = verify
         self.dry_run = dry_run
-        self.events: EventSink = events or (lambda _e: None)
+        self.sinks = list(sinks)
         self.stop = stop or threading.Event()
+        self.runs = runs or RunOptions()
         self._lock = threading.Lock()
         self._session_id = 0
+        self._lease: LeasedRun | None = None
         self._report = SyncReport(None, "new", dry_run)
-        self._planner = SyncPlanner(catalog, verify=verify)
+        self._planner = SyncPlanner(catalog, verify=verify, host=self.runs.host)
+        self._planned = 0
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> SyncReport:
-        """Replicate everything not verified yet; returns the report (never raises for items)."""
+        """Replicate everything not verified yet; returns the report (never raises for items).
+
+        Raises CatalogBusy when a live sync to one of the destinations holds it.
+        """
+        if self.dry_run:
+            return self._run()
+        with LeasedRun(
+            self.catalog,
+            kind="sync",
+            device=", ".join(self.destinations),
+            keys=[f"sync:{name}" for name in self.destinations],
+            options=self.runs,
+            sinks=self.sinks,
+        ) as lease:
+            self._lease = lease
+            self._session_id = self._planner.run_id = lease.id
+            report = self._run()
+            lease.status = report.status
+            lease.report = report.report()
+        return report
+
+    def _publish(self, event: Event) -> None:
+        if self._lease is not None:
+            self._lease.publish(event)
+        else:
+            for sink in self.sinks:
+                sink(event)
+
+    def _run(self) -> SyncReport:
         started = time.monotonic()
-        report = self._report = SyncReport(None, "running", self.dry_run)
+        report = self._report = SyncReport(self._session_id or None, "running", self.dry_run)
         report.destinations = {name: DestinationTally() for name in self.destinations}
-        if not self.dry_run:
-            self._recover_interrupted()
-            with self.catalog.session() as db, db.begin():
-                run = start_session(db, kind="sync", device=", ".join(self.destinations))
-                report.session_id = self._session_id = run.id
-            self.events(SessionStarted(self._session_id, tuple(self.destinations)))
         targets = self._targets()
         status = "failed"
         pending: list[Future[None]] = []
@@ -103,6 +125,8 @@ class SyncRun:
             for jobs in self._planner.pages(targets):
                 self._announce(jobs)
                 for job in jobs:
+                    if self._lease is not None:
+                        self._lease.check()
                     if self.dry_run:
                         self._plan_only(job, report)
                         continue
@@ -117,7 +141,7 @@ class SyncRun:
             for future in pending:
                 _wait(future, self.stop)
             if not self.dry_run:
-                self._after_uploads(targets, report)
+                link_pairs_and_albums(self.catalog, targets, report, self._lock)
             status = "completed_with_failures" if report.failed else "completed"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -151,8 +175,12 @@ class SyncRun:
         for job in jobs:
             for target, _row, _key in job.work:
                 self._tally(target.name).planned += 1
-        total = sum(j.asset.size * len(j.work) for j in jobs)
-        self.events(SyncPlanned(self._session_id, sum(len(j.work) for j in jobs), total))
+        self._planned += sum(len(j.work) for j in jobs)
+        done = sum(t.uploaded + t.present + t.reverified + t.failed for t in self._tallies())
+        self._publish(Progress(self._session_id, "replicating", done, self._planned))
+
+    def _tallies(self) -> list[DestinationTally]:
+        return list(self._report.destinations.values())
 
     def _plan_only(self, job: SyncJob, report: SyncReport) -> None:
         for target, row, key in job.work:
@@ -349,42 +377,10 @@ class SyncRun:
     # -- reading the original --------------------------------------------------------------
 
     def _digests(self, job: SyncJob, shared: dict[str, Any], needs: set[str]) -> Digests:
-        """The asset's digests; MD5/SHA-1 computed once per asset (and the bytes kept)."""
-        asset = job.asset
-        if not needs:
-            return Digests(asset.size, asset.sha256)
-        with self._lock:
-            ready = shared.get("digests")
-            if ready is None:
-                lock = shared.setdefault("lock", threading.Lock())
-            else:
-                return ready  # type: ignore[no-any-return]
-        with lock:
-            if "digests" not in shared:
-                keep = asset.size <= IN_MEMORY_LIMIT
-                with self._open(job, {}) as stream:
-                    found, size, data = digest_stream(stream, ("sha256", *sorted(needs)), keep=keep)
-                if found["sha256"] != asset.sha256 or size != asset.size:
-                    raise UnreadableFile(
-                        path=job.library_path,
-                        detail="the library original does not match its checksum; "
-                        "run picpipe verify",
-                    )
-                shared["data"] = data
-                shared["digests"] = Digests(size, asset.sha256, found.get("md5"), found.get("sha1"))
-        return shared["digests"]  # type: ignore[no-any-return]
+        return asset_digests(self.library_root, job, shared, needs, self._lock)
 
-    def _open(self, job: SyncJob, shared: dict[str, Any]) -> _Opened:
-        data = shared.get("data")
-        if data is not None:
-            return _Opened(io.BytesIO(data))
-        path = self.library_root / job.library_path
-        try:
-            return _Opened(open(path, "rb"))
-        except FileNotFoundError as exc:
-            raise VanishedFile(path=job.library_path) from exc
-        except OSError as exc:
-            raise UnreadableFile(path=job.library_path, detail=exc.strerror) from exc
+    def _open(self, job: SyncJob, shared: dict[str, Any]) -> Any:
+        return open_original(self.library_root, job, shared)
 
     # -- catalog writes and outcomes ---------------------------------------------------------
 
@@ -432,8 +428,8 @@ class SyncRun:
     ) -> None:
         try:
             self._write(target, job.asset.sha256, state="failed", last_error=reason[:2000])
-        except Exception:  # the catalog itself failing is reported, not hidden
-            log.exception("cannot record the failed replica of %s", job.library_path)
+        except CatalogError as exc:  # the catalog itself failing is reported, not hidden
+            log.error("cannot record the failed replica of %s: %s", job.library_path, exc)
         with self._lock:
             report.destinations[target.name].failed += 1
             report.failures.append((target.name, job.library_path, reason))
@@ -451,95 +447,31 @@ class SyncRun:
         outcome: ReplicaOutcome,
         reason: str | None = None,
     ) -> None:
-        self.events(
-            ReplicaFinished(
-                self._session_id,
-                target.name,
-                job.library_path,
-                key,
-                outcome,
-                job.asset.size,
-                reason,
-            )
-        )
-
-    # -- after the uploads -------------------------------------------------------------------
-
-    def _after_uploads(self, targets: Sequence[SyncTarget], report: SyncReport) -> None:
-        """Link Live Photo pairs and fill albums where the kind can (Immich)."""
-        for target in targets:
-            backend: Any = target.backend
-            try:
-                if backend.caps.links_pairs:
-                    with self.catalog.session() as db:
-                        pairs = q.unlinked_live_pairs(db, target.destination_id)
-                    if pairs:
-                        linked = set(backend.link_pairs([(s, v) for _sha, s, v in pairs]))
-                        done = [(sha, v) for sha, s, v in pairs if (s, v) in linked]
-                        with self.catalog.session() as db, db.begin():
-                            q.mark_linked(db, target.destination_id, done)
-                if backend.caps.albums:
-                    with self.catalog.session() as db:
-                        wanted = q.albums_to_assign(db, target.destination_id)
-                    if wanted:
-                        done = backend.add_to_albums(
-                            {
-                                album: [key for _sha, key in members]
-                                for album, members in wanted.items()
-                            }
-                        )
-                        by_key = {key: sha for members in wanted.values() for sha, key in members}
-                        with self.catalog.session() as db, db.begin():
-                            q.mark_in_albums(
-                                db,
-                                target.destination_id,
-                                {
-                                    a: [by_key[k] for k in keys if k in by_key]
-                                    for a, keys in done.items()
-                                },
-                            )
-            except DestinationError as exc:
-                with self._lock:
-                    report.failures.append((target.name, "(pairs and albums)", exc.reason))
-                    report.destinations[target.name].failed += 1
+        run_id = self._session_id
+        path, size = job.library_path, job.asset.size
+        if outcome == "failed":
+            self._publish(ItemFailed(run_id, path, reason or "", size, target.name, key))
+        else:
+            self._publish(ItemDone(run_id, path, outcome, size, target.name, key))
 
     # -- session bookkeeping -----------------------------------------------------------------
 
-    def _recover_interrupted(self) -> None:
-        with self.catalog.session() as db, db.begin():
-            for run in stale_sessions(db, "sync"):
-                run.status = "interrupted"
-                run.ended_at = run.ended_at or utcnow()
-
     def _finish(self, report: SyncReport) -> None:
+        """The run's counts and failures (its status is the lease's to write)."""
         tallies = report.destinations.values()
+        counts = {
+            "seen": sum(t.planned for t in tallies),
+            "new": sum(t.uploaded for t in tallies),
+            "duplicate": sum(t.present for t in tallies),
+            "unchanged": sum(t.reverified for t in tallies),
+            "failed": sum(t.failed for t in tallies),
+            "bytes": sum(t.bytes for t in tallies),
+        }
         with self.catalog.session() as db, db.begin():
-            run = db.get_one(ImportSession, self._session_id)
-            run.status = report.status
-            run.ended_at = utcnow()
-            run.seen = sum(t.planned for t in tallies)
-            run.new = sum(t.uploaded for t in tallies)
-            run.duplicate = sum(t.present for t in tallies)
-            run.unchanged = sum(t.reverified for t in tallies)
-            run.failed = sum(t.failed for t in tallies)
-            run.bytes = sum(t.bytes for t in tallies)
+            write_session_counts(db, self._session_id, counts)
             add_session_failures(
                 db, self._session_id, [(f"{d}: {p}", r) for d, p, r in report.failures[:5000]]
             )
-        self.events(SessionFinished(self._session_id, report.status))
-
-
-class _Opened:
-    """A stream as a context manager that closes it (BytesIO or file)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-
-    def __enter__(self) -> BinaryIO:
-        return self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream.close()
 
 
 def _wait(future: Future[None], stop: threading.Event) -> None:

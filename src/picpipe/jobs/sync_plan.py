@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog import replicas as q
+from picpipe.catalog.runs import key_claim, try_claim
 from picpipe.destinations.base import AssetRef, Destination, collision_key
 from picpipe.errors import PicpipeError
 
@@ -34,13 +35,14 @@ LIST_AT_MOST = 20_000  # objects a listing may return before per-object checks a
 
 @dataclass(slots=True)
 class SyncTarget:
-    """One destination in a run: its backend, row id, pool and in-run key claims."""
+    """One destination in a run: its backend, row id and pool."""
 
     name: str
     backend: Destination
     destination_id: int
     pool: ThreadPoolExecutor
-    claims: dict[str, str] = field(default_factory=dict)  # key → sha256, this run
+    # A dry run writes nothing, so it cannot claim keys in the catalog: key → sha256 here.
+    planned_keys: dict[str, str] = field(default_factory=dict)
     # Every key under ``listed_root`` as one listing found it at the start (None: not listed,
     # or too big to list whole); keys picpipe writes later are claimed in the catalog anyway.
     listed: set[str] | None = None
@@ -61,9 +63,11 @@ class SyncJob:
 class SyncPlanner:
     """Reads the plan of every target from the catalog; ``verify`` plans verified ones too."""
 
-    def __init__(self, catalog: Catalog, *, verify: bool) -> None:
+    def __init__(self, catalog: Catalog, *, verify: bool, host: str = "") -> None:
         self.catalog = catalog
         self.verify = verify
+        self.host = host
+        self.run_id: int | None = None  # set for a real run: new keys are claimed under it
 
     def pages(self, targets: Sequence[SyncTarget]) -> Iterator[list[SyncJob]]:
         """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
@@ -177,7 +181,9 @@ class SyncPlanner:
         rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]],
         assets: dict[str, AssetRef],
     ) -> dict[str, str]:
-        """New keys for assets without one, made collision-safe against the catalog and run."""
+        """New keys for assets without one, made collision-safe against the catalog: each new
+        key is claimed in the catalog under the run (a key another asset holds or claimed
+        gets the collision-safe name instead)."""
         if target.backend.caps.keyed_by_server:
             return {}
         wanted: dict[str, str] = {}
@@ -188,12 +194,21 @@ class SyncPlanner:
         taken = q.claimed_keys(db, target.destination_id, list(set(wanted.values())))
         out: dict[str, str] = {}
         for sha, key in wanted.items():
-            holder = taken.get(key) or target.claims.get(key)
-            if holder is not None and holder != sha:
+            holder = taken.get(key)
+            if (holder is not None and holder != sha) or not self._claim(db, target, key, sha):
                 key = collision_key(key, sha)
-            target.claims[key] = sha
+                self._claim(db, target, key, sha)
             out[sha] = key
+        if self.run_id is not None:
+            db.commit()
         return out
+
+    def _claim(self, db: Any, target: SyncTarget, key: str, sha: str) -> bool:
+        """Whether ``key`` is now this run's for ``sha`` (in the catalog, or in the dry run)."""
+        if self.run_id is None:
+            return target.planned_keys.setdefault(key, sha) == sha
+        claim = key_claim(target.destination_id, key)
+        return try_claim(db, claim, self.run_id, host=self.host) is None
 
 
 def _asset_ref(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from picpipe.jobs.report import RunReport
+
 
 class DestinationTally:
     """Counts of one destination in one run."""
@@ -34,8 +36,26 @@ class SyncReport:
     def failed(self) -> int:
         return sum(t.failed for t in self.destinations.values())
 
+    def report(self) -> RunReport:
+        """The shared shape: counts summed over the destinations."""
+        tallies = self.destinations.values()
+        counts = {
+            name: sum(getattr(t, name) for t in tallies)
+            for name in ("planned", "uploaded", "present", "reverified", "repaired", "failed")
+        }
+        return RunReport(
+            "sync",
+            self.session_id,
+            self.status,
+            counts,
+            sum(t.bytes for t in tallies),
+            [{"destination": d, "path": p, "reason": r} for d, p, r in self.failures],
+            [],
+            self.seconds,
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        return self.report().as_dict() | {
             "session_id": self.session_id,
             "status": self.status,
             "dry_run": self.dry_run,

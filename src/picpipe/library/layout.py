@@ -54,3 +54,21 @@ def thumb_metadata_path(sha256: str) -> str:
 def is_temp_name(name: str) -> bool:
     """True for the names ``writer`` gives files it has not finished yet."""
     return name.startswith(TEMP_PREFIX)
+
+
+_RUN_TEMP = re.compile(r"r(\d+)-")
+
+
+def run_temp_prefix(run_id: int) -> str:
+    """The start of every temp name a run writes: ``.picpipe-tmp-r<run id>-``.
+
+    Recovery of a stale run removes only temp files that carry its id, so runs on other
+    machines sharing the library keep their in-flight copies.
+    """
+    return f"{TEMP_PREFIX}r{run_id}-"
+
+
+def temp_run_id(name: str) -> int | None:
+    """The run id in a temp name, or None for a temp name without one (older versions)."""
+    match = _RUN_TEMP.match(name, len(TEMP_PREFIX)) if is_temp_name(name) else None
+    return int(match.group(1)) if match else None

@@ -11,7 +11,7 @@ import errno
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,13 @@ from typing import BinaryIO, Literal
 
 from picpipe.errors import CopyMismatch, LibraryFull, LibraryUnwritable, PlacementFailed
 from picpipe.hashing import sha256_file
-from picpipe.library.layout import ORIGINALS, TEMP_PREFIX, is_temp_name
+from picpipe.library.layout import (
+    ORIGINALS,
+    TEMP_PREFIX,
+    is_temp_name,
+    run_temp_prefix,
+    temp_run_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +50,14 @@ def place_original(
     size: int,
     display: str,
     fsync: bool = True,
+    run_id: int = 0,
 ) -> Placement:
     """Put the source's bytes at ``root/rel_path``, verified against ``sha256``.
 
     An existing file with the right size and hash is kept (an earlier run placed it). Raises
     LibraryFull, CopyMismatch (the source changed while copying) or PlacementFailed for this
-    item, LibraryUnwritable when the library refuses writes altogether. Never leaves a temp file.
+    item, LibraryUnwritable when the library refuses writes altogether. Never leaves a temp file
+    (a killed process leaves one named for ``run_id``, which recovery of that run removes).
     """
     final = root / rel_path
     if final.exists():
@@ -61,7 +69,7 @@ def place_original(
         _make_dirs(folder, stop=root, fsync=fsync)
     except OSError as exc:
         raise _map_os_error(exc, display, root) from exc
-    temp = folder / f"{TEMP_PREFIX}{sha256[:16]}-{secrets.token_hex(4)}"
+    temp = folder / f"{run_temp_prefix(run_id)}{sha256[:16]}-{secrets.token_hex(4)}"
     try:
         _copy(open_source, temp, fsync=fsync)
         copied, copied_size = sha256_file(temp)
@@ -98,10 +106,19 @@ def check_writable(root: Path) -> None:
         raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc
 
 
-def sweep_temp_files(root: Path) -> list[Path]:
-    """Delete every unfinished temp file under ``root/originals``; returns what was removed."""
+def sweep_temp_files(root: Path, *, run_ids: Sequence[int] | None = None) -> list[Path]:
+    """Delete unfinished temp files under ``root/originals``; returns what was removed.
+
+    With ``run_ids``, only the temp files of those (stale) runs and temp files that carry no
+    run id (left by versions before runs were leased); without, every one.
+    """
+    owned = None if run_ids is None else set(run_ids)
     removed: list[Path] = []
     for path in find_temp_files(root):
+        if owned is not None:
+            run_id = temp_run_id(path.name)
+            if run_id is not None and run_id not in owned:
+                continue
         unlink_quietly(path)
         removed.append(path)
     if removed:

@@ -1,7 +1,9 @@
 """Write finished tasks to the catalog in batches (one transaction per batch).
 
 Within a batch, new assets are inserted before the provenance rows that point at them, so a
-duplicate found in the same run is always recorded after its twin's asset.
+duplicate found in the same run is always recorded after its twin's asset. The content claims
+of the batch's tasks are released in the same transaction: a twin waiting on a claim finds
+the asset committed the moment the claim is gone.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import (
-    add_asset,
+    add_assets,
     add_session_failures,
     upsert_source_files,
     utcnow,
+    write_session_counts,
 )
+from picpipe.catalog.runs import content_claim, release_claims
 
 if TYPE_CHECKING:
     from picpipe.catalog.db import Catalog
-    from picpipe.pipeline.stages import ContentClaims
     from picpipe.pipeline.task import ImportTask
     from picpipe.sources.base import Source, SourceEntry
 
@@ -47,7 +49,6 @@ class Recorder:
         self,
         catalog: Catalog,
         session_id: int,
-        claims: ContentClaims,
         *,
         move: bool = False,
         batch_size: int = 200,
@@ -55,7 +56,6 @@ class Recorder:
     ) -> None:
         self.catalog = catalog
         self.session_id = session_id
-        self.claims = claims
         self.move = move
         self.counts = SessionCounts()
         self._batch_size = batch_size
@@ -65,7 +65,7 @@ class Recorder:
         self._last_flush = time.monotonic()
 
     def add(self, task: ImportTask) -> None:
-        """Count a finished task and queue it; releases its content claim for waiting twins."""
+        """Count a finished task and queue it (its content claim is released when committed)."""
         counts = self.counts
         if task.written:
             counts.bytes += task.entry.size
@@ -80,8 +80,6 @@ class Recorder:
         for problem in task.problems:
             counts.warnings.append((task.display, problem))
         self._tasks.append(task)
-        if task.owns_claim and task.sha256 is not None:
-            self.claims.release(task.sha256, task.library_path if task.outcome == "new" else None)
         self.maybe_flush()
 
     def add_problem(self, source_id: int, display: str, reason: str) -> None:
@@ -96,15 +94,23 @@ class Recorder:
         if len(self._tasks) + len(self._problems) >= self._batch_size or due:
             self.flush()
 
+    @property
+    def pending(self) -> int:
+        """Tasks queued and not committed yet."""
+        return len(self._tasks)
+
     def flush(self) -> None:
         """Commit everything queued, then (``--move``) remove the sources now safely stored."""
         tasks, self._tasks = self._tasks, []
         problems, self._problems = self._problems, []
         now = utcnow()
         with self.catalog.session() as db, db.begin():
-            for task in tasks:
-                if task.outcome == "new" and task.info is not None:
-                    add_asset(db, _asset_row(task, now, self.session_id))
+            fresh = [t for t in tasks if t.outcome == "new" and t.info is not None]
+            inserted = add_assets(db, [_asset_row(t, now, self.session_id) for t in fresh])
+            for task in fresh:
+                if task.sha256 not in inserted:
+                    # Another run catalogued the same content first: one asset, two records.
+                    self._count_as_duplicate(task)
             new_rows: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             for task in tasks:
@@ -124,16 +130,30 @@ class Recorder:
             failures = [(t.display, t.error.reason) for t in tasks if t.error is not None]
             failures += [(display, reason) for _sid, display, reason in problems]
             add_session_failures(db, self.session_id, failures)
-            self._write_counts(db.get_one(ImportSession, self.session_id))
+            claimed = [content_claim(t.sha256) for t in tasks if t.owns_claim and t.sha256]
+            release_claims(db, self.session_id, claimed)
+            write_session_counts(db, self.session_id, self._count_values())
         self._last_flush = time.monotonic()
-        self.claims.forget([t.sha256 for t in tasks if t.owns_claim and t.sha256 is not None])
         if self.move:
             self._remove_moved(tasks)
 
-    def _write_counts(self, run: ImportSession) -> None:
+    def _count_as_duplicate(self, task: ImportTask) -> None:
+        task.outcome = "duplicate"
+        self.counts.new -= 1
+        self.counts.duplicate += 1
+        if task.written:  # same bytes at the same path: the other run's placement stands
+            self.counts.bytes -= task.entry.size
+
+    def _count_values(self) -> dict[str, int]:
         c = self.counts
-        run.seen, run.new, run.duplicate = c.seen, c.new, c.duplicate
-        run.unchanged, run.failed, run.bytes = c.unchanged, c.failed, c.bytes
+        return {
+            "seen": c.seen,
+            "new": c.new,
+            "duplicate": c.duplicate,
+            "unchanged": c.unchanged,
+            "failed": c.failed,
+            "bytes": c.bytes,
+        }
 
     def _remove_moved(self, tasks: list[ImportTask]) -> None:
         for task in tasks:
@@ -197,6 +217,7 @@ def _source_file_row(task: ImportTask, now: Any, session_id: int) -> dict[str, A
     return {
         "size": task.entry.size,
         "mtime_ns": task.entry.mtime_ns,
+        "ctime_ns": task.entry.ctime_ns,
         "sha256": None if failed else task.sha256,
         "state": "failed" if failed else ("imported" if task.outcome == "new" else "duplicate"),
         "error": error.message if error is not None else None,

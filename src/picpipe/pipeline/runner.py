@@ -1,23 +1,20 @@
-"""Compose the stages and run an import session over one or more sources.
+"""An import over one or more sources, inside a run leased in the catalog.
 
 The scan runs in the calling thread and decides "unchanged" from the catalog's index of the
-source (one query, no per-file database access). Changed and new files become tasks that a
-worker pool takes through the stages; finished tasks are recorded in batches. Item errors
-are recorded and the run goes on; library and catalog errors abort it.
+source (one query, no per-file database access). Changed and new files become tasks that the
+executor (`jobs/`) takes through the stages; finished tasks are recorded in batches. Item
+errors are recorded and the run goes on; library and catalog errors end it. A task whose
+content another task is placing right now (a twin in this run, or the same photo seen by an
+importer on another machine) waits, and is tried again once the owner's result is committed.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from picpipe.catalog.models import ImportSession
-from picpipe.catalog.models import Source as SourceRow
 from picpipe.catalog.queries import (
     ensure_source,
     forget_folders,
@@ -26,41 +23,45 @@ from picpipe.catalog.queries import (
     mark_present,
     save_folder_digests,
     session_assets,
-    stale_sessions,
-    start_session,
-    utcnow,
+    touch_source_scan,
 )
-from picpipe.errors import CatalogBusy, ItemError, LibraryError
-from picpipe.events import EventSink, ItemFinished, ScanProgress, SessionFinished, SessionStarted
-from picpipe.jobs.worker import LocalWorkerPool
-from picpipe.library.writer import check_writable, sweep_temp_files
+from picpipe.errors import CatalogError, ContentClaimed, ItemError, LibraryError
+from picpipe.events import ItemDone, ItemFailed, Progress
+from picpipe.jobs.report import RunReport
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.record import Recorder, SessionCounts
-from picpipe.pipeline.scan import (
-    ScanIndex,
-    folder_digest,
-    folder_of,
-    unchanged,
-)
+from picpipe.pipeline.scan import ScanIndex, folder_digest, folder_of, unchanged
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
 from picpipe.sources.base import ScanProblem, Source
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from pathlib import Path
 
     from picpipe.catalog.db import Catalog
     from picpipe.config import Settings
+    from picpipe.jobs.runs import LeasedRun
     from picpipe.pipeline.exiftool import ExifToolPool
 
 log = logging.getLogger(__name__)
 
+RETRY_PAUSE = 0.2  # seconds between looks at a claim another run holds
+
+
+class Executor(Protocol):
+    """The seam work items cross: the local pool now, a distributed engine later."""
+
+    @property
+    def in_flight(self) -> int: ...
+    def submit(self, item: ImportTask) -> list[ImportTask]: ...
+    def finished(self) -> Iterator[ImportTask]: ...
+    def drain(self) -> Iterator[ImportTask]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SessionSummary:
-    """What one import did; ``import --json`` prints this."""
+    """What one import did; ``import --json`` prints this (with the shared report fields)."""
 
     session_id: int
     status: str
@@ -74,19 +75,33 @@ class SessionSummary:
     failures: list[dict[str, str]]
     warnings: list[dict[str, str]]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "status": self.status,
+    def report(self) -> RunReport:
+        counts = {
             "seen": self.seen,
             "new": self.new,
             "duplicate": self.duplicate,
             "unchanged": self.unchanged,
             "failed": self.failed,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-            "failures": self.failures,
-            "warnings": self.warnings,
+        }
+        return RunReport(
+            "import",
+            self.session_id,
+            self.status,
+            counts,
+            self.bytes,
+            self.failures,
+            self.warnings,
+            self.seconds,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.report().as_dict() | {
+            "session_id": self.session_id,
+            "seen": self.seen,
+            "new": self.new,
+            "duplicate": self.duplicate,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
         }
 
 
@@ -94,8 +109,9 @@ def run_stages(ctx: StageContext, task: ImportTask, stages: Sequence[Stage]) -> 
     """Take one task through ``stages`` until it has an outcome.
 
     The per-item error boundary: an ItemError (or any unexpected error) fails this task only;
-    a retryable one (a torn read, a full disk) is tried again on the next run. LibraryError
-    propagates and ends the run.
+    a retryable one (a torn read, a full disk) is tried again on the next run. A claim held by
+    another task defers this one. LibraryError and CatalogError propagate and end the run:
+    a file is never marked failed because the database blinked.
     """
     task.attempts += 1
     try:
@@ -106,9 +122,13 @@ def run_stages(ctx: StageContext, task: ImportTask, stages: Sequence[Stage]) -> 
         if not task.done:
             task.outcome = "new"
         return task
+    except ContentClaimed as exc:
+        task.deferred = True
+        task.error = exc
+        return task
     except ItemError as exc:
         return _fail(task, exc)
-    except LibraryError:
+    except (LibraryError, CatalogError):
         raise
     except Exception as exc:
         log.exception("unexpected error importing %s", task.display)
@@ -118,63 +138,59 @@ def run_stages(ctx: StageContext, task: ImportTask, stages: Sequence[Stage]) -> 
 def _fail(task: ImportTask, error: ItemError) -> ImportTask:
     task.error = error
     task.outcome = "failed"
+    task.deferred = False
     log.warning("%s: %s", task.display, error.reason)
     return task
 
 
 class ImportRun:
-    """One import session over ``sources`` (built by the CLI or a service)."""
+    """One import over ``sources`` in the leased ``run``; tasks go through ``executor``."""
 
     def __init__(
         self,
         ctx: StageContext,
-        home: Path,
+        run: LeasedRun,
+        executor: Executor,
         *,
-        workers: int,
         move: bool = False,
-        events: EventSink | None = None,
         stages: Sequence[Stage] = IMPORT_STAGES,
+        wait_for_claims: float = 0.0,
     ) -> None:
         self.ctx = ctx
         self.catalog: Catalog = ctx.catalog
-        self.home = home
-        self.workers = workers
+        self.run_lease = run
+        self.pool = executor
         self.move = move
-        self.events = events or (lambda _e: None)
         self.stages = tuple(stages)
+        # How long a task waits for another run's claim: past two leases a dead owner's claim
+        # has been taken over, so a claim still held means a live run is slow.
+        self.wait_for_claims = wait_for_claims or 2 * run.options.lease_seconds + 5
 
     def run(self, sources: Sequence[Source]) -> SessionSummary:
-        """Import every source; raises CatalogBusy when another import holds the lock."""
+        """Import every source; the run's status is set from the outcome."""
         started = time.monotonic()
-        with import_lock(self.home):
-            check_writable(self.ctx.library_root)
-            self._recover_interrupted()
+        session_id = self.run_lease.id
+        recorder = Recorder(self.catalog, session_id, move=self.move)
+        status = "failed"
+        try:
+            for source in sources:
+                self._import_source(source, recorder)
+            recorder.flush()
             with self.catalog.session() as db, db.begin():
-                run = start_session(db, kind="import", device=", ".join(s.name for s in sources))
-                session_id = run.id
-            self.events(SessionStarted(session_id, tuple(s.name for s in sources)))
-            recorder = Recorder(self.catalog, session_id, self.ctx.claims, move=self.move)
-            # One pool for the whole session: its threads (and their exiftool processes) are
-            # reused from one source to the next.
-            pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
-                lambda task: run_stages(self.ctx, task, self.stages), workers=self.workers
-            )
-            status = "failed"
-            try:
-                for source in sources:
-                    self._import_source(source, session_id, recorder, pool)
-                self._link_pairs(session_id)
-                status = "completed_with_failures" if recorder.counts.failed else "completed"
-            except KeyboardInterrupt:
-                status = "interrupted"
-                raise
-            finally:
-                self.ctx.claims.release_all()
-                pool.shutdown(cancel=True)
-                recorder.flush()
-                self._finish(session_id, status)
-                self.events(SessionFinished(session_id, status))
+                link_pairs(db, session_assets(db, session_id))
+            status = "completed_with_failures" if recorder.counts.failed else "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if recorder.pending:
+                try:
+                    recorder.flush()
+                except CatalogError as exc:  # the catalog itself failed: the next run redoes it
+                    log.error("last batch of session %d not recorded: %s", session_id, exc)
+            self.run_lease.status = status
         summary = _summary(session_id, status, recorder.counts, time.monotonic() - started)
+        self.run_lease.report = summary.report()
         c = recorder.counts
         log.info(
             "session %d %s: %d seen, %d new, %d duplicate, %d unchanged, %d failed, %d bytes",
@@ -195,13 +211,7 @@ class ImportRun:
 
     # -- one source ----------------------------------------------------------------------
 
-    def _import_source(
-        self,
-        source: Source,
-        session_id: int,
-        recorder: Recorder,
-        pool: LocalWorkerPool[ImportTask, ImportTask],
-    ) -> None:
+    def _import_source(self, source: Source, recorder: Recorder) -> None:
         with self.catalog.session() as db, db.begin():
             source_id = ensure_source(
                 db, name=source.name, kind=source.kind, location=source.location
@@ -212,7 +222,9 @@ class ImportRun:
         reappeared: list[int] = []
         listing_complete = True
         files_in: dict[str, int] = {}
+        deferred: list[ImportTask] = []
         for item in source.listing():
+            self.run_lease.check()
             if isinstance(item, ScanProblem):
                 listing_complete = False
                 index.unsettled.add(folder_of(item.ref))
@@ -221,38 +233,84 @@ class ImportRun:
             files = len(item)
             counts.seen += files
             files_in[item.folder] = files_in.get(item.folder, 0) + files
-            self.events(ScanProgress(session_id, counts.seen, pool.in_flight))
+            self._progress("scan", counts.seen)
             if index.is_unchanged(item, folder_digest(item)):
                 counts.unchanged += files
                 continue
             known_rows = index.rows(item.folder)
             for entry in item.entries:
                 known = known_rows.pop(entry.ref, None)
-                if unchanged(known, entry.size, entry.mtime_ns):
+                if unchanged(known, entry.size, entry.mtime_ns, entry.ctime_ns):
                     counts.unchanged += 1
                     if known is not None and known.gone:
                         reappeared.append(known.id)
                     continue
                 task = ImportTask(source=source, source_id=source_id, entry=entry, known=known)
-                for done in pool.submit(task):
-                    self._finished(recorder, done, session_id, index)
+                for done in self.pool.submit(task):
+                    self._finished(recorder, done, index, deferred)
             index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])
-            for done in pool.finished():
-                self._finished(recorder, done, session_id, index)
-        for done in pool.drain():
-            self._finished(recorder, done, session_id, index)
+            for done in self.pool.finished():
+                self._finished(recorder, done, index, deferred)
+        for done in self.pool.drain():
+            self._finished(recorder, done, index, deferred)
+        self._retry_deferred(deferred, recorder, index)
         recorder.flush()
         self._settle(index, reappeared, files_in, listing_complete)
 
-    def _finished(
-        self, recorder: Recorder, task: ImportTask, session_id: int, index: ScanIndex
+    def _retry_deferred(
+        self, deferred: list[ImportTask], recorder: Recorder, index: ScanIndex
     ) -> None:
+        """Tasks that waited for a twin: once the owners' results are committed (which frees
+        their claims), each is tried again and usually ends as a duplicate."""
+        began = time.monotonic()
+        while deferred:
+            recorder.flush()
+            batch = list(deferred)
+            deferred.clear()
+            for task in batch:
+                task.deferred, task.error = False, None
+                for done in self.pool.submit(task):
+                    self._finished(recorder, done, index, deferred)
+            for done in self.pool.drain():
+                self._finished(recorder, done, index, deferred)
+            if not deferred:
+                return
+            self.run_lease.check()
+            if time.monotonic() - began > self.wait_for_claims:
+                for task in deferred:  # a live run is still at it: retried on the next run
+                    assert isinstance(task.error, ContentClaimed)
+                    self._finished(recorder, _fail(task, task.error), index, [])
+                return
+            time.sleep(RETRY_PAUSE)
+
+    def _finished(
+        self,
+        recorder: Recorder,
+        task: ImportTask,
+        index: ScanIndex,
+        deferred: list[ImportTask],
+    ) -> None:
+        if task.deferred:
+            deferred.append(task)
+            return
         recorder.add(task)
-        if task.error is not None and task.error.retryable:
+        if task.error is not None:
+            # A folder with a file that did not import is not settled: its failed files are
+            # tried again on the next run, even when nothing about them changed.
             index.unsettled.add(folder_of(task.entry.ref))
-        reason = task.error.reason if task.error else None
         assert task.outcome is not None
-        self.events(ItemFinished(session_id, task.display, task.outcome, task.entry.size, reason))
+        run_id = self.run_lease.id
+        if task.error is not None:
+            self.run_lease.publish(
+                ItemFailed(run_id, task.display, task.error.reason, task.entry.size)
+            )
+        else:
+            self.run_lease.publish(ItemDone(run_id, task.display, task.outcome, task.entry.size))
+
+    def _progress(self, stage: str, done: int) -> None:
+        self.run_lease.publish(
+            Progress(self.run_lease.id, stage, done, None, queued=self.pool.in_flight)
+        )
 
     def _settle(
         self,
@@ -271,47 +329,18 @@ class ImportRun:
             mark_present(db, reappeared)
             forget_folders(db, index.source_id, sorted(index.unsettled & set(index.stored)))
             save_folder_digests(db, index.source_id, index.digests_to_save(), files_in)
-            source_row = db.get_one(SourceRow, index.source_id)
-            source_row.last_scan_at = utcnow()
-
-    def _link_pairs(self, session_id: int) -> None:
-        with self.catalog.session() as db, db.begin():
-            link_pairs(db, session_assets(db, session_id))
-
-    # -- session bookkeeping ---------------------------------------------------------------
-
-    def _recover_interrupted(self) -> None:
-        """Sessions left "running" by a killed process: sweep their temp files, then mark them.
-
-        In that order, so that a crash during the sweep leaves them "running" and the next
-        import sweeps again.
-        """
-        with self.catalog.session() as db:
-            stale = [run.id for run in stale_sessions(db, "import")]
-        if not stale:
-            return
-        log.warning("%d earlier import(s) were interrupted; resuming", len(stale))
-        sweep_temp_files(self.ctx.library_root)
-        with self.catalog.session() as db, db.begin():
-            for run in stale_sessions(db, "import"):
-                run.status = "interrupted"
-                run.ended_at = run.ended_at or utcnow()
-
-    def _finish(self, session_id: int, status: str) -> None:
-        with self.catalog.session() as db, db.begin():
-            run = db.get_one(ImportSession, session_id)
-            run.status = status
-            run.ended_at = utcnow()
+            touch_source_scan(db, index.source_id)
 
 
 def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) -> StageContext:
-    """The shared state of one run, from the effective settings."""
+    """The shared state of one run, from the effective settings (the run id comes later)."""
     return StageContext(
         library_root=settings.library_root,
         catalog=catalog,
         exiftool=exiftool,
         default_tz=resolve_timezone(settings.imports.default_timezone),
         fsync=settings.imports.fsync,
+        host=settings.runs.host,
     )
 
 
@@ -329,21 +358,3 @@ def _summary(session_id: int, status: str, c: SessionCounts, seconds: float) -> 
         failures=[{"path": p, "reason": r} for p, r in c.failures],
         warnings=[{"path": p, "problem": r} for p, r in c.warnings],
     )
-
-
-@contextmanager
-def import_lock(home: Path, name: str = "import") -> Iterator[None]:
-    """One ``name`` run (import, sync) at a time per local root: a second one gets CatalogBusy
-    at once, not a wait."""
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise CatalogBusy(detail=f"lock {home / f'{name}.lock'}") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)

@@ -1,4 +1,4 @@
-"""Decide "unchanged" from (path, size, mtime_ns) without reading files or per-file queries.
+"""Decide "unchanged" from (path, size, mtime, ctime) without reading files or per-file queries.
 
 Sources list one folder's files together (`FolderListing`). For each folder the scan computes
 a digest of its (ref, size, mtime_ns) list; when it equals the digest stored after the folder
@@ -39,11 +39,18 @@ def folder_digest(listing: FolderListing) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def unchanged(known: KnownFile | None, size: int, mtime_ns: int) -> bool:
-    """Settled before with the same size and mtime: nothing to read. Retryable failures retry."""
+def unchanged(
+    known: KnownFile | None, size: int, mtime_ns: int, ctime_ns: int | None = None
+) -> bool:
+    """Imported (or found a duplicate) before with the same size, mtime and ctime: nothing to
+    read. A failed file is never unchanged: it is tried again on every run until it imports
+    (a chmod that fixes "Permission denied" changes nothing else). A ctime recorded before
+    that differs now means a chmod or a rewrite that kept the mtime."""
     if known is None or known.size != size or known.mtime_ns != mtime_ns:
         return False
-    return known.state in SETTLED_STATES or (known.state == "failed" and not known.retryable)
+    if known.ctime_ns is not None and ctime_ns is not None and known.ctime_ns != ctime_ns:
+        return False
+    return known.state in SETTLED_STATES
 
 
 @dataclass(slots=True)

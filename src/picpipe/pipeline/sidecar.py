@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from picpipe.errors import ItemError
-from picpipe.library.layout import TEMP_PREFIX, sidecar_path
+from picpipe.library.layout import run_temp_prefix, sidecar_path
 from picpipe.library.writer import fsync_path, unlink_quietly
 from picpipe.pipeline.exiftool import ExifToolFailed
 from picpipe.pipeline.sidecar_args import own_args, user_args
@@ -204,6 +204,7 @@ def write_sidecar(
     *,
     seed: str | bytes | None = None,
     fsync: bool = True,
+    run_id: int = 0,
 ) -> SidecarWritten:
     """Write or refresh the sidecar of the original at ``library_path`` (relative to ``root``).
 
@@ -223,7 +224,10 @@ def write_sidecar(
             present = read_sidecar(tool, final).user
         else:
             source, present = _usable_seed(tool, seed)
-        temp = final.parent / f"{TEMP_PREFIX}{facts.sha256[:16]}-{secrets.token_hex(4)}.xmp"
+        temp = (
+            final.parent
+            / f"{run_temp_prefix(run_id)}{facts.sha256[:16]}-{secrets.token_hex(4)}.xmp"
+        )
         args = ["-ec", *own_args(facts), *user_args(initial.missing_from(present), facts)]
         try:
             try:

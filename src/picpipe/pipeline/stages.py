@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.queries import find_asset, utcnow
-from picpipe.errors import EmptyFile, UnreadableFile
+from picpipe.catalog.runs import content_claim, try_claim
+from picpipe.errors import ContentClaimed, EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path
 from picpipe.library.writer import place_original
@@ -44,75 +44,31 @@ log = logging.getLogger(__name__)
 Stage = Callable[["StageContext", "ImportTask"], None]
 
 
-class ContentClaims:
-    """Within one run, the first task with a given hash places it; twins wait, then dedupe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._claims: dict[str, _Claim] = {}
-
-    def acquire(self, sha256: str) -> str | None:
-        """Own ``sha256`` (returns None) or wait for its owner and get its library path.
-
-        When the owner failed, the caller becomes the new owner (None).
-        """
-        while True:
-            with self._lock:
-                claim = self._claims.get(sha256)
-                if claim is None:
-                    self._claims[sha256] = _Claim()
-                    return None
-            claim.done.wait()
-            if claim.library_path is not None:
-                return claim.library_path
-            with self._lock:
-                if self._claims.get(sha256) is claim:
-                    del self._claims[sha256]
-
-    def release(self, sha256: str, library_path: str | None) -> None:
-        """Called once the owner's outcome is recorded (path None when it failed)."""
-        with self._lock:
-            claim = self._claims.get(sha256)
-        if claim is not None:
-            claim.library_path = library_path
-            claim.done.set()
-
-    def forget(self, sha256s: list[str]) -> None:
-        """Drop released claims whose assets are committed: twins now find them in the catalog."""
-        with self._lock:
-            for sha in sha256s:
-                claim = self._claims.get(sha)
-                if claim is not None and claim.done.is_set():
-                    del self._claims[sha]
-
-    def release_all(self) -> None:
-        """Wake every waiting twin (the run is ending; none of them will be recorded)."""
-        with self._lock:
-            claims, self._claims = list(self._claims.values()), {}
-        for claim in claims:
-            claim.done.set()
-
-
-@dataclass(slots=True)
-class _Claim:
-    done: threading.Event = field(default_factory=threading.Event)
-    library_path: str | None = None
-
-
 @dataclass(slots=True)
 class StageContext:
-    """What stages share within one run: library root, catalog, tools, claims."""
+    """What stages share within one run: library root, catalog, tools, the run's identity.
+
+    ``run_id`` names the run's temp files and holds its content claims in the catalog;
+    ``host`` is this machine's name in run owners (to tell a stale claim from a live one).
+    """
 
     library_root: Path
     catalog: Catalog
     exiftool: ExifToolPool
     default_tz: tzinfo
     fsync: bool = True
-    claims: ContentClaims = field(default_factory=ContentClaims)
+    run_id: int = 0
+    host: str = ""
 
 
 def hash_stage(ctx: StageContext, task: ImportTask) -> None:
-    """Stream the file through SHA-256 (the source detects a torn read on close)."""
+    """Stream the file through SHA-256 (the source detects a torn read on close).
+
+    A task that comes back after waiting for a content claim keeps its hash (placing it
+    re-reads and re-checks the bytes anyway).
+    """
+    if task.sha256 is not None:
+        return
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
     with task.source.open(task.entry) as stream:
@@ -141,12 +97,14 @@ def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
         task.problems.append("library original was missing; restored from this copy")
         task.library_path = library_path
         task.restores = True
-    owner_path = ctx.claims.acquire(task.sha256)
-    if owner_path is not None:
-        task.library_path = owner_path
-        task.outcome = "duplicate"
-        return
-    task.owns_claim = True
+    if not task.owns_claim:
+        # Claimed in the catalog with the run's lease: a twin in this run or another waits
+        # (the runner defers it) until the owner's asset is committed, then is a duplicate.
+        with ctx.catalog.session() as db, db.begin():
+            holder = try_claim(db, content_claim(task.sha256), ctx.run_id, host=ctx.host)
+        if holder is not None:
+            raise ContentClaimed(path=task.display, holder=f"run {holder}")
+        task.owns_claim = True
 
 
 def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -204,6 +162,7 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
         size=task.entry.size,
         display=task.display,
         fsync=ctx.fsync,
+        run_id=ctx.run_id,
     )
     task.library_path = rel
     task.written = placement.action == "written"
@@ -248,6 +207,7 @@ def sidecar_stage(ctx: StageContext, task: ImportTask) -> None:
             UserFields.from_info(info),
             seed=info.source_sidecar,
             fsync=ctx.fsync,
+            run_id=ctx.run_id,
         )
     except SidecarError as exc:
         problem = f"sidecar not written: {exc.reason}; `picpipe sidecars --write` tries again"

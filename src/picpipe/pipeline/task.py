@@ -32,7 +32,8 @@ class ImportTask:
     error: PicpipeError | None = None
     problems: list[str] = field(default_factory=list)
     attempts: int = 0
-    owns_claim: bool = False
+    owns_claim: bool = False  # holds the catalog claim on its content
+    deferred: bool = False  # waits for a twin (this run or another) holding that claim
     written: bool = False  # this task wrote the original (bytes added to the library)
     restores: bool = False  # the content is catalogued but its original was missing
 

@@ -51,6 +51,8 @@ class SourceEntry(NamedTuple):
     local_path: str | None = None
     checksum: str | None = None
     extras: dict[str, Any] | None = None
+    # Where the source has one: a chmod or a same-mtime rewrite changes it, so it is a change.
+    ctime_ns: int | None = None
 
 
 class FolderListing:

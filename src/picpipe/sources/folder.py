@@ -99,7 +99,7 @@ class FolderSource:
                 yield ScanProblem(prefix.rstrip("/") or ".", _folder_reason(exc))
                 continue
             subfolders: list[tuple[str, str]] = []
-            rows: list[tuple[str, int, int]] = []
+            rows: list[tuple[str, int, int, int]] = []
             for child in children:
                 name = child.name
                 dot = name.rfind(".")
@@ -121,7 +121,7 @@ class FolderSource:
                         yield ScanProblem(ref, reason)
                         continue
                     if is_regular(st.st_mode):
-                        rows.append((name, st.st_size, st.st_mtime_ns))
+                        rows.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
                         continue
                     if not is_directory(st.st_mode):
                         continue
@@ -213,15 +213,22 @@ class FolderSource:
         return os.path.join(self.root, entry.ref)
 
 
-def _entries(path: str, prefix: str, rows: list[tuple[str, int, int]]) -> list[SourceEntry]:
+def _entries(path: str, prefix: str, rows: list[tuple[str, int, int, int]]) -> list[SourceEntry]:
     """Turn one folder's fingerprint rows into entries (only for folders that changed)."""
     out: list[SourceEntry] = []
-    for name, size, mtime_ns in rows:
+    for name, size, mtime_ns, ctime_ns in rows:
         shown = _display(name)
         extras = None if shown == name else {"problem": _NOT_UTF8}
         out.append(
             SourceEntry(
-                prefix + shown, shown, size, mtime_ns, os.path.join(path, name), None, extras
+                prefix + shown,
+                shown,
+                size,
+                mtime_ns,
+                os.path.join(path, name),
+                None,
+                extras,
+                ctime_ns,
             )
         )
     return out

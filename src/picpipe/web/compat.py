@@ -25,6 +25,7 @@ from picpipe.catalog import browse
 from picpipe.catalog.browse import AssetFilter
 from picpipe.catalog.models import Asset
 from picpipe.catalog.shuffle import Shuffle
+from picpipe.errors import CatalogError
 from picpipe.web import shapes
 from picpipe.web.auth import require_read, wants_html
 from picpipe.web.context import WebContext, get_context
@@ -256,7 +257,7 @@ async def _probe(check: Callable[[], object]) -> bool:
     """``check()`` in a worker thread; False when it fails or takes too long."""
     try:
         return bool(await asyncio.wait_for(asyncio.to_thread(check), HEALTH_TIMEOUT))
-    except (TimeoutError, OSError, SQLAlchemyError):
+    except (TimeoutError, OSError, SQLAlchemyError, CatalogError):
         return False
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from picpipe.catalog import status as figures
 from picpipe.catalog.queries import utcnow
+from picpipe.errors import CatalogError
 from picpipe.web.auth import require_read
 from picpipe.web.context import WebContext, get_context
 
@@ -257,7 +258,7 @@ async def event_stream(feed: StatusFeed, *, lifetime: float = STREAM_SECONDS) ->
     while time.monotonic() - started < lifetime:
         try:
             version, status = await anyio.to_thread.run_sync(feed.current)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, CatalogError) as exc:
             # The catalog is away (database restart, NAS hiccup): end this stream; the
             # browser reconnects after RETRY_MS and the dashboard says it is reconnecting.
             log.warning("live status: catalog not readable (%s)", type(exc).__name__)

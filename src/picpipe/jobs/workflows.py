@@ -1,0 +1,197 @@
+"""The named workflows, defined once: "ingest" and "thumbnails" (replication is `SyncRun`).
+
+ingest = scan → hash → dedupe → metadata → place → sidecar (the import stages, in a leased
+run per set of sources), then the pairs of the session, the sidecar re-import of edits made
+in other tools, and the thumbnails of what is pending (in their process pool, in a leased
+"thumbs" run). The CLI calls these today; the service and SD-card sessions call them next.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from picpipe.errors import CatalogBusy, PicpipeError
+from picpipe.events import ItemDone, ItemFailed, Progress
+from picpipe.jobs.report import RunReport
+from picpipe.jobs.runs import LeasedRun
+from picpipe.jobs.worker import LocalWorkerPool
+from picpipe.library.writer import check_writable
+from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context, run_stages
+from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
+from picpipe.pipeline.stages import import_stages
+from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from picpipe.catalog.db import Catalog
+    from picpipe.config import Settings
+    from picpipe.events import EventSink
+    from picpipe.pipeline.exiftool import ExifToolPool
+    from picpipe.pipeline.stages import Stage
+    from picpipe.pipeline.task import ImportTask
+    from picpipe.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What an ingest did: the import session, the sidecar re-import, the thumbnails."""
+
+    summary: SessionSummary
+    sidecars: dict[str, Any]
+    thumbs: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"sidecars": self.sidecars}
+        if self.thumbs is not None:  # the thumbnail failures are listed by `picpipe thumbs`
+            extra["thumbs"] = {k: v for k, v in self.thumbs.items() if not k.startswith("_")}
+        return self.summary.as_dict() | extra
+
+
+def import_keys(sources: Sequence[Source]) -> list[str]:
+    """One import of a source at a time, on every machine sharing the catalog."""
+    return [f"import:{source.name}" for source in sources]
+
+
+def import_sources(
+    settings: Settings,
+    catalog: Catalog,
+    sources: Sequence[Source],
+    *,
+    tools: ExifToolPool,
+    sinks: Sequence[EventSink] = (),
+    workers: int | None = None,
+    move: bool = False,
+    stages: Sequence[Stage] | None = None,
+) -> SessionSummary:
+    """The import part of ingest: ``sources`` through the stages in one leased run.
+
+    Raises CatalogBusy when another live run imports one of the sources, LibraryError when
+    the library cannot be written, CatalogError when the catalog fails under the run (no
+    file is then recorded as failed). Item failures are in the summary.
+    """
+    check_writable(settings.library_root)
+    ctx = build_context(settings, catalog, tools)
+    chosen = tuple(stages) if stages is not None else import_stages(settings)
+    with LeasedRun(
+        catalog,
+        kind="import",
+        device=", ".join(source.name for source in sources),
+        keys=import_keys(sources),
+        options=settings.runs,
+        library_root=settings.library_root,
+        sinks=sinks,
+    ) as run:
+        ctx.run_id = run.id
+
+        def work(task: ImportTask) -> ImportTask:
+            return run_stages(ctx, task, chosen)
+
+        # One pool for the whole run: its threads (and their exiftool processes) are reused
+        # from one source to the next.
+        pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
+            work, workers=workers or settings.workers
+        )
+        try:
+            return ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
+        finally:
+            pool.shutdown(cancel=True)
+
+
+def ingest(
+    settings: Settings,
+    catalog: Catalog,
+    sources: Sequence[Source],
+    *,
+    tools: ExifToolPool,
+    sinks: Sequence[EventSink] = (),
+    workers: int | None = None,
+    move: bool = False,
+    thumbnails: bool = True,
+) -> IngestResult:
+    """Import ``sources`` (`import_sources`), then the session's follow-up work: the sidecar
+    re-import and the pending thumbnails. Raises as `import_sources` does."""
+    summary = import_sources(
+        settings, catalog, sources, tools=tools, sinks=sinks, workers=workers, move=move
+    )
+    # Edits made in digiKam and friends since the last run come back with every import.
+    sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
+    thumbs: dict[str, Any] | None = None
+    if thumbnails and settings.thumbs.on_import:
+        thumbs = _pending_thumbnails(settings, catalog, sinks)
+    return IngestResult(summary, sidecars, thumbs)
+
+
+def _pending_thumbnails(
+    settings: Settings, catalog: Catalog, sinks: Sequence[EventSink]
+) -> dict[str, Any]:
+    """Thumbnails for every asset still pending; a problem is reported, not raised: the
+    originals are safe and each asset's state says why it has none."""
+    try:
+        result = thumbnails_run(settings, catalog, "pending", sinks=sinks)
+    except CatalogBusy as exc:
+        log.info("thumbnails left to the run that is making them: %s", exc.message)
+        return {"made": 0, "failed": 0, "busy": exc.message}
+    except PicpipeError as exc:
+        log.warning("no thumbnails were made: %s", exc.message)
+        return {"made": 0, "failed": 0, "error": exc.message}
+    return {"made": result.made, "failed": result.failed, "_failures": result.failures}
+
+
+def thumbnails_run(
+    settings: Settings,
+    catalog: Catalog,
+    selection: Selection,
+    *,
+    workers: int | None = None,
+    sinks: Sequence[EventSink] = (),
+) -> ThumbSummary:
+    """Make the ``selection``'s thumbnails in a leased "thumbs" run (one at a time per
+    catalog); the process pool's progress is published as the run's events."""
+    with LeasedRun(
+        catalog,
+        kind="thumbs",
+        device=selection,
+        keys=["thumbs"],
+        options=settings.runs,
+        sinks=sinks,
+    ) as run:
+        seen = [0, 0]
+
+        def progress(summary: ThumbSummary, total: int) -> None:
+            run.publish(Progress(run.id, "thumbnails", summary.made + summary.failed, total))
+            for failure in summary.failures[seen[1] :]:
+                run.publish(ItemFailed(run.id, failure["path"], failure["reason"]))
+            for _ in range(summary.made - seen[0]):
+                run.publish(ItemDone(run.id, "", "made", 0))
+            seen[0], seen[1] = summary.made, len(summary.failures)
+
+        thumbs = ThumbRun(
+            catalog,
+            home=settings.home_root,
+            library_root=settings.library_root,
+            options=settings.thumbs,
+            workers=workers,
+            progress=progress,
+        )
+        summary = thumbs.run(selection)
+        run.report = thumb_report(run.id, summary)
+        run.status = "completed_with_failures" if summary.failed else "completed"
+    return summary
+
+
+def thumb_report(run_id: int | None, summary: ThumbSummary) -> RunReport:
+    return RunReport(
+        "thumbs",
+        run_id,
+        "completed_with_failures" if summary.failed else "completed",
+        {"made": summary.made, "failed": summary.failed, "skipped": summary.skipped},
+        0,
+        summary.failures,
+        [],
+        summary.seconds,
+    )
