@@ -57,7 +57,8 @@ class KillPoint:
     """SIGKILL ``delay`` seconds after ``event`` is seen in the running import.
 
     start: the process was spawned; catalog: it connected to the catalog (migrations start);
-    lock: it holds the import lock (migrations done); temp: a temp file is in the library;
+    lock: it holds its run lease in the catalog (migrations done); temp: a temp file is in the
+    library;
     placed: ``count`` more originals got their final name than when it started.
     """
 
@@ -138,7 +139,7 @@ class Harness:
             before = pg_sessions(self.url)
             return lambda _proc: bool(pg_sessions(self.url) - before)
         if point.event == "lock":
-            return lambda proc: lock_holder(self.home) == str(proc.pid)
+            return lambda proc: proc.pid in run_holder(self.url)
         if point.event == "temp":
             return lambda _proc: bool(library_files(self.library)[0])
         target = len(library_files(self.library)[1]) + point.count
@@ -222,12 +223,20 @@ def pg_sessions(url: str) -> set[int]:
     return {row[0] for row in rows}
 
 
-def lock_holder(home: Path) -> str:
-    """The pid an import wrote into its lock file once it held the lock (migrations done)."""
+def run_holder(url: str) -> set[int]:
+    """The pids of runs marked running in the catalog (a run holds its lease: migrations
+    are done). Nothing when the catalog or its tables are not there yet."""
+    if url.startswith("sqlite") and not sqlite_path(url).exists():
+        return set()
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        return (home / "import.lock").read_text().strip()
-    except FileNotFoundError:
-        return ""
+        with engine.connect() as db:
+            rows = db.execute(text("SELECT pid FROM session WHERE status = 'running'"))
+            return {row[0] for row in rows}
+    except Exception:  # no session table yet, or a migration holds it
+        return set()
+    finally:
+        engine.dispose()
 
 
 def library_files(library: Path) -> tuple[list[Path], list[Path]]:

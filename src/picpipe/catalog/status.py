@@ -21,6 +21,7 @@ from picpipe.catalog.models import (
     Source,
     SourceFile,
 )
+from picpipe.catalog.runs import lease_now
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -103,6 +104,12 @@ def session_row(run: ImportSession) -> dict[str, Any]:
         "pid": run.pid,
         "host": run.host,
         "error": run.error,
+        # The run's own progress from its event stream (stage, done, total), stored by its
+        # heartbeat; a running run whose lease lapsed is stale (killed, or its machine gone).
+        "progress": run.progress,
+        "heartbeat_at": iso(run.heartbeat_at),
+        "stale": run.status == "running"
+        and (run.lease_until is None or run.lease_until < lease_now()),
     }
 
 
@@ -309,6 +316,7 @@ def change_marker(db: Session) -> ChangeMarker:
             ImportSession.unchanged,
             ImportSession.failed,
             ImportSession.bytes,
+            ImportSession.heartbeat_at,
         )
         .order_by(ImportSession.id.desc())
         .limit(5)
@@ -316,10 +324,16 @@ def change_marker(db: Session) -> ChangeMarker:
     running = db.execute(
         select(ImportSession.id, ImportSession.status).where(ImportSession.status == "running")
     ).all()
-    sessions = {(int(r[0]), str(r[1])) for r in [*newest, *running]}
+    sessions = {(int(r[0]), str(r[1])) for r in newest}
+    sessions |= {(int(r[0]), str(r[1])) for r in running}
     return ChangeMarker(
         sessions=tuple(sorted(sessions)),
-        progress=tuple(tuple(int(v) for v in (r[0], *r[2:])) for r in newest),
+        # The heartbeat moves too: a run's progress between two recorder batches.
+        progress=tuple((*(int(v) for v in (r[0], *r[2:8])), _seconds(r[8])) for r in newest),
         failures=db.scalar(select(func.max(SessionFailure.id))),
         replicas=db.scalar(select(func.max(Replica.id))),
     )
+
+
+def _seconds(value: datetime | None) -> int:
+    return int(value.timestamp()) if value is not None else 0

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.errors import CatalogBusy, PicpipeError
 from picpipe.events import ItemDone, ItemFailed, Progress
-from picpipe.jobs.report import RunReport
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.worker import LocalWorkerPool
 from picpipe.library.writer import check_writable
@@ -179,19 +178,7 @@ def thumbnails_run(
             progress=progress,
         )
         summary = thumbs.run(selection)
-        run.report = thumb_report(run.id, summary)
+        summary.run_id = run.id
+        run.report = summary.report()
         run.status = "completed_with_failures" if summary.failed else "completed"
     return summary
-
-
-def thumb_report(run_id: int | None, summary: ThumbSummary) -> RunReport:
-    return RunReport(
-        "thumbs",
-        run_id,
-        "completed_with_failures" if summary.failed else "completed",
-        {"made": summary.made, "failed": summary.failed, "skipped": summary.skipped},
-        0,
-        summary.failures,
-        [],
-        summary.seconds,
-    )

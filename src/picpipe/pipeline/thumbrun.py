@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 
 from picpipe.catalog.models import Asset
 from picpipe.errors import DependencyMissing, LibraryError
+from picpipe.jobs.report import RunReport
 from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, is_temp_name, thumb_metadata_path
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
@@ -51,9 +52,22 @@ class ThumbSummary:
     skipped: int = 0  # not chosen: thumbnails already there, or failed before (see --all)
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+    run_id: int | None = None  # the leased run that made them
+
+    def report(self) -> RunReport:
+        return RunReport(
+            "thumbs",
+            self.run_id,
+            "completed_with_failures" if self.failed else "completed",
+            {"made": self.made, "failed": self.failed, "skipped": self.skipped},
+            0,
+            self.failures,
+            [],
+            self.seconds,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        return self.report().as_dict() | {
             "made": self.made,
             "failed": self.failed,
             "skipped": self.skipped,
