@@ -64,7 +64,8 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
     again = json.loads(out)
     assert (code, again["unchanged"], again["failed"]) == (3, 7, 1)
-    assert again["kind"] == "import" and again["run_id"] == again["session_id"]
+    assert again["kind"] == "import"
+    assert again["run_id"] == again["session_id"]
     assert again["counts"]["unchanged"] == 7
 
     code, out, _ = cli("status", "--json")

@@ -238,7 +238,6 @@ def test_failures_are_recorded_with_reasons(library: LibraryFixture, tmp_path: P
     assert (fixed.status, fixed.failed, fixed.duplicate, fixed.unchanged) == ("completed", 0, 1, 1)
 
 
-
 def test_symlinked_files_are_imported_and_loops_reported(
     sqlite_library: LibraryFixture, tmp_path: Path
 ) -> None:
