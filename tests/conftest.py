@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 
 from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.config import Settings, load_settings
+from picpipe.events import EventSink
 from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.runner import SessionSummary
@@ -131,9 +132,21 @@ class LibraryFixture:
     def folder(self, path: Path, name: str | None = None) -> FolderSource:
         return FolderSource(name or str(path), path, self.settings.scan)
 
-    def run(self, *sources: Source, move: bool = False, workers: int = 4) -> SessionSummary:
+    def run(
+        self,
+        *sources: Source,
+        move: bool = False,
+        workers: int = 4,
+        sinks: Sequence[EventSink] = (),
+    ) -> SessionSummary:
         return import_sources(
-            self.settings, self.catalog, sources, tools=self.tools, workers=workers, move=move
+            self.settings,
+            self.catalog,
+            sources,
+            tools=self.tools,
+            workers=workers,
+            move=move,
+            sinks=sinks,
         )
 
     def import_folder(self, path: Path, **kwargs: object) -> SessionSummary:
