@@ -36,8 +36,9 @@ from typing import Any
 from picpipe.catalog.db import open_catalog
 from picpipe.config import load_settings
 from picpipe.hashing import sha256_file
+from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
+from picpipe.pipeline.runner import SessionSummary
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
 from picpipe.samples import make_jpeg
@@ -260,10 +261,12 @@ def bench_import(files: list[Path], out: Path, repeat: int, workers: int) -> Sec
         tools = ExifToolPool()
         stage_s = dict.fromkeys((s.__name__.removesuffix("_stage") for s in IMPORT_STAGES), 0.0)
         try:
-            ctx = build_context(settings, catalog, tools)
-            run = ImportRun(ctx, work / "home", workers=workers, stages=timed_stages(stage_s))
+            stages = timed_stages(stage_s)
+            source = FolderSource(str(source_dir), source_dir, settings.scan)
             start = time.perf_counter()
-            summary = run.run([FolderSource(str(source_dir), source_dir, settings.scan)])
+            summary = import_sources(
+                settings, catalog, [source], tools=tools, workers=workers, stages=stages
+            )
             imported = time.perf_counter() - start
         finally:
             tools.close()
@@ -347,8 +350,12 @@ def bench_rescan(
     cmd = _cli(home, library, "import", str(tree), "--json", "--workers", str(workers))
 
     def in_process() -> None:
-        run = ImportRun(build_context(settings, catalog, tools), home, workers=workers)
-        summaries.append(run.run([FolderSource(str(tree), tree, settings.scan)]))
+        source = FolderSource(str(tree), tree, settings.scan)
+        summaries.append(
+            import_sources(
+                settings, catalog, [source], tools=tools, workers=workers, stages=IMPORT_STAGES
+            )
+        )
 
     def child(kind: str, argv: list[str]) -> None:
         ran = run_child(argv)
@@ -380,7 +387,7 @@ def bench_rescan(
     rescan = {
         "title": f"unchanged rescan of {count} files, warm (the target is for the scan itself)",
         "figures": [
-            figure("in-process ImportRun.run (the scan)", t["in_process"], FIND, t["find"], "s"),
+            figure("in-process import_sources (the scan)", t["in_process"], FIND, t["find"], "s"),
             figure("CLI import --json (with start-up)", t["cli"], FIND, t["find"], "s"),
         ],
         "notes": [

@@ -63,10 +63,9 @@ from picpipe.destinations.base import Destination as Backend
 from picpipe.destinations.base import open_destination
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
+from picpipe.jobs.workflows import import_sources
 from picpipe.library.layout import ORIGINALS
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, build_context
-from picpipe.pipeline.stages import import_stages
 from picpipe.samples import make_jpeg
 from picpipe.sources.folder import FolderSource
 
@@ -211,9 +210,8 @@ def ensure_library(out: Path, count: int) -> tuple[Library, bool]:
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
     try:
-        ctx = build_context(settings, catalog, tools)
-        run = ImportRun(ctx, home, workers=settings.workers, stages=import_stages(settings))
-        summary = run.run([FolderSource(str(folder), folder, settings.scan)])
+        source = FolderSource(str(folder), folder, settings.scan)
+        summary = import_sources(settings, catalog, [source], tools=tools)
         with catalog.session() as db:
             total = int(db.scalar(select(func.sum(Asset.size))) or 0)
     finally:

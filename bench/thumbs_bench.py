@@ -45,9 +45,10 @@ from sqlalchemy import select
 from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.catalog.models import Asset
 from picpipe.config import Settings, load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.pipeline.decoders import fit
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, build_context
+from picpipe.pipeline.stages import IMPORT_STAGES
 from picpipe.pipeline.thumbrun import ThumbRun, cpu_count
 from picpipe.pipeline.thumbs import BOXES, ThumbJob, init_worker, make_thumbnails
 from picpipe.samples import make_jpeg
@@ -153,9 +154,9 @@ def build_library(root: Path, folder: Path) -> tuple[Settings, Catalog, list[Thu
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
     try:
-        ctx = build_context(settings, catalog, tools)
-        ImportRun(ctx, settings.home_root, workers=CORES).run(
-            [FolderSource("bench", folder, settings.scan)]
+        source = FolderSource("bench", folder, settings.scan)
+        import_sources(
+            settings, catalog, [source], tools=tools, workers=CORES, stages=IMPORT_STAGES
         )
     finally:
         tools.close()

@@ -1,20 +1,34 @@
-"""The local worker pool: runs one function per item in threads, a bounded number in flight.
+"""The executor seam, and the local worker pool behind it.
 
-Callers submit items and collect finished results in the order they finish. The pool knows
-nothing of imports; a distributed engine can stand in for it by offering the same three
-methods (`submit`, `finished`, `drain`).
+Work items cross this seam as plain data (`ImportTask`, `ThumbJob`); callers submit items and
+collect finished results in the order they finish. `LocalWorkerPool` runs one function per item
+in threads, a bounded number in flight; a distributed engine stands in for it by offering the
+same methods (`Executor`). Items may be delivered more than once by such an engine, so every
+stage is safe to run twice.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 T = TypeVar("T")
 R = TypeVar("R")
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Executor(Protocol[T_contra, R_co]):
+    """What a run needs of whatever executes its work items."""
+
+    @property
+    def in_flight(self) -> int: ...
+    def submit(self, item: T_contra) -> Sequence[R_co]: ...
+    def finished(self) -> Iterator[R_co]: ...
+    def drain(self) -> Iterator[R_co]: ...
 
 
 class LocalWorkerPool(Generic[T, R]):

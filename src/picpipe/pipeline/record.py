@@ -51,12 +51,14 @@ class Recorder:
         session_id: int,
         *,
         move: bool = False,
+        sources: dict[str, Source] | None = None,
         batch_size: int = 200,
         max_delay: float = 1.0,
     ) -> None:
         self.catalog = catalog
         self.session_id = session_id
         self.move = move
+        self.sources = sources if sources is not None else {}
         self.counts = SessionCounts()
         self._batch_size = batch_size
         self._max_delay = max_delay
@@ -157,8 +159,9 @@ class Recorder:
 
     def _remove_moved(self, tasks: list[ImportTask]) -> None:
         for task in tasks:
-            if task.outcome in ("new", "duplicate") and task.source.caps.can_remove:
-                _remove_source(task.source, task.entry, task.display)
+            source = self.sources.get(task.source_name)
+            if task.outcome in ("new", "duplicate") and source and source.caps.can_remove:
+                _remove_source(source, task.entry, task.display)
 
 
 def _remove_source(source: Source, entry: SourceEntry, display: str) -> None:

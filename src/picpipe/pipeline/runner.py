@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.queries import (
     ensure_source,
@@ -37,26 +37,17 @@ from picpipe.pipeline.task import ImportTask
 from picpipe.sources.base import ScanProblem, Source
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from picpipe.catalog.db import Catalog
     from picpipe.config import Settings
     from picpipe.jobs.runs import LeasedRun
+    from picpipe.jobs.worker import Executor
     from picpipe.pipeline.exiftool import ExifToolPool
 
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.2  # seconds between looks at a claim another run holds
-
-
-class Executor(Protocol):
-    """The seam work items cross: the local pool now, a distributed engine later."""
-
-    @property
-    def in_flight(self) -> int: ...
-    def submit(self, item: ImportTask) -> list[ImportTask]: ...
-    def finished(self) -> Iterator[ImportTask]: ...
-    def drain(self) -> Iterator[ImportTask]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +141,7 @@ class ImportRun:
         self,
         ctx: StageContext,
         run: LeasedRun,
-        executor: Executor,
+        executor: Executor[ImportTask, ImportTask],
         *,
         move: bool = False,
         stages: Sequence[Stage] = IMPORT_STAGES,
@@ -170,7 +161,8 @@ class ImportRun:
         """Import every source; the run's status is set from the outcome."""
         started = time.monotonic()
         session_id = self.run_lease.id
-        recorder = Recorder(self.catalog, session_id, move=self.move)
+        self.ctx.sources.update({source.name: source for source in sources})
+        recorder = Recorder(self.catalog, session_id, move=self.move, sources=self.ctx.sources)
         status = "failed"
         try:
             for source in sources:
@@ -245,7 +237,7 @@ class ImportRun:
                     if known is not None and known.gone:
                         reappeared.append(known.id)
                     continue
-                task = ImportTask(source=source, source_id=source_id, entry=entry, known=known)
+                task = ImportTask(source.name, source_id, entry, known=known)
                 for done in self.pool.submit(task):
                     self._finished(recorder, done, index, deferred)
             index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])

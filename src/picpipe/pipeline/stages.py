@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.queries import find_asset, utcnow
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from picpipe.catalog.db import Catalog
     from picpipe.config import Settings
     from picpipe.pipeline.task import ImportTask
+    from picpipe.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class StageContext:
     fsync: bool = True
     run_id: int = 0
     host: str = ""
+    # Where tasks find their sources by name (tasks carry names, not live objects).
+    sources: dict[str, Source] = field(default_factory=dict)
 
 
 def hash_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -71,7 +74,7 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
         return
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
-    with task.source.open(task.entry) as stream:
+    with ctx.sources[task.source_name].open(task.entry) as stream:
         try:
             digest, size = sha256_stream(stream)
         except OSError as exc:
@@ -157,7 +160,7 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
     placement = place_original(
         ctx.library_root,
         rel,
-        lambda: task.source.open(task.entry),
+        lambda: ctx.sources[task.source_name].open(task.entry),
         sha256=task.sha256,
         size=task.entry.size,
         display=task.display,
@@ -188,7 +191,7 @@ def sidecar_stage(ctx: StageContext, task: ImportTask) -> None:
         taken_offset_min=info.taken.offset_min,
         date_source=info.taken.source,
         imported_at=utcnow(),
-        provenance=((task.source.name, task.entry.ref),),
+        provenance=((task.source_name, task.entry.ref),),
         make=info.make,
         model=info.model,
         lens=info.lens,

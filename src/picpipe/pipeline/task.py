@@ -10,18 +10,20 @@ if TYPE_CHECKING:
     from picpipe.errors import PicpipeError
     from picpipe.events import Outcome
     from picpipe.pipeline.metadata import MediaInfo
-    from picpipe.sources.base import Source, SourceEntry
+    from picpipe.sources.base import SourceEntry
 
 
 @dataclass(slots=True, eq=False)
 class ImportTask:
-    """One source file on its way into the library.
+    """One source file on its way into the library: plain data (names, the entry, what the
+    catalog knew, the results so far), so it can cross a process or machine boundary; the
+    source itself is looked up by name where the task runs (`StageContext.sources`).
 
     Stages fill ``sha256``, ``info`` and ``library_path`` and set ``outcome``; the runner sets
     ``error`` (and outcome ``failed``) when a stage raises. A task with an outcome is done.
     """
 
-    source: Source
+    source_name: str
     source_id: int
     entry: SourceEntry
     known: KnownFile | None = None
@@ -40,7 +42,7 @@ class ImportTask:
     @property
     def display(self) -> str:
         """How people see this file: ``source:relative/path``."""
-        return f"{self.source.name}:{self.entry.ref}"
+        return f"{self.source_name}:{self.entry.ref}"
 
     @property
     def done(self) -> bool:

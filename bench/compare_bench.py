@@ -1,0 +1,140 @@
+"""Before/after benchmark: the same picpipe commands on two code trees, interleaved.
+
+A restructure must cost no throughput. This bench runs the real CLI of this checkout and of a
+baseline checkout (``git worktree add ../base <commit>``) with ``PYTHONPATH`` pointing at each
+tree's ``src``, round by round in alternating order, on the same generated photos, and prints
+medians and the ratio of this tree to the baseline (the machine is noisy: ratios, same run):
+
+- import: ``picpipe import SRC --no-thumbs`` of N big JPEGs into a fresh library (fsync on);
+- rescan: the same import again, nothing changed (the scan and unchanged check);
+- thumbs: ``picpipe thumbs --all`` on that library (2 processes);
+- sync: ``picpipe sync`` of that library to a fresh filesystem destination (fsync on).
+
+Each tree keeps its own home, library and catalog (a baseline cannot open a newer catalog).
+From the repo:
+
+    git worktree add ../base 4fffcf9
+    .venv/bin/python bench/compare_bench.py --baseline-src ../base/src [--jpegs N] [--repeat N]
+
+Progress goes to stderr; the report (with ``--json``, one JSON object) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from picpipe.samples import make_jpeg
+
+PICPIPE = str(Path(sys.executable).with_name("picpipe"))
+HERE = Path(__file__).resolve().parents[1] / "src"
+STEPS = ("import", "rescan", "thumbs", "sync")
+
+
+def photos(folder: Path, count: int) -> tuple[list[Path], int]:
+    """``count`` distinct ~12 MP JPEGs (made once, kept under --out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime(2022, 7, 1, 9, 0)
+    paths = []
+    for i in range(count):
+        path = folder / f"IMG_{i:04d}.jpg"
+        if not path.exists():
+            when = start + timedelta(hours=i * 5)
+            make_jpeg(path, size=(4000, 3000), taken=when, seed=i, noise=48.0, quality=92)
+        paths.append(path)
+    return paths, sum(p.stat().st_size for p in paths)
+
+
+class Tree:
+    """One code tree and its own home, library, catalog and destination."""
+
+    def __init__(self, name: str, src: Path, work: Path) -> None:
+        self.name, self.src, self.work = name, src.resolve(), work / name
+        self.config = self.work / "config.yaml"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PICPIPE_")}
+        return env | {"PYTHONPATH": str(self.src), "PICPIPE_CONFIG": str(self.config)}
+
+    def cli(self, *args: str) -> float:
+        cmd = [PICPIPE, "--home", str(self.work / "home"), "--library", str(self.work / "lib")]
+        start = time.perf_counter()
+        done = subprocess.run([*cmd, *args], env=self.env(), capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{self.name}: picpipe {' '.join(args)} failed:\n{done.stderr}")
+        return seconds
+
+    def fresh(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        dest = self.work / "nas"
+        self.config.write_text(
+            f"destinations:\n  nas:\n    kind: filesystem\n    path: {dest}\n"
+            "thumbs:\n  workers: 2\n"
+        )
+
+    def round(self, source: Path) -> dict[str, float]:
+        """One of each step on a fresh library and destination."""
+        self.fresh()
+        out = {"import": self.cli("import", str(source), "--no-thumbs", "--json")}
+        out["rescan"] = self.cli("import", str(source), "--no-thumbs", "--json")
+        out["thumbs"] = self.cli("thumbs", "--all", "--json")
+        (self.work / "nas").mkdir(exist_ok=True)
+        out["sync"] = self.cli("sync", "--json")
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline-src", type=Path, required=True, help="baseline tree's src/")
+    parser.add_argument("--jpegs", type=int, default=30, help="12 MP JPEGs (default 30)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per median (default 3)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if not (args.baseline_src / "picpipe").is_dir():
+        raise SystemExit(f"{args.baseline_src}: not a picpipe src/ folder")
+    source = args.out / "compare" / "photos"
+    files, total = photos(source, args.jpegs)
+    work = args.out / "compare" / "work"
+    trees = [Tree("baseline", args.baseline_src, work), Tree("this", HERE, work)]
+    runs: dict[str, list[dict[str, float]]] = {t.name: [] for t in trees}
+    for number in range(args.repeat):
+        order = trees if number % 2 == 0 else list(reversed(trees))
+        for tree in order:
+            print(f"round {number + 1}: {tree.name}", file=sys.stderr)
+            runs[tree.name].append(tree.round(source))
+    figures: dict[str, Any] = {"files": len(files), "bytes": total, "repeat": args.repeat}
+    for step in STEPS:
+        base = statistics.median(r[step] for r in runs["baseline"])
+        this = statistics.median(r[step] for r in runs["this"])
+        figures[step] = {
+            "baseline_s": round(base, 3),
+            "this_s": round(this, 3),
+            # throughput ratio: > 1 is faster than the baseline
+            "ratio": round(base / this, 3),
+            "mb_per_s": round(total / 1e6 / this, 1) if step in ("import", "sync") else None,
+        }
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"{len(files)} JPEGs, {total / 1e6:.0f} MB, medians of {args.repeat}, interleaved")
+    print(f"{'step':<8} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
+    for step in STEPS:
+        f = figures[step]
+        print(f"{step:<8} {f['baseline_s']:>9.2f}s {f['this_s']:>9.2f}s {f['ratio']:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
