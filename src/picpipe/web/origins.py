@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from picpipe.catalog.models import Asset, Destination, Replica, Source, SourceFile
+from picpipe.catalog import origins as queries
+from picpipe.catalog.origins import AssetFacts
 from picpipe.errors import LibraryError, PicpipeError
 from picpipe.library.cache import EntryTooLarge
 
@@ -50,34 +49,10 @@ class OriginalUnreachable(LibraryError):
     retryable = True
 
 
-@dataclass(frozen=True, slots=True)
-class AssetFacts:
-    """What serving an original needs to know about the asset (one catalog row)."""
-
-    sha256: str
-    size: int
-    kind: str
-    mime_type: str | None
-    file_type: str | None
-    library_path: str
-
-    @property
-    def ext(self) -> str:
-        suffix = PurePosixPath(self.library_path).suffix.lower().lstrip(".")
-        return suffix if suffix.isalnum() and len(suffix) <= 10 else "bin"
-
-
 def asset_facts(catalog: Catalog, sha256: str) -> AssetFacts | None:
     """The asset's row as `AssetFacts`, or None when the catalog does not know it."""
     with catalog.session() as db:
-        row = db.execute(
-            select(
-                Asset.size, Asset.kind, Asset.mime_type, Asset.file_type, Asset.library_path
-            ).where(Asset.sha256 == sha256)
-        ).first()
-    if row is None:
-        return None
-    return AssetFacts(sha256, int(row[0]), row[1], row[2], row[3], row[4])
+        return queries.asset_facts(db, sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +105,8 @@ class Origins:
 
     def _copies(self, sha256: str) -> list[_Copy]:
         with self.catalog.session() as db:
-            replicas = db.execute(
-                select(Destination.name, Replica.remote_key)
-                .join(Destination, Destination.id == Replica.destination_id)
-                .where(Replica.sha256 == sha256, Replica.state == "verified")
-                .order_by(Replica.verified_at.desc(), Destination.name)
-            ).all()
-            sources = db.execute(
-                select(Source.name, Source.location, SourceFile.ref)
-                .join(Source, Source.id == SourceFile.source_id)
-                .where(
-                    SourceFile.sha256 == sha256,
-                    SourceFile.gone.is_(False),
-                    Source.kind == "folder",
-                )
-                .order_by(SourceFile.last_seen.desc())
-            ).all()
+            replicas = queries.verified_replicas(db, sha256)
+            sources = queries.folder_source_files(db, sha256)
         copies: list[_Copy] = []
         for name, key in replicas:
             destination = self._destination(name)
