@@ -30,7 +30,13 @@ from picpipe.catalog.thumbs import (
     thumb_states,
 )
 from picpipe.errors import DependencyMissing, LibraryError
-from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, is_temp_name, thumb_metadata_path
+from picpipe.library.layout import (
+    TEMP_PREFIX,
+    THUMB_SIZES,
+    is_temp_name,
+    thumb_folder,
+    thumb_metadata_path,
+)
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
 if TYPE_CHECKING:
@@ -156,7 +162,7 @@ class ThumbRun:
         present: set[str] | None = None
         for size in THUMB_SIZES:
             names: set[str] = set()
-            root = self.home / "thumbs" / size
+            root = self.home / thumb_folder(size)
             for shard in _listing(root):
                 names.update(
                     name[: -len(suffix)]
