@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from picpipe.catalog.cache_index import INDEX_NAME
-from picpipe.library.cache import CachedFile, CacheSink, EntryTooLarge, FullCache
+from picpipe.errors import EntryTooLarge
+from picpipe.library.cache import CachedFile, CacheSink, FullCache
 from picpipe.library.layout import TEMP_PREFIX
 
 

@@ -17,12 +17,8 @@ from picpipe.cli.app import (
     state,
 )
 from picpipe.config import Settings
-from picpipe.errors import ItemsFailed
+from picpipe.errors import ThumbnailsFailed
 from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
-
-
-class ThumbnailsFailed(ItemsFailed):
-    template = "{count} asset(s) got no thumbnails; `picpipe thumbs --json` lists the reasons"
 
 
 def register(app: typer.Typer) -> None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from picpipe.catalog.cache_index import CacheIndex
+from picpipe.errors import EntryTooLarge
 from picpipe.library.layout import TEMP_PREFIX
 
 if TYPE_CHECKING:
@@ -75,10 +76,6 @@ class CachedFile:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
-
-
-class EntryTooLarge(Exception):
-    """A producer wrote more bytes than the size it announced (the fill is abandoned)."""
 
 
 class FullCache:
@@ -359,7 +356,7 @@ class CacheSink:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.written + len(data) > self.limit:
-            raise EntryTooLarge(f"more than the expected {self.limit} bytes")
+            raise EntryTooLarge(detail=f"more than the expected {self.limit} bytes")
         self.written += len(data)
         return self.handle.write(data)
 
@@ -374,7 +371,7 @@ def _produce_exactly(handle: BinaryIO, size: int, produce: Producer) -> None:
     sink = CacheSink(handle, size)
     produce(sink)
     if sink.written != size:
-        raise EntryTooLarge(f"produced {sink.written} bytes, expected {size}")
+        raise EntryTooLarge(detail=f"produced {sink.written} bytes, expected {size}")
     handle.flush()
 
 

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 
 from picpipe.catalog import origins as queries
 from picpipe.catalog.origins import AssetFacts
-from picpipe.errors import LibraryError, PicpipeError
-from picpipe.library.cache import EntryTooLarge
+from picpipe.errors import EntryTooLarge, OriginalUnreachable, PicpipeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -37,16 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _READ = 1 << 20
-
-
-class OriginalUnreachable(LibraryError):
-    """Neither the library nor any replica or source could give an original's bytes."""
-
-    template = (
-        "the original of {short} is not reachable: the library is offline or missing it, and "
-        "{tried}; try again when the library is back"
-    )
-    retryable = True
 
 
 def asset_facts(catalog: Catalog, sha256: str) -> AssetFacts | None:
@@ -208,4 +197,4 @@ def open_library_file(root: Path, facts: AssetFacts) -> int | None:
     return fd
 
 
-__all__ = ["AssetFacts", "OriginalUnreachable", "Origins", "asset_facts", "open_library_file"]
+__all__ = ["AssetFacts", "Origins", "asset_facts", "open_library_file"]
