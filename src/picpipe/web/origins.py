@@ -14,7 +14,6 @@ HTTP client name no local path; the detail of each failed attempt goes to the lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from picpipe.catalog import origins as queries
 from picpipe.catalog.origins import AssetFacts
 from picpipe.errors import EntryTooLarge, OriginalUnreachable, PicpipeError
+from picpipe.hashing import new_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -126,7 +126,7 @@ class Origins:
 
     @staticmethod
     def _write_verified(copy: _Copy, facts: AssetFacts, sink: CacheSink) -> bool:
-        digest = hashlib.sha256()
+        digest = new_hasher()
         size = 0
         try:
             for chunk in copy.read():
