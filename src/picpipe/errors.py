@@ -70,6 +70,10 @@ class DependencyMissing(PicpipeError):
     exit_code = ExitCode.DEPENDENCY
 
 
+class ExifToolFailed(PicpipeError):
+    template = "exiftool failed on {path}: {detail}"
+
+
 # -- catalog -------------------------------------------------------------------------------
 
 
@@ -105,6 +109,23 @@ class LibraryError(PicpipeError):
 
 class LibraryUnwritable(LibraryError):
     template = "library root {root} is not writable ({detail}); fix its permissions or mount"
+
+
+class OriginalUnreachable(LibraryError):
+    """Neither the library nor any replica or source could give an original's bytes."""
+
+    template = (
+        "the original of {short} is not reachable: the library is offline or missing it, and "
+        "{tried}; try again when the library is back"
+    )
+    retryable = True
+
+
+class EntryTooLarge(PicpipeError):
+    """A cache producer wrote more or fewer bytes than the size it announced (the fill is
+    abandoned). Internal to the full-resolution cache and its producers."""
+
+    template = "cache entry: {detail}"
 
 
 # -- items (recorded on the item; the run goes on) ------------------------------------------
@@ -158,6 +179,37 @@ class PlacementFailed(ItemError):
 class CopyMismatch(ItemError):
     template = "{path}: copy in the library does not match the source hash; nothing was kept"
     retryable = True
+
+
+class SidecarError(ItemError):
+    """A sidecar could not be read or written; recorded on the asset, the run goes on."""
+
+    template = "{path}: {detail}"
+
+
+class ThumbnailFailed(ItemError):
+    """Why no thumbnail can be made from one original (the reason alone, no path)."""
+
+    template = "{detail}"
+
+
+class OriginalUnreadable(ThumbnailFailed):
+    """The original could not be read (missing, permissions, I/O): try again on a later run."""
+
+    retryable = True
+
+
+class ThumbnailWriteFailed(ItemError):
+    """A thumbnail could not be written under the local root (full disk, permissions)."""
+
+    template = "could not write thumbnails: {detail}"
+    retryable = True
+
+
+class ConversionFailed(ItemError):
+    """No JPEG could be made from this original (the reason alone, no path)."""
+
+    template = "cannot show this original as JPEG: {detail}"
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -231,3 +283,7 @@ class IntegrityProblems(PicpipeError):
 class ItemsFailed(PicpipeError):
     template = "completed with {count} failed item(s); the list above (or --json) says why"
     exit_code = ExitCode.ITEMS_FAILED
+
+
+class ThumbnailsFailed(ItemsFailed):
+    template = "{count} asset(s) got no thumbnails; `picpipe thumbs --json` lists the reasons"

@@ -1,13 +1,16 @@
-"""Streaming SHA-256: the only hashing code in picpipe.
+"""Streaming SHA-256: the only content-hashing code in picpipe.
 
 Reads 1 MiB at a time into one reused buffer; hashlib releases the GIL on large updates, so
-several threads hash in parallel.
+several threads hash in parallel. Everything that hashes content (identity, verification,
+remote checksums) calls these functions. Digests of things that are not content stay where
+they are, each with a comment: the folder-listing digest (``pipeline/scan.py``), the
+shuffle-filter key (``catalog/browse.py``) and the login cookie's HMAC (``web/auth.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 if TYPE_CHECKING:
     import os
@@ -71,3 +74,35 @@ def digest_stream(
         total,
         None if kept is None else bytes(kept),
     )
+
+
+Algorithm = Literal["sha256", "sha1", "md5"]
+
+
+class Hasher(Protocol):
+    """An incremental digest (what `new_hasher` returns): feed it, then read the digest."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_hasher(algorithm: Algorithm = "sha256") -> Hasher:
+    """An incremental digest for bytes hashed as they stream past (a copy, an upload).
+
+    SHA-256 is content identity; MD5 and SHA-1 only ever serve remote checksums
+    (Content-MD5, S3 ETags, Immich's SHA-1), so they are flagged as not for security.
+    """
+    return hashlib.new(algorithm, usedforsecurity=algorithm == "sha256")
+
+
+def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
+    """Hex SHA-256 of bytes already in memory."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def md5_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """Raw MD5 of bytes in memory, for remote checksums (``.hex()`` gives the ETag form)."""
+    return hashlib.md5(data, usedforsecurity=False).digest()

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from picpipe.library.cache import INDEX_NAME, CachedFile, CacheSink, EntryTooLarge, FullCache
+from picpipe.catalog.cache_index import INDEX_NAME
+from picpipe.errors import EntryTooLarge
+from picpipe.library.cache import CachedFile, CacheSink, FullCache
 from picpipe.library.layout import TEMP_PREFIX
 
 
@@ -332,9 +334,11 @@ def test_open_cleans_orphans_dead_fills_and_missing_files(
     dead_temp.write_bytes(b"half")
     stray = cache.path_of(a).with_name("notes.txt")
     stray.write_bytes(b"?")
-    cache._db.execute(  # a reservation of a process that died mid-fill
+    index = sqlite3.connect(cache.root / INDEX_NAME, timeout=30, isolation_level=None)
+    index.execute(  # a reservation of a process that died mid-fill
         "INSERT INTO reservation (bytes, pid, owner, started) VALUES (500, 999999999, 'x', 0)"
     )
+    index.close()
     cache.close()
     reopened = make_cache()
     assert [n for n, _, _ in reopened.entries()] == [a]

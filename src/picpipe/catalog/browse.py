@@ -8,7 +8,7 @@ shuffle (``catalog/shuffle.py``) draws from.
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # SHA-1 of a filter as a name, not content (hashing.py hashes content)
 import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta

@@ -21,7 +21,7 @@ from picpipe.catalog.runs import active_runs
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
-from picpipe.library.layout import THUMB_SIZES
+from picpipe.library.layout import THUMB_SIZES, thumb_folder
 
 
 def register(app: typer.Typer) -> None:
@@ -180,7 +180,7 @@ def stats(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     finally:
         catalog.close()
     home = settings.home_root
-    thumbs = {size: _tree_usage(home / "thumbs" / size) for size in THUMB_SIZES}
+    thumbs = {size: _tree_usage(home / thumb_folder(size)) for size in THUMB_SIZES}
     result: dict[str, Any] = {
         "photos": counts.get("photo", {}).get("count", 0),
         "raw": counts.get("raw", {}).get("count", 0),

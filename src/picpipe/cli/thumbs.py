@@ -17,13 +17,9 @@ from picpipe.cli.app import (
 )
 from picpipe.cli.progress import run_progress
 from picpipe.config import Settings
-from picpipe.errors import ItemsFailed
+from picpipe.errors import ThumbnailsFailed
 from picpipe.jobs.workflows import thumbnails_run
 from picpipe.pipeline.thumbrun import Selection, ThumbSummary
-
-
-class ThumbnailsFailed(ItemsFailed):
-    template = "{count} asset(s) got no thumbnails; `picpipe thumbs --json` lists the reasons"
 
 
 def register(app: typer.Typer) -> None:

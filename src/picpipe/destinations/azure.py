@@ -22,7 +22,6 @@ imported only then.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import replace
 from pathlib import Path  # noqa: TC003 - pydantic resolves field types at runtime
@@ -70,6 +69,7 @@ from picpipe.errors import (
     DestinationUnavailable,
     IntegrityMismatch,
 )
+from picpipe.hashing import md5_bytes, sha256_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -299,8 +299,8 @@ class AzureDestination:
         md5 = digests.md5
         found = None
         if md5 is None:  # the engine fills it (caps.needs); computed here only if it did not
-            found = hashlib.sha256(body).hexdigest()
-            md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+            found = sha256_bytes(body)
+            md5 = md5_bytes(body).hex()
         check_stream_end(data, digests, found, self.name, key)
         settings.content_md5 = bytearray.fromhex(md5)
         try:

@@ -13,7 +13,6 @@ which imports this module; this module never imports that one.
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -21,6 +20,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from picpipe.destinations.azure_sdk import error_code
 from picpipe.errors import DestinationRejected, IntegrityMismatch
+from picpipe.hashing import md5_bytes, new_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,8 +91,8 @@ class BlockUpload:
         ids = [f"{digests.sha256[:16]}-{block:010d}-{i:06d}" for i in range(count)]
         blob = self._blob(key)
         staged = self._staged_blocks(blob, key)
-        sha256 = hashlib.sha256()
-        md5 = hashlib.md5(usedforsecurity=False) if digests.md5 is None else None
+        sha256 = new_hasher()
+        md5 = new_hasher("md5") if digests.md5 is None else None
         done = 0  # blocks known to be staged (before, or by this call)
         # Reading and hashing stay in order on this thread; up to block_concurrency blocks are
         # in flight at once (memory: that many blocks), as rclone's upload_concurrency does.
@@ -138,7 +138,7 @@ class BlockUpload:
                 block_id,
                 chunk,
                 length=len(chunk),
-                transactional_content_md5=hashlib.md5(chunk, usedforsecurity=False).digest(),
+                transactional_content_md5=md5_bytes(chunk),
             )
         except AzureError as exc:
             raise self._error(exc, key) from exc

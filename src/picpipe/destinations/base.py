@@ -20,7 +20,6 @@ a spec-built fake):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from picpipe.errors import ConfigError, DestinationMisconfigured, IntegrityMismatch
-from picpipe.hashing import digest_stream
+from picpipe.hashing import digest_stream, new_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -246,7 +245,7 @@ def verify_by_reading(
     The one deep verification every kind shares: ``chunks`` is usually ``destination.read(key)``,
     whose `IntegrityMismatch` (nothing at ``key``) becomes a failed "missing" verification.
     """
-    digest = hashlib.sha256()
+    digest = new_hasher()
     size = 0
     try:
         for chunk in chunks:

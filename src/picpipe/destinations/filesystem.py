@@ -8,7 +8,6 @@ the local disk underneath its mount point.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import secrets
@@ -37,7 +36,7 @@ from picpipe.errors import (
     DestinationUnavailable,
     IntegrityMismatch,
 )
-from picpipe.hashing import sha256_file
+from picpipe.hashing import new_hasher, sha256_file
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
 from picpipe.library.writer import fsync_path, unlink_quietly
 
@@ -222,7 +221,7 @@ def _copy(data: BinaryIO, target: Path, *, fsync: bool) -> tuple[str | None, int
 
 def _copy_hashing(data: BinaryIO, target: Path, *, fsync: bool) -> tuple[str | None, int]:
     """Write ``data`` to ``target`` (created exclusively), hashing the bytes as written."""
-    digest = hashlib.sha256()
+    digest = new_hasher()
     size = 0
     with open(target, "xb", buffering=0) as out:
         while chunk := data.read(8 * READ_CHUNK):

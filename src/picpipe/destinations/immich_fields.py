@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, BinaryIO
 
 from picpipe.destinations.base import READ_CHUNK
+from picpipe.hashing import new_hasher
 
 if TYPE_CHECKING:
     from picpipe.destinations.base import AssetRef
@@ -50,7 +50,7 @@ def sha1_of(data: BinaryIO) -> str:
     Reads ``data`` whole and leaves it rewound to the start.
     """
     data.seek(0)
-    digest = hashlib.sha1(usedforsecurity=False)
+    digest = new_hasher("sha1")
     while chunk := data.read(READ_CHUNK):
         digest.update(chunk)
     data.seek(0)
@@ -67,7 +67,7 @@ class HashingReader(io.RawIOBase):
     def __init__(self, inner: BinaryIO) -> None:
         super().__init__()
         self._inner = inner
-        self._digest = hashlib.sha1(usedforsecurity=False)
+        self._digest = new_hasher("sha1")
         self.size = 0
 
     def readable(self) -> bool:
@@ -85,7 +85,7 @@ class HashingReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         position = self._inner.seek(offset, whence)
         if position == 0:
-            self._digest = hashlib.sha1(usedforsecurity=False)
+            self._digest = new_hasher("sha1")
             self.size = 0
         return position
 

@@ -17,7 +17,6 @@ lists the parts the server holds and sends only those whose ETag is not the MD5 
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import re
 import secrets
@@ -68,6 +67,7 @@ from picpipe.errors import (
     DestinationUnavailable,
     IntegrityMismatch,
 )
+from picpipe.hashing import md5_bytes, sha256_bytes
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
 
 if TYPE_CHECKING:
@@ -358,9 +358,9 @@ class S3Destination:
         # With the engine's MD5 (same read as its SHA-256 check) the server's MD5 ETag proves
         # the bytes; without one, hash here before anything is sent.
         trusted_md5 = digests.md5 is not None
-        if not trusted_md5 and hashlib.sha256(body).hexdigest() != digests.sha256:
+        if not trusted_md5 and sha256_bytes(body) != digests.sha256:
             raise self._mismatch(key, NOT_THE_ASSET)
-        md5 = digests.md5 or hashlib.md5(body).hexdigest()
+        md5 = digests.md5 or md5_bytes(body).hex()
         if self.options.checksum_header:
             fields = {
                 **fields,
@@ -374,7 +374,7 @@ class S3Destination:
         etag = md5_etag(answer)
         if etag is not None and etag != md5:
             raise self._mismatch(key, "the server's ETag is not the MD5 sent")
-        if etag is None and trusted_md5 and hashlib.sha256(body).hexdigest() != digests.sha256:
+        if etag is None and trusted_md5 and sha256_bytes(body) != digests.sha256:
             raise self._mismatch(key, NOT_THE_ASSET)  # stored, but never marked verified
         checksum = answer.get("ChecksumSHA256")
         if checksum and fields.get("ChecksumSHA256") and checksum != fields["ChecksumSHA256"]:
@@ -454,4 +454,4 @@ def _b64(hex_digest: str) -> str:
 
 
 def _b64_md5(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
+    return base64.b64encode(md5_bytes(data)).decode()

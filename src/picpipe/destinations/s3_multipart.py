@@ -14,7 +14,6 @@ module never imports that one.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import re
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -24,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from picpipe.destinations.base import RemoteObject
 from picpipe.destinations.s3_errors import error_code
 from picpipe.errors import DestinationError, DestinationUnavailable, IntegrityMismatch
+from picpipe.hashing import md5_bytes, new_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -128,7 +128,7 @@ class MultipartUpload:
                     detail="CompleteMultipartUpload's answer was cut short",
                 )
             return done
-        expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
+        expected = f"{md5_bytes(b''.join(md5s)).hex()}-{len(md5s)}"
         if _MULTIPART_ETAG.fullmatch(etag) and etag != expected:
             raise self._mismatch(key, "the server's ETag is not of the parts sent")
         return RemoteObject(key=key, size=digests.size, sha256=digests.sha256, etag=etag)
@@ -150,7 +150,7 @@ class MultipartUpload:
         held: _Held,
     ) -> tuple[_Parts, _PartMd5s]:
         """Upload the parts the server does not hold yet; hash every byte read on the way."""
-        whole = hashlib.sha256()
+        whole = new_hasher()
         parts: _Parts = []
         md5s: _PartMd5s = []
         for number, offset in enumerate(range(0, digests.size, part_size), start=1):
@@ -158,7 +158,8 @@ class MultipartUpload:
             if len(chunk) != min(part_size, digests.size - offset):
                 raise self._mismatch(key, NOT_THE_ASSET)  # the stream ended early
             whole.update(chunk)
-            md5 = hashlib.md5(chunk)
+            md5 = new_hasher("md5")
+            md5.update(chunk)
             if held.get(number) != (md5.hexdigest(), len(chunk)):
                 with self._errors(key):
                     answer = self._client().upload_part(

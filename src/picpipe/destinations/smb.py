@@ -19,7 +19,6 @@ Speaks SMB 2/3 through smbprotocol's ``smbclient``; connections live in `smb_ses
 from __future__ import annotations
 
 import errno
-import hashlib
 import secrets
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -53,6 +52,7 @@ from picpipe.errors import (
     DestinationUnavailable,
     IntegrityMismatch,
 )
+from picpipe.hashing import new_hasher
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
 
 if TYPE_CHECKING:
@@ -361,7 +361,7 @@ def _close_quietly(raw: Any) -> None:
 
 def _write_hashing(data: BinaryIO, raw: Any) -> tuple[str, int]:
     """Copy ``data`` into the open SMB file in WRITE_CHUNK writes, hashing what was sent."""
-    digest = hashlib.sha256()
+    digest = new_hasher()
     size = 0
     while chunk := data.read(WRITE_CHUNK):
         digest.update(chunk)

@@ -2,9 +2,10 @@
 
 Entries are whole files named by content (``<sha256>.<ext>`` for an original,
 ``<sha256>-upright.jpg`` for a JPEG made from a format browsers cannot show). A small SQLite
-index beside them (``index.sqlite3``) holds each entry's size and last access, so the least
-recently used order and the age limit survive restarts; it is the only record of what the
-cache holds, and files it does not list are removed when the cache opens.
+index beside them (``index.sqlite3``, whose SQL is in ``catalog/cache_index.py``) holds each
+entry's size and last access, so the least recently used order and the age limit survive
+restarts; it is the only record of what the cache holds, and files it does not list are
+removed when the cache opens.
 
 Contract:
 - **Never over the byte limit.** Space is reserved in the index (a ``reservation`` row, in the
@@ -33,42 +34,28 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
+from picpipe.catalog.cache_index import CacheIndex
+from picpipe.errors import EntryTooLarge
 from picpipe.library.layout import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from picpipe.catalog.cache_index import IndexWrite
+
     # Writes an entry's bytes into the sink; raises when they are wrong (nothing is kept).
     Producer: TypeAlias = Callable[["CacheSink"], None]
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.sqlite3"
 _NAME = re.compile(r"^[0-9a-f]{64}(-upright)?\.[a-z0-9]{1,10}$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entry (
-    name TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    last_access REAL NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ix_entry_last_access ON entry (last_access);
-CREATE TABLE IF NOT EXISTS reservation (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    bytes INTEGER NOT NULL,
-    pid INTEGER NOT NULL,
-    owner TEXT NOT NULL,
-    started REAL NOT NULL
-);
-"""
 _STALE_RESERVATION_SECONDS = 24 * 3600  # a fill never takes this long; its owner is gone
 
 _LIVE_OWNERS: set[str] = set()  # ids of the caches open in this process
@@ -89,10 +76,6 @@ class CachedFile:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
-
-
-class EntryTooLarge(Exception):
-    """A producer wrote more bytes than the size it announced (the fill is abandoned)."""
 
 
 class FullCache:
@@ -121,7 +104,6 @@ class FullCache:
         self.evictions = 0
         self.expirations = 0
         self.uncached = 0
-        self._lock = threading.RLock()  # one connection; SQLite orders other processes
         self._flights: dict[str, tuple[threading.Lock, int]] = {}
         # Reservations and temp files carry the pid and this instance's id, so a restarted
         # server that got the same pid (pid 1 in a container) still recognises the old ones.
@@ -129,12 +111,8 @@ class FullCache:
         _LIVE_OWNERS.add(self.owner)
         self._flights_lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            root / INDEX_NAME, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        # One connection behind one lock (the index's): it also guards the counters above.
+        self._index = CacheIndex(root)
         self._recover()
 
     # -- reading -------------------------------------------------------------------------
@@ -149,10 +127,8 @@ class FullCache:
         """Open entry ``name`` and mark it used now; None when it is absent or expired."""
         path = self.path_of(name)
         now = self.clock()
-        with self._lock, self._write() as db:
-            row = db.execute(
-                "SELECT size, last_access FROM entry WHERE name = ?", (name,)
-            ).fetchone()
+        with self._index.write() as db:
+            row = db.entry(name)
             if row is None:
                 self.misses += 1
                 return None
@@ -174,7 +150,7 @@ class FullCache:
                 self._remove(db, [name])
                 self.misses += 1
                 return None
-            db.execute("UPDATE entry SET last_access = ? WHERE name = ?", (now, name))
+            db.touch(name, now)
             self.hits += 1
             return CachedFile(name, fd, size)
 
@@ -253,42 +229,28 @@ class FullCache:
         if size > self.max_bytes:
             return None
         now = self.clock()
-        with self._lock, self._write() as db:
+        with self._index.write() as db:
             self._expire(db, now)
-            used = self._used(db)
+            used = db.used()
             if not self._evict(db, used + size - self.max_bytes):
                 return None  # the rest is reserved by fills in progress
-            cursor = db.execute(
-                "INSERT INTO reservation (bytes, pid, owner, started) VALUES (?, ?, ?, ?)",
-                (size, os.getpid(), self.owner, now),
-            )
-            return int(cursor.lastrowid or 0)
+            return db.reserve(size, pid=os.getpid(), owner=self.owner, now=now)
 
     def _commit(self, reservation: int, name: str, size: int) -> None:
         now = self.clock()
-        with self._lock, self._write() as db:
-            db.execute("DELETE FROM reservation WHERE id = ?", (reservation,))
-            db.execute(
-                "INSERT OR REPLACE INTO entry (name, size, last_access, created)"
-                " VALUES (?, ?, ?, ?)",
-                (name, size, now, now),
-            )
+        with self._index.write() as db:
+            db.release(reservation)
+            db.put_entry(name, size, now)
 
     def _release(self, reservation: int) -> None:
-        with self._lock, self._write() as db:
-            db.execute("DELETE FROM reservation WHERE id = ?", (reservation,))
+        with self._index.write() as db:
+            db.release(reservation)
 
     # -- upkeep --------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Entries, bytes, limits, utilisation and this process's counters."""
-        with self._lock:
-            entries, used = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entry"
-            ).fetchone()
-            reserved = self._db.execute(
-                "SELECT COALESCE(SUM(bytes), 0) FROM reservation"
-            ).fetchone()[0]
+        entries, used, reserved = self._index.totals()
         return {
             "entries": entries,
             "bytes": used,
@@ -306,27 +268,20 @@ class FullCache:
 
     def entries(self) -> list[tuple[str, int, float]]:
         """(name, size, last access) of every entry, least recently used first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, size, last_access FROM entry ORDER BY last_access, name"
-            ).fetchall()
-        return [(str(n), int(s), float(t)) for n, s, t in rows]
+        return self._index.entries()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._index.close()
         _LIVE_OWNERS.discard(self.owner)
 
     def _recover(self) -> None:
         """At open: drop dead fills, orphan files, rows without files, expired and excess rows."""
         now = self.clock()
-        with self._lock, self._write() as db:
-            for rid, pid, owner, started in db.execute(
-                "SELECT id, pid, owner, started FROM reservation"
-            ).fetchall():
+        with self._index.write() as db:
+            for rid, pid, owner, started in db.reservations():
                 if not _alive(pid, owner) or now - started > _STALE_RESERVATION_SECONDS:
-                    db.execute("DELETE FROM reservation WHERE id = ?", (rid,))
-            indexed = {name: size for name, size in db.execute("SELECT name, size FROM entry")}
+                    db.release(rid)
+            indexed = db.entry_sizes()
             on_disk = self._scan(now)
             for name, size in indexed.items():
                 if on_disk.get(name) != size:
@@ -335,7 +290,7 @@ class FullCache:
                 with contextlib.suppress(OSError):
                     self.path_of(name).unlink()
             self._expire(db, now)
-            self._evict(db, self._used(db) - self.max_bytes)  # a lowered limit
+            self._evict(db, db.used() - self.max_bytes)  # a lowered limit
 
     def _scan(self, now: float) -> dict[str, int]:
         """Finished files on disk by name; temp files of dead or long-gone fills are removed."""
@@ -359,24 +314,19 @@ class FullCache:
                         os.unlink(entry.path)  # nothing else belongs here
         return found
 
-    def _expire(self, db: sqlite3.Connection, now: float) -> None:
-        old = [
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM entry WHERE last_access < ?", (now - self.ttl_seconds,)
-            )
-        ]
+    def _expire(self, db: IndexWrite, now: float) -> None:
+        old = db.idle_before(now - self.ttl_seconds)
         if old:
             self._remove(db, old)
             self.expirations += len(old)
 
-    def _evict(self, db: sqlite3.Connection, need: int) -> bool:
+    def _evict(self, db: IndexWrite, need: int) -> bool:
         """Remove least recently used entries until ``need`` bytes are free; False (and
         nothing removed) when the entries cannot free that much."""
         if need <= 0:
             return True
         victims, freed = [], 0
-        for name, size in db.execute("SELECT name, size FROM entry ORDER BY last_access, name"):
+        for name, size in db.least_recent():
             if freed >= need:
                 break
             victims.append(name)
@@ -387,31 +337,13 @@ class FullCache:
         self.evictions += len(victims)
         return True
 
-    def _remove(self, db: sqlite3.Connection, names: list[str]) -> None:
+    def _remove(self, db: IndexWrite, names: list[str]) -> None:
         """Delete rows and files inside the caller's write transaction (so no fill of the
         same name can slip its fresh file in between and lose it)."""
         for name in names:
-            db.execute("DELETE FROM entry WHERE name = ?", (name,))
+            db.delete_entry(name)
             with contextlib.suppress(FileNotFoundError):
                 self.path_of(name).unlink()
-
-    @staticmethod
-    def _used(db: sqlite3.Connection) -> int:
-        entries = db.execute("SELECT COALESCE(SUM(size), 0) FROM entry").fetchone()[0]
-        reserved = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM reservation").fetchone()[0]
-        return int(entries) + int(reserved)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE takes SQLite's write lock up front)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
 
 class CacheSink:
@@ -424,7 +356,7 @@ class CacheSink:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.written + len(data) > self.limit:
-            raise EntryTooLarge(f"more than the expected {self.limit} bytes")
+            raise EntryTooLarge(detail=f"more than the expected {self.limit} bytes")
         self.written += len(data)
         return self.handle.write(data)
 
@@ -439,7 +371,7 @@ def _produce_exactly(handle: BinaryIO, size: int, produce: Producer) -> None:
     sink = CacheSink(handle, size)
     produce(sink)
     if sink.written != size:
-        raise EntryTooLarge(f"produced {sink.written} bytes, expected {size}")
+        raise EntryTooLarge(detail=f"produced {sink.written} bytes, expected {size}")
     handle.flush()
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from datetime import date
 
 ORIGINALS = "originals"
+THUMBS = "thumbs"
 TEMP_PREFIX = ".picpipe-tmp-"
 ThumbSize = Literal["tiny", "small", "medium"]
 THUMB_SIZES: tuple[ThumbSize, ...] = ("tiny", "small", "medium")
@@ -42,13 +43,23 @@ def sidecar_path(library_path: str) -> str:
     return f"{stem}.xmp"
 
 
+def thumb_folder(size: ThumbSize) -> str:
+    """``thumbs/{size}``: the folder of one size's shards (``{sha[:2]}/``) under the local root."""
+    return f"{THUMBS}/{size}"
+
+
 def thumb_path(sha256: str, size: ThumbSize, ext: str = "jpg") -> str:
-    """``thumbs/{size}/{sha[:2]}/{sha256}.{ext}``: ``jpg`` by default, ``webp`` as an option."""
-    return f"thumbs/{size}/{sha256[:2]}/{sha256}.{ext}"
+    """``thumbs/{size}/{sha[:2]}/{sha256}.{ext}``: ``jpg`` by default, ``webp`` as an option.
+
+    Relative to the local root, which is also what an nginx front's thumbnail alias serves
+    (``X-Accel-Redirect: <prefix>`` + this path).
+    """
+    return f"{thumb_folder(size)}/{sha256[:2]}/{sha256}.{ext}"
 
 
 def thumb_metadata_path(sha256: str) -> str:
-    return f"thumbs/metadata/{sha256[:2]}/{sha256}.json"
+    """``thumbs/metadata/{sha[:2]}/{sha256}.json``: the facts written beside the thumbnails."""
+    return f"{THUMBS}/metadata/{sha256[:2]}/{sha256}.json"
 
 
 def is_temp_name(name: str) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pillow_heif
 import pyvips
 
-from picpipe.errors import ItemError
+from picpipe.errors import OriginalUnreadable, ThumbnailFailed
 from picpipe.pipeline.heifbox import primary_is_transformed
 
 if TYPE_CHECKING:
@@ -40,18 +40,6 @@ _ROTATION_TO_ORIENTATION = {90: 6, 180: 3, 270: 8}  # clockwise degrees → EXIF
 _LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
 _MIN_RAW_BYTES_PER_PIXEL = 1 / 16  # below this a RAW file cannot hold its pixel data
 _MIN_PREVIEW_EDGE = 150  # a smaller embedded preview is not worth a thumbnail
-
-
-class ThumbnailFailed(ItemError):
-    """Why no thumbnail can be made from one original (the reason alone, no path)."""
-
-    template = "{detail}"
-
-
-class OriginalUnreadable(ThumbnailFailed):
-    """The original could not be read (missing, permissions, I/O): try again on a later run."""
-
-    retryable = True
 
 
 @dataclass(slots=True)

@@ -24,7 +24,10 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from picpipe.errors import DependencyMissing, PicpipeError
+from picpipe.errors import DependencyMissing
+
+# ExifToolFailed is imported from here by pipeline/stages.py until it imports from errors.py.
+from picpipe.errors import ExifToolFailed as ExifToolFailed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,10 +72,6 @@ _WRITTEN = re.compile(rb"^\s*([1-9]\d*) image files (?:created|updated)\s*$", re
 
 
 _SETPRIV = shutil.which("setpriv")
-
-
-class ExifToolFailed(PicpipeError):
-    template = "exiftool failed on {path}: {detail}"
 
 
 def exiftool_command() -> str:

@@ -15,19 +15,22 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select, tuple_, update
-
-from picpipe.catalog.models import Asset, SourceFile
+from picpipe.catalog.pairs import (
+    assets_in_places,
+    live_photo_ids,
+    live_photo_members,
+    set_pair,
+    source_places,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 RAW_JPEG_SLACK = timedelta(seconds=2)
 LIVE_SLACK = timedelta(seconds=3)
@@ -59,60 +62,26 @@ def link_pairs(db: Session, new: Iterable[str]) -> int:
 
 
 def _link_by_content_id(db: Session, shas: list[str]) -> int:
-    ids: set[str] = set()
-    for chunk in _chunks(shas):
-        ids.update(
-            i
-            for i in db.scalars(
-                select(Asset.live_photo_id).where(
-                    Asset.sha256.in_(chunk), Asset.live_photo_id.is_not(None)
-                )
-            )
-            if i
-        )
     linked = 0
-    for content_id in sorted(ids):
-        members = db.execute(
-            select(Asset.sha256, Asset.kind).where(Asset.live_photo_id == content_id)
-        ).all()
+    for content_id in sorted(live_photo_ids(db, shas)):
+        members = live_photo_members(db, content_id)
         kinds = {kind for _sha, kind in members}
         if "video" in kinds and kinds & {"photo", "raw"}:
-            linked += _set_pair(db, [sha for sha, _k in members], f"live:{content_id}", "live")
+            linked += set_pair(db, [sha for sha, _k in members], f"live:{content_id}", "live")
     return linked
 
 
 def _link_by_name(db: Session, shas: list[str]) -> int:
-    places: set[tuple[int, str]] = set()
-    for chunk in _chunks(shas):
-        places.update(
-            (r[0], r[1])
-            for r in db.execute(
-                select(SourceFile.source_id, SourceFile.folder).where(SourceFile.sha256.in_(chunk))
-            )
-        )
+    places = source_places(db, shas)
     if not places:
         return 0
     groups: dict[tuple[int, str, str], dict[str, _Member]] = defaultdict(dict)
     wanted = set(shas)
-    place_list = sorted(places)
-    for places_chunk in _chunks(place_list):
-        rows = db.execute(
-            select(
-                SourceFile.source_id,
-                SourceFile.folder,
-                SourceFile.ref,
-                Asset.sha256,
-                Asset.kind,
-                Asset.taken_local,
-                Asset.duration,
-                Asset.pair_id,
-            )
-            .join(Asset, Asset.sha256 == SourceFile.sha256)
-            .where(tuple_(SourceFile.source_id, SourceFile.folder).in_(places_chunk))
+    for row in assets_in_places(db, sorted(places)):
+        stem = row.ref.rpartition("/")[2].rpartition(".")[0].lower()
+        groups[(row.source_id, row.folder, stem)][row.sha256] = _Member(
+            row.sha256, row.kind, row.taken, row.duration, row.pair_id
         )
-        for source_id, folder, ref, sha, kind, taken, duration, pair_id in rows:
-            stem = ref.rpartition("/")[2].rpartition(".")[0].lower()
-            groups[(source_id, folder, stem)][sha] = _Member(sha, kind, taken, duration, pair_id)
     linked = 0
     for members in groups.values():
         if len(members) < 2 or not wanted & members.keys():
@@ -131,7 +100,7 @@ def _pair_group(db: Session, members: list[_Member]) -> int:
         match = next((s for s in stills if abs(s.taken - raw.taken) <= RAW_JPEG_SLACK), None)
         if match is not None:
             stills.remove(match)
-            linked += _set_pair(
+            linked += set_pair(
                 db, [raw.sha256, match.sha256], f"raw+jpeg:{raw.sha256[:16]}", "raw+jpeg"
             )
     for video in videos:
@@ -140,21 +109,7 @@ def _pair_group(db: Session, members: list[_Member]) -> int:
         match = next((s for s in stills if abs(s.taken - video.taken) <= LIVE_SLACK), None)
         if match is not None:
             stills.remove(match)
-            linked += _set_pair(
+            linked += set_pair(
                 db, [match.sha256, video.sha256], f"live:{match.sha256[:16]}", "live"
             )
     return linked
-
-
-def _set_pair(db: Session, shas: list[str], pair_id: str, kind: str) -> int:
-    result = db.execute(
-        update(Asset)
-        .where(Asset.sha256.in_(shas), Asset.pair_id.is_(None))
-        .values(pair_id=pair_id, pair_kind=kind)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

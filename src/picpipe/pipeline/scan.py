@@ -8,7 +8,7 @@ whose digest differs load their rows (one query per folder) and compare file by 
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # blake2b of a folder listing: a change marker, not content (hashing.py)
 import marshal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING

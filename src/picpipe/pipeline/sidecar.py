@@ -28,7 +28,8 @@ import secrets
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from picpipe.errors import ItemError
+# SidecarError is imported from here by pipeline/stages.py until it imports from errors.py.
+from picpipe.errors import SidecarError as SidecarError
 from picpipe.library.layout import run_temp_prefix, sidecar_path
 from picpipe.library.writer import fsync_path, unlink_quietly
 from picpipe.pipeline.exiftool import ExifToolFailed
@@ -69,12 +70,6 @@ SIDECAR_TAGS = (
 )
 _ATTEMPTS = 3  # rewrites started over because another tool changed the sidecar meanwhile
 _MAX_TEXT = 2000  # title and description beyond this are cut in the catalog (not the file)
-
-
-class SidecarError(ItemError):
-    """A sidecar could not be read or written; recorded on the asset, the run goes on."""
-
-    template = "{path}: {detail}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,10 @@ from picpipe.catalog.queries import (
     sidecar_refs,
     update_sidecar_fields,
 )
-from picpipe.errors import LibraryError
+from picpipe.errors import LibraryError, SidecarError
 from picpipe.library.layout import ORIGINALS, sidecar_path
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.sidecar import (
-    SidecarError,
     SidecarFacts,
     UserFields,
     alternate_sidecar_path,

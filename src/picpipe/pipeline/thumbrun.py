@@ -23,18 +23,28 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select, update
-
-from picpipe.catalog.models import Asset
+from picpipe.catalog.thumbs import (
+    ThumbOutcome,
+    assets_to_thumb,
+    save_thumb_outcomes,
+    thumb_states,
+)
 from picpipe.errors import DependencyMissing, LibraryError
 from picpipe.jobs.report import RunReport
-from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, is_temp_name, thumb_metadata_path
+from picpipe.library.layout import (
+    TEMP_PREFIX,
+    THUMB_SIZES,
+    is_temp_name,
+    thumb_folder,
+    thumb_metadata_path,
+)
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
+    from picpipe.catalog.models import Asset
     from picpipe.config import ThumbOptions
 
 log = logging.getLogger(__name__)
@@ -151,8 +161,7 @@ class ThumbRun:
 
     def _select(self, selection: Selection) -> tuple[list[str], int]:
         with self.catalog.session() as db:
-            rows = db.execute(select(Asset.sha256, Asset.thumbs_state).order_by(Asset.sha256))
-            states = [(sha, state) for sha, state in rows]
+            states = thumb_states(db)
         if selection == "all":
             return [sha for sha, _ in states], 0
         todo = {sha for sha, state in states if state == "pending"}
@@ -167,7 +176,7 @@ class ThumbRun:
         present: set[str] | None = None
         for size in THUMB_SIZES:
             names: set[str] = set()
-            root = self.home / "thumbs" / size
+            root = self.home / thumb_folder(size)
             for shard in _listing(root):
                 names.update(
                     name[: -len(suffix)]
@@ -181,10 +190,7 @@ class ThumbRun:
         options, root = self.options, self.library_root
         for start in range(0, len(todo), 200):
             with self.catalog.session() as db:
-                assets = db.scalars(
-                    select(Asset).where(Asset.sha256.in_(todo[start : start + 200]))
-                )
-                for asset in assets:
+                for asset in assets_to_thumb(db, todo[start : start + 200]):
                     job = ThumbJob(
                         sha256=asset.sha256,
                         original=str(root / asset.library_path),
@@ -302,22 +308,18 @@ class ThumbRun:
         self._last_flush = time.monotonic()
         if not batch:
             return
-        states = [
-            {
-                "sha256": r.sha256,
-                "thumbs_state": "ok" if r.ok else "pending" if r.retry else "failed",
-                "thumbs_error": r.reason,
-            }
+        outcomes = [
+            ThumbOutcome(
+                r.sha256,
+                "ok" if r.ok else "pending" if r.retry else "failed",
+                r.reason,
+                r.video_codec,
+                r.duration,
+            )
             for r in batch
         ]
-        codecs = [
-            {"sha256": r.sha256, "video_codec": r.video_codec} for r in batch if r.video_codec
-        ]
-        durations = [{"sha256": r.sha256, "duration": r.duration} for r in batch if r.duration]
         with self.catalog.session() as db, db.begin():
-            for rows in (states, codecs, durations):
-                if rows:
-                    db.execute(update(Asset), rows)
+            save_thumb_outcomes(db, outcomes)
 
 
 def asset_facts(asset: Asset) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from picpipe.errors import ItemError
+from picpipe.errors import ItemError, ThumbnailWriteFailed
 from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, ThumbSize, thumb_path
 
 if TYPE_CHECKING:
@@ -226,13 +226,6 @@ def _is_srgb_profile(profile: bytes) -> bool:
     except (OSError, ImageCms.PyCMSError, TypeError):
         return False
     return "srgb" in description.lower()
-
-
-class ThumbnailWriteFailed(ItemError):
-    """A thumbnail could not be written under the local root (full disk, permissions)."""
-
-    template = "could not write thumbnails: {detail}"
-    retryable = True
 
 
 def _save(image: Any, target: Path, job: ThumbJob) -> None:

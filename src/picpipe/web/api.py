@@ -23,11 +23,10 @@ from starlette.responses import Response  # noqa: TC002 - FastAPI reads return a
 
 from picpipe.catalog import browse
 from picpipe.catalog.browse import AssetFilter
-from picpipe.catalog.models import Asset
-from picpipe.catalog.queries import asset_counts, recent_sessions, session_failures
+from picpipe.catalog.queries import asset_counts, find_asset, recent_sessions, session_failures
 from picpipe.catalog.queries import source_summaries as _source_summaries
 from picpipe.hashing import is_sha256
-from picpipe.library.layout import THUMB_SIZES
+from picpipe.library.layout import THUMB_SIZES, thumb_folder
 from picpipe.web import shapes
 from picpipe.web.auth import require_read
 from picpipe.web.context import WebContext, get_context
@@ -111,7 +110,7 @@ def asset_detail(ctx: Context, sha256: str) -> JSONResponse:
     albums and the other halves of a Live Photo or RAW+JPEG pair."""
     key = _key(sha256)
     with ctx.catalog.session() as db:
-        asset = db.get(Asset, key)
+        asset = find_asset(db, key)
         if asset is None:
             raise HTTPException(404, "no such asset")
         body = shapes.detail(asset) | {
@@ -229,7 +228,7 @@ def _folder_usage(ctx: WebContext) -> dict[str, Any]:
         if cached is not None and time.monotonic() - cached[0] < STATS_TTL:
             return dict(cached[1])
         home = ctx.home_root
-        thumbs = {size: _tree_usage(home / "thumbs" / size) for size in THUMB_SIZES}
+        thumbs = {size: _tree_usage(home / thumb_folder(size)) for size in THUMB_SIZES}
         usage = {
             "thumbnails": {
                 "count": sum(t["count"] for t in thumbs.values()),

@@ -19,7 +19,7 @@ JSON. A read-only token on a state-changing route gets 403.
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # HMAC-SHA256 signs the login cookie: a key, not content (hashing.py)
 import hmac
 import html
 import secrets

@@ -23,7 +23,7 @@ from starlette.responses import Response  # noqa: TC002 - FastAPI reads return a
 from picpipe import __version__
 from picpipe.catalog import browse
 from picpipe.catalog.browse import AssetFilter
-from picpipe.catalog.models import Asset
+from picpipe.catalog.queries import find_asset
 from picpipe.catalog.shuffle import Shuffle
 from picpipe.errors import CatalogError
 from picpipe.web import shapes
@@ -32,6 +32,8 @@ from picpipe.web.context import WebContext, get_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from picpipe.catalog.models import Asset
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,7 @@ def _plain_name(name: str) -> bool:
 
 def _load(ctx: WebContext, sha256: str) -> Asset | None:
     with ctx.catalog.session() as db:
-        asset = db.get(Asset, sha256)
+        asset = find_asset(db, sha256)
         if asset is None or asset.kind not in ("photo", "raw"):
             return None
         return asset

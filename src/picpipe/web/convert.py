@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from picpipe.errors import DependencyMissing, ItemError
+from picpipe.errors import ConversionFailed, DependencyMissing, ThumbnailFailed
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,9 @@ _FULL_BOX = (1 << 20, 1 << 20)  # no downscaling: the decoders' box is the whole
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-class ConversionFailed(ItemError):
-    """No JPEG could be made from this original (the reason alone, no path)."""
-
-    template = "cannot show this original as JPEG: {detail}"
-
-
 def convert_file(path: str, kind: str, max_pixels: int, quality: int) -> tuple[bytes | None, str]:
     """Worker side: (JPEG bytes, "") or (None, reason). Never raises for a bad file."""
-    from picpipe.pipeline.decoders import ThumbnailFailed, decode, vips_reason
+    from picpipe.pipeline.decoders import decode, vips_reason
     from picpipe.pipeline.thumbs import to_srgb, upright
 
     try:

@@ -30,11 +30,11 @@ import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from picpipe.errors import OriginalUnreachable
 from picpipe.library.cache import CachedFile, CacheSink, FullCache
 from picpipe.web.convert import Converter
 from picpipe.web.origins import (
     AssetFacts,
-    OriginalUnreachable,
     Origins,
     asset_facts,
     open_library_file,

@@ -14,7 +14,6 @@ HTTP client name no local path; the detail of each failed attempt goes to the lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -22,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from picpipe.catalog.models import Asset, Destination, Replica, Source, SourceFile
-from picpipe.errors import LibraryError, PicpipeError
-from picpipe.library.cache import EntryTooLarge
+from picpipe.catalog import origins as queries
+from picpipe.catalog.origins import AssetFacts
+from picpipe.errors import EntryTooLarge, OriginalUnreachable, PicpipeError
+from picpipe.hashing import new_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -40,44 +38,10 @@ log = logging.getLogger(__name__)
 _READ = 1 << 20
 
 
-class OriginalUnreachable(LibraryError):
-    """Neither the library nor any replica or source could give an original's bytes."""
-
-    template = (
-        "the original of {short} is not reachable: the library is offline or missing it, and "
-        "{tried}; try again when the library is back"
-    )
-    retryable = True
-
-
-@dataclass(frozen=True, slots=True)
-class AssetFacts:
-    """What serving an original needs to know about the asset (one catalog row)."""
-
-    sha256: str
-    size: int
-    kind: str
-    mime_type: str | None
-    file_type: str | None
-    library_path: str
-
-    @property
-    def ext(self) -> str:
-        suffix = PurePosixPath(self.library_path).suffix.lower().lstrip(".")
-        return suffix if suffix.isalnum() and len(suffix) <= 10 else "bin"
-
-
 def asset_facts(catalog: Catalog, sha256: str) -> AssetFacts | None:
     """The asset's row as `AssetFacts`, or None when the catalog does not know it."""
     with catalog.session() as db:
-        row = db.execute(
-            select(
-                Asset.size, Asset.kind, Asset.mime_type, Asset.file_type, Asset.library_path
-            ).where(Asset.sha256 == sha256)
-        ).first()
-    if row is None:
-        return None
-    return AssetFacts(sha256, int(row[0]), row[1], row[2], row[3], row[4])
+        return queries.asset_facts(db, sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +94,8 @@ class Origins:
 
     def _copies(self, sha256: str) -> list[_Copy]:
         with self.catalog.session() as db:
-            replicas = db.execute(
-                select(Destination.name, Replica.remote_key)
-                .join(Destination, Destination.id == Replica.destination_id)
-                .where(Replica.sha256 == sha256, Replica.state == "verified")
-                .order_by(Replica.verified_at.desc(), Destination.name)
-            ).all()
-            sources = db.execute(
-                select(Source.name, Source.location, SourceFile.ref)
-                .join(Source, Source.id == SourceFile.source_id)
-                .where(
-                    SourceFile.sha256 == sha256,
-                    SourceFile.gone.is_(False),
-                    Source.kind == "folder",
-                )
-                .order_by(SourceFile.last_seen.desc())
-            ).all()
+            replicas = queries.verified_replicas(db, sha256)
+            sources = queries.folder_source_files(db, sha256)
         copies: list[_Copy] = []
         for name, key in replicas:
             destination = self._destination(name)
@@ -176,7 +126,7 @@ class Origins:
 
     @staticmethod
     def _write_verified(copy: _Copy, facts: AssetFacts, sink: CacheSink) -> bool:
-        digest = hashlib.sha256()
+        digest = new_hasher()
         size = 0
         try:
             for chunk in copy.read():
@@ -247,4 +197,4 @@ def open_library_file(root: Path, facts: AssetFacts) -> int | None:
     return fd
 
 
-__all__ = ["AssetFacts", "OriginalUnreachable", "Origins", "asset_facts", "open_library_file"]
+__all__ = ["AssetFacts", "Origins", "asset_facts", "open_library_file"]

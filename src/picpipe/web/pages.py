@@ -14,7 +14,6 @@ catalog cannot become markup (Jinja autoescaping, and the scripts build nodes wi
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from picpipe import __version__
+from picpipe.hashing import sha256_file
 from picpipe.web.auth import require_read
 from picpipe.web.context import WebContext, get_context
 from picpipe.web.live import status_feed
@@ -62,7 +62,7 @@ def _environment() -> Environment:
 
 @functools.cache
 def _static_version(name: str) -> str:
-    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+    return sha256_file(STATIC / name)[0][:12]
 
 
 def _static_url(name: str) -> str:

@@ -93,7 +93,7 @@ class ThumbEntry:
 
     def accel_path(self, sha256: str, size: str) -> str:
         """The file's path under the nginx prefix (``thumbs/{size}/{sha[:2]}/{sha}.{ext}``)."""
-        return f"thumbs/{size}/{sha256[:2]}/{sha256}.{self.ext}"
+        return thumb_path(sha256, size, self.ext)  # type: ignore[arg-type]
 
 
 class ThumbMemo:
