@@ -14,11 +14,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +29,7 @@ from picpipe.catalog.thumbs import (
     thumb_states,
 )
 from picpipe.errors import DependencyMissing, LibraryError
+from picpipe.jobs.process_pool import ProcessPool
 from picpipe.jobs.report import RunReport
 from picpipe.library.layout import (
     TEMP_PREFIX,
@@ -86,6 +86,8 @@ class ThumbSummary:
         }
 
 
+# Decoders run in forked processes: a crash in one fails that file only (`jobs/process_pool`).
+_Pool = ProcessPool[ThumbJob, ThumbResult]
 ProgressSink = Callable[[ThumbSummary, int], None]  # the summary so far, the number to make
 
 
@@ -141,7 +143,12 @@ class ThumbRun:
         if todo:
             _load_decoders()
             workers = max(1, min(self.workers, len(todo)))
-            pool = _Pool(self.work, workers, threads=max(1, cpu_count() // workers))
+            pool: ProcessPool[ThumbJob, ThumbResult] = ProcessPool(
+                self.work,
+                workers,
+                initializer=init_worker,
+                initargs=(max(1, cpu_count() // workers),),
+            )
             try:
                 self._process(pool, self._items(todo), summary, len(todo))
             finally:
@@ -207,7 +214,11 @@ class ThumbRun:
     # -- running -------------------------------------------------------------------------
 
     def _process(
-        self, pool: _Pool, items: Iterator[_Item], summary: ThumbSummary, total: int
+        self,
+        pool: ProcessPool[ThumbJob, ThumbResult],
+        items: Iterator[_Item],
+        summary: ThumbSummary,
+        total: int,
     ) -> None:
         in_flight: dict[Future[ThumbResult], _Item] = {}
         limit = pool.workers * 3
@@ -247,7 +258,13 @@ class ThumbRun:
                 for item in suspects:
                     self._isolated(pool, item, summary, total)
 
-    def _isolated(self, pool: _Pool, item: _Item, summary: ThumbSummary, total: int) -> None:
+    def _isolated(
+        self,
+        pool: ProcessPool[ThumbJob, ThumbResult],
+        item: _Item,
+        summary: ThumbSummary,
+        total: int,
+    ) -> None:
         future = pool.submit(item.job)
         wait([future])
         result = _outcome(future, item)
@@ -352,39 +369,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-class _Pool:
-    """A process pool that can be replaced when a worker dies.
-
-    Workers are forked from this process with the decoders already imported (`_load_decoders`),
-    so a new pool, at start or after a crash, costs milliseconds. Fork rather than spawn or a
-    forkserver: those exec the interpreter again, which fails where the user may run Python but
-    not re-exec it (a venv behind a private home). The main process runs no libvips operation,
-    so no libvips thread pool is forked half-made.
-    """
-
-    def __init__(self, work: Callable[[ThumbJob], ThumbResult], workers: int, threads: int):
-        self.work = work
-        self.workers = workers
-        self.threads = threads
-        self._executor = self._start()
-
-    def _start(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("fork")
-        return ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=init_worker, initargs=(self.threads,)
-        )
-
-    def submit(self, job: ThumbJob) -> Future[ThumbResult]:
-        return self._executor.submit(self.work, job)
-
-    def restart(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._executor = self._start()
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _outcome(future: Future[ThumbResult], item: _Item) -> ThumbResult | None:
