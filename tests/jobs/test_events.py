@@ -116,10 +116,10 @@ def test_every_command_that_runs_work_prints_the_shared_envelope(
         "PICPIPE_DATABASE_URL": library.settings.catalog_url,
         "PICPIPE_CONFIG": str(config),
     }
-    for args in (("import", str(source)), ("sync",), ("thumbs", "--all")):
+    for args in (("import", str(source)), ("sync",), ("thumbs", "--all"), ("sidecars", "--write")):
         result = run_cli(*args, "--json", env=env)
         assert result.returncode == 0, result.stderr
         shape = json.loads(result.stdout)
         assert set(shape) >= ENVELOPE, (args, shape)
-        assert shape["kind"] == {"import": "import", "sync": "sync", "thumbs": "thumbs"}[args[0]]
+        assert shape["kind"] == args[0]
         assert isinstance(shape["run_id"], int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from picpipe.config import mask_url
 from picpipe.errors import CatalogError, CatalogUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from sqlalchemy.engine import Engine, ExceptionContext
 
@@ -27,6 +28,9 @@ class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writers = sessionmaker(
+            engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -34,6 +38,18 @@ class Catalog:
 
     def session(self) -> Session:
         return self.sessions()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction, committed at the end of the block (rolled back on error).
+
+        On SQLite it takes the write lock when it begins (``BEGIN IMMEDIATE``, waiting out the
+        busy timeout): a transaction that read first and then writes is refused at once in WAL
+        mode when another process committed in between, so several processes (two importers,
+        a sync, the server) writing one catalog must begin their writes this way.
+        """
+        with self._writers() as db, db.begin():
+            yield db
 
     def close(self) -> None:
         self.engine.dispose()
@@ -70,8 +86,12 @@ def _catalog_errors(context: ExceptionContext) -> None:
     raise CatalogError(detail=detail) from context.sqlalchemy_exception
 
 
+IMMEDIATE = "picpipe_sqlite_immediate"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    immediate = conn.get_execution_options().get(IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_catalog_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:

@@ -10,7 +10,6 @@ in the same transaction that creates the run, so it holds across processes and m
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from picpipe.catalog.models import Claim, ImportSession, RunLease
 from picpipe.catalog.queries import utcnow
 from picpipe.catalog.upsert import insert_ignore
 from picpipe.errors import CatalogBusy
+from picpipe.hashing import sha256_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -318,7 +318,7 @@ def key_claim(destination_id: int, remote_key: str) -> str:
     claim = f"key:{destination_id}:{remote_key}"
     if len(claim) <= 400:
         return claim
-    return f"key:{destination_id}:sha256:{hashlib.sha256(remote_key.encode()).hexdigest()}"
+    return f"key:{destination_id}:sha256:{sha256_bytes(remote_key.encode())}"
 
 
 def _iso(value: datetime | None) -> str | None:

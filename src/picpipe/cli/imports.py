@@ -129,10 +129,8 @@ def _print_thumbs(thumbs: dict[str, Any] | None) -> None:
     """Failed thumbnails leave the exit code alone: the originals are safe, the state says why."""
     if thumbs is None:
         return
-    if "error" in thumbs or "busy" in thumbs:
-        console.print(
-            f"thumbnails: none made ({thumbs.get('error') or thumbs['busy']})", markup=False
-        )
+    if "error" in thumbs:
+        console.print(f"thumbnails: none made ({thumbs['error']})", markup=False)
         return
     console.print(f"thumbnails: {thumbs['made']} made, {thumbs['failed']} failed")
     for failure in thumbs.get("_failures", [])[:20]:

@@ -60,13 +60,16 @@ def sidecars(
                     tools=tools,
                 )
                 run.status = "completed_with_failures" if report.failed else "completed"
+                run.report = report.report(run.id)
+                run_id: int | None = run.id
         else:
             report = sync_sidecars(settings, catalog, tools=tools)
+            run_id = None
     finally:
         tools.close()
         catalog.close()
     if as_json:
-        emit_json(report.as_dict())
+        emit_json(report.report(run_id).as_dict() | report.as_dict())
     else:
         _print_report(report, acted=reimport or write)
     if report.failed:

@@ -34,7 +34,7 @@ class ReplicaOutcomes:
         raise NotImplementedError
 
     def _write(self, target: SyncTarget, sha256: str, *, bump: bool = False, **fields: Any) -> None:
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             q.set_replica(db, target.destination_id, sha256, **fields)
             if bump:
                 q.bump_attempts(db, target.destination_id, sha256)
@@ -116,7 +116,7 @@ class ReplicaOutcomes:
             "failed": sum(t.failed for t in tallies),
             "bytes": sum(t.bytes for t in tallies),
         }
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             write_session_counts(db, self._session_id, counts)
             add_session_failures(
                 db, self._session_id, [(f"{d}: {p}", r) for d, p, r in report.failures[:5000]]

@@ -158,7 +158,7 @@ class SyncRun(ReplicaOutcomes):
 
     def _targets(self) -> list[SyncTarget]:
         targets = []
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             for name, backend in self.destinations.items():
                 if self.dry_run:  # writes nothing; a new destination has no replicas yet
                     dest_id = q.destination_id(db, name) or -1

@@ -47,7 +47,7 @@ def recover_stale_runs(catalog: Catalog, *, host: str, library_root: Path | None
     log.warning("%d earlier run(s) were interrupted (%s); recovering", len(stale), stale)
     if library_root is not None:
         sweep_temp_files(library_root, run_ids=stale)
-    with catalog.session() as db, db.begin():
+    with catalog.write() as db:
         q.mark_interrupted(db, stale)
     return stale
 
@@ -97,7 +97,7 @@ class LeasedRun:
     def __enter__(self) -> LeasedRun:
         recover_stale_runs(self.catalog, host=self.host, library_root=self.library_root)
         owner = q.Owner.this_process(self.host)
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             run = q.begin_run(
                 db,
                 kind=self.kind,
@@ -132,7 +132,7 @@ class LeasedRun:
                 self.error = self.error or (str(exc) if exc is not None else None)
         self.status = status
         try:
-            with self.catalog.session() as db, db.begin():
+            with self.catalog.write() as db:
                 q.end_run(db, self.id, status, error=self.error)
         except CatalogError as end_error:
             # The catalog is gone too: the lease lapses and the next run recovers this one.
@@ -165,7 +165,7 @@ class LeasedRun:
             with self._lock:
                 progress = dict(self._progress)
             try:
-                with self.catalog.session() as db, db.begin():
+                with self.catalog.write() as db:
                     held = q.renew_lease(
                         db,
                         self.id,

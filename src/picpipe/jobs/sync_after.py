@@ -41,7 +41,7 @@ def _link_pairs(catalog: Catalog, target: SyncTarget, backend: Any) -> None:
         return
     linked = set(backend.link_pairs([(s, v) for _sha, s, v in pairs]))
     done = [(sha, v) for sha, s, v in pairs if (s, v) in linked]
-    with catalog.session() as db, db.begin():
+    with catalog.write() as db:
         q.mark_linked(db, target.destination_id, done)
 
 
@@ -54,7 +54,7 @@ def _fill_albums(catalog: Catalog, target: SyncTarget, backend: Any) -> None:
         {album: [key for _sha, key in members] for album, members in wanted.items()}
     )
     by_key = {key: sha for members in wanted.values() for sha, key in members}
-    with catalog.session() as db, db.begin():
+    with catalog.write() as db:
         q.mark_in_albums(
             db,
             target.destination_id,

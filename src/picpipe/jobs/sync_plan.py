@@ -193,14 +193,17 @@ class SyncPlanner:
                     wanted[sha] = target.backend.key_for(assets[sha])
         taken = q.claimed_keys(db, target.destination_id, list(set(wanted.values())))
         out: dict[str, str] = {}
-        for sha, key in wanted.items():
-            holder = taken.get(key)
-            if (holder is not None and holder != sha) or not self._claim(db, target, key, sha):
-                key = collision_key(key, sha)
-                self._claim(db, target, key, sha)
-            out[sha] = key
-        if self.run_id is not None:
-            db.commit()
+        if not wanted:
+            return out
+        with self.catalog.write() as claims:
+            for sha, key in wanted.items():
+                holder = taken.get(key)
+                if (holder is not None and holder != sha) or not self._claim(
+                    claims, target, key, sha
+                ):
+                    key = collision_key(key, sha)
+                    self._claim(claims, target, key, sha)
+                out[sha] = key
         return out
 
     def _claim(self, db: Any, target: SyncTarget, key: str, sha: str) -> bool:

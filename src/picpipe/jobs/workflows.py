@@ -1,9 +1,9 @@
 """The named workflows, defined once: "ingest" and "thumbnails" (replication is `SyncRun`).
 
-ingest = scan → hash → dedupe → metadata → place → sidecar (the import stages, in a leased
-run per set of sources), then the pairs of the session, the sidecar re-import of edits made
-in other tools, and the thumbnails of what is pending (in their process pool, in a leased
-"thumbs" run). The CLI calls these today; the service and SD-card sessions call them next.
+ingest = scan → hash → dedupe → metadata → place → sidecar (the import stages), the pairs of
+the session, the sidecar re-import of edits made in other tools, and the thumbnails of what is
+pending (in their process pool), all in one leased run per set of sources. The CLI calls these
+today; the service and SD-card sessions call them next.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from picpipe.errors import CatalogBusy, PicpipeError
+from picpipe.errors import PicpipeError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.worker import LocalWorkerPool
@@ -56,6 +56,20 @@ def import_keys(sources: Sequence[Source]) -> list[str]:
     return [f"import:{source.name}" for source in sources]
 
 
+def _import_lease(
+    settings: Settings, catalog: Catalog, sources: Sequence[Source], sinks: Sequence[EventSink]
+) -> LeasedRun:
+    return LeasedRun(
+        catalog,
+        kind="import",
+        device=", ".join(source.name for source in sources),
+        keys=import_keys(sources),
+        options=settings.runs,
+        library_root=settings.library_root,
+        sinks=sinks,
+    )
+
+
 def import_sources(
     settings: Settings,
     catalog: Catalog,
@@ -74,31 +88,36 @@ def import_sources(
     file is then recorded as failed). Item failures are in the summary.
     """
     check_writable(settings.library_root)
+    with _import_lease(settings, catalog, sources, sinks) as run:
+        return _import_in(run, settings, catalog, sources, tools, workers, move, stages)
+
+
+def _import_in(
+    run: LeasedRun,
+    settings: Settings,
+    catalog: Catalog,
+    sources: Sequence[Source],
+    tools: ExifToolPool,
+    workers: int | None,
+    move: bool,
+    stages: Sequence[Stage] | None,
+) -> SessionSummary:
     ctx = build_context(settings, catalog, tools)
+    ctx.run_id = run.id
     chosen = tuple(stages) if stages is not None else import_stages(settings)
-    with LeasedRun(
-        catalog,
-        kind="import",
-        device=", ".join(source.name for source in sources),
-        keys=import_keys(sources),
-        options=settings.runs,
-        library_root=settings.library_root,
-        sinks=sinks,
-    ) as run:
-        ctx.run_id = run.id
 
-        def work(task: ImportTask) -> ImportTask:
-            return run_stages(ctx, task, chosen)
+    def work(task: ImportTask) -> ImportTask:
+        return run_stages(ctx, task, chosen)
 
-        # One pool for the whole run: its threads (and their exiftool processes) are reused
-        # from one source to the next.
-        pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
-            work, workers=workers or settings.workers
-        )
-        try:
-            return ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
-        finally:
-            pool.shutdown(cancel=True)
+    # One pool for the whole run: its threads (and their exiftool processes) are reused from
+    # one source to the next.
+    pool: LocalWorkerPool[ImportTask, ImportTask] = LocalWorkerPool(
+        work, workers=workers or settings.workers
+    )
+    try:
+        return ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
+    finally:
+        pool.shutdown(cancel=True)
 
 
 def ingest(
@@ -112,29 +131,26 @@ def ingest(
     move: bool = False,
     thumbnails: bool = True,
 ) -> IngestResult:
-    """Import ``sources`` (`import_sources`), then the session's follow-up work: the sidecar
-    re-import and the pending thumbnails. Raises as `import_sources` does."""
-    summary = import_sources(
-        settings, catalog, sources, tools=tools, sinks=sinks, workers=workers, move=move
-    )
-    # Edits made in digiKam and friends since the last run come back with every import.
-    sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
-    thumbs: dict[str, Any] | None = None
-    if thumbnails and settings.thumbs.on_import:
-        thumbs = _pending_thumbnails(settings, catalog, sinks)
+    """Import ``sources``, then the session's follow-up work — the sidecar re-import and the
+    pending thumbnails — in the same leased run (one run row and one event stream per
+    ingest). Raises as `import_sources` does."""
+    check_writable(settings.library_root)
+    with _import_lease(settings, catalog, sources, sinks) as run:
+        summary = _import_in(run, settings, catalog, sources, tools, workers, move, None)
+        # Edits made in digiKam and friends since the last run come back with every import.
+        sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
+        thumbs: dict[str, Any] | None = None
+        if thumbnails and settings.thumbs.on_import:
+            thumbs = _pending_thumbnails(settings, catalog, run)
     return IngestResult(summary, sidecars, thumbs)
 
 
-def _pending_thumbnails(
-    settings: Settings, catalog: Catalog, sinks: Sequence[EventSink]
-) -> dict[str, Any]:
+def _pending_thumbnails(settings: Settings, catalog: Catalog, run: LeasedRun) -> dict[str, Any]:
     """Thumbnails for every asset still pending; a problem is reported, not raised: the
-    originals are safe and each asset's state says why it has none."""
+    originals are safe and each asset's state says why it has none. Thumbnail writes are
+    atomic and idempotent, so two ingests making some of the same ones at once is harmless."""
     try:
-        result = thumbnails_run(settings, catalog, "pending", sinks=sinks)
-    except CatalogBusy as exc:
-        log.info("thumbnails left to the run that is making them: %s", exc.message)
-        return {"made": 0, "failed": 0, "busy": exc.message}
+        result = _make_thumbnails(run, settings, catalog, "pending", None)
     except PicpipeError as exc:
         log.warning("no thumbnails were made: %s", exc.message)
         return {"made": 0, "failed": 0, "error": exc.message}
@@ -159,26 +175,37 @@ def thumbnails_run(
         options=settings.runs,
         sinks=sinks,
     ) as run:
-        seen = [0, 0]
-
-        def progress(summary: ThumbSummary, total: int) -> None:
-            run.publish(Progress(run.id, "thumbnails", summary.made + summary.failed, total))
-            for failure in summary.failures[seen[1] :]:
-                run.publish(ItemFailed(run.id, failure["path"], failure["reason"]))
-            for _ in range(summary.made - seen[0]):
-                run.publish(ItemDone(run.id, "", "made", 0))
-            seen[0], seen[1] = summary.made, len(summary.failures)
-
-        thumbs = ThumbRun(
-            catalog,
-            home=settings.home_root,
-            library_root=settings.library_root,
-            options=settings.thumbs,
-            workers=workers,
-            progress=progress,
-        )
-        summary = thumbs.run(selection)
-        summary.run_id = run.id
+        summary = _make_thumbnails(run, settings, catalog, selection, workers)
         run.report = summary.report()
         run.status = "completed_with_failures" if summary.failed else "completed"
+    return summary
+
+
+def _make_thumbnails(
+    run: LeasedRun,
+    settings: Settings,
+    catalog: Catalog,
+    selection: Selection,
+    workers: int | None,
+) -> ThumbSummary:
+    seen = [0, 0]
+
+    def progress(summary: ThumbSummary, total: int) -> None:
+        run.publish(Progress(run.id, "thumbnails", summary.made + summary.failed, total))
+        for failure in summary.failures[seen[1] :]:
+            run.publish(ItemFailed(run.id, failure["path"], failure["reason"]))
+        for _ in range(summary.made - seen[0]):
+            run.publish(ItemDone(run.id, "", "made", 0))
+        seen[0], seen[1] = summary.made, len(summary.failures)
+
+    thumbs = ThumbRun(
+        catalog,
+        home=settings.home_root,
+        library_root=settings.library_root,
+        options=settings.thumbs,
+        workers=workers,
+        progress=progress,
+    )
+    summary = thumbs.run(selection)
+    summary.run_id = run.id
     return summary

@@ -106,7 +106,7 @@ class Recorder:
         tasks, self._tasks = self._tasks, []
         problems, self._problems = self._problems, []
         now = utcnow()
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             fresh = [t for t in tasks if t.outcome == "new" and t.info is not None]
             inserted = add_assets(db, [_asset_row(t, now, self.session_id) for t in fresh])
             for task in fresh:

@@ -168,7 +168,7 @@ class ImportRun:
             for source in sources:
                 self._import_source(source, recorder)
             recorder.flush()
-            with self.catalog.session() as db, db.begin():
+            with self.catalog.write() as db:
                 link_pairs(db, session_assets(db, session_id))
             status = "completed_with_failures" if recorder.counts.failed else "completed"
         except KeyboardInterrupt:
@@ -204,7 +204,7 @@ class ImportRun:
     # -- one source ----------------------------------------------------------------------
 
     def _import_source(self, source: Source, recorder: Recorder) -> None:
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             source_id = ensure_source(
                 db, name=source.name, kind=source.kind, location=source.location
             ).id
@@ -312,7 +312,7 @@ class ImportRun:
         complete: bool,
     ) -> None:
         """After a source's tasks are recorded: gone files, vanished folders, new digests."""
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             if complete:
                 mark_gone(db, [i for ids in index.gone.values() for i in ids])
                 vanished = index.vanished_folders()

@@ -28,6 +28,7 @@ from picpipe.catalog.queries import (
     update_sidecar_fields,
 )
 from picpipe.errors import LibraryError, SidecarError
+from picpipe.jobs.report import RunReport
 from picpipe.library.layout import ORIGINALS, sidecar_path
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.sidecar import (
@@ -64,6 +65,12 @@ class SidecarReport:
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+    def report(self, run_id: int | None) -> RunReport:
+        """The shared run report of a `picpipe sidecars` pass (``run_id`` None: read only)."""
+        counts = {"reimported": self.reimported, "written": self.written, "failed": self.failed}
+        status = "completed_with_failures" if self.failed else "completed"
+        return RunReport("sidecars", run_id, status, counts, 0, self.failures, [], self.seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +153,7 @@ def sync_sidecars(
                         report.written += 1
                     else:
                         report.reimported += 1
-                with catalog.session() as db, db.begin():
+                with catalog.write() as db:
                     update_sidecar_fields(db, updates)
     finally:
         if tools is None:

@@ -103,7 +103,7 @@ def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
     if not task.owns_claim:
         # Claimed in the catalog with the run's lease: a twin in this run or another waits
         # (the runner defers it) until the owner's asset is committed, then is a duplicate.
-        with ctx.catalog.session() as db, db.begin():
+        with ctx.catalog.write() as db:
             holder = try_claim(db, content_claim(task.sha256), ctx.run_id, host=ctx.host)
         if holder is not None:
             raise ContentClaimed(path=task.display, holder=f"run {holder}")

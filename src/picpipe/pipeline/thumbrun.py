@@ -335,7 +335,7 @@ class ThumbRun:
             )
             for r in batch
         ]
-        with self.catalog.session() as db, db.begin():
+        with self.catalog.write() as db:
             save_thumb_outcomes(db, outcomes)
 
 
