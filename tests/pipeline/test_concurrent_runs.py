@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,6 +75,20 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Photos:
     return Photos(a, b, hashes)
 
 
+SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """A failed assertion must not leave a picpipe (and its exiftool helpers) running."""
+    yield
+    while SPAWNED:
+        proc = SPAWNED.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @dataclass
 class Machine:
     """One "machine": its own home, its host name, the shared catalog and library."""
@@ -99,7 +114,9 @@ class Machine:
         out = (self.logs / f"{tag}.out").open("wb")
         err = (self.logs / f"{tag}.err").open("wb")
         with out, err:
-            return subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+        SPAWNED.append(proc)
+        return proc
 
     def result(self, proc: subprocess.Popen[bytes], tag: str, timeout: float = 180) -> Result:
         try:
