@@ -24,7 +24,7 @@ from picpipe.cli.app import (
 from picpipe.cli.progress import run_progress
 from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
-from picpipe.errors import ConfigError, ExitCode, ItemsFailed, PicpipeError
+from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsFailed, PicpipeError
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
@@ -86,6 +86,11 @@ def sync(
         emit_json(report.as_dict())
     else:
         _print_report(report)
+    if report.unreachable:
+        # The other destinations were synced; this one's part stopped at its first check.
+        names = ", ".join(report.unreachable)
+        detail = "; ".join(f"{n}: {why}" for n, why in report.unreachable.items())
+        raise DestinationUnavailable(destination=names, detail=detail)
     if report.failed:
         raise ItemsFailed(count=report.failed)
 
@@ -265,9 +270,13 @@ def _print_report(report: SyncReport) -> None:
         return
     console.print(f"sync session {report.session_id} {report.status} in {report.seconds:.1f}s")
     for name, t in report.destinations.items():
+        if t.unreachable:
+            console.print(f"  {name:<16} not synced: {t.unreachable}", markup=False)
+            continue
         console.print(
             f"  {name:<16} uploaded {t.uploaded} ({human_bytes(t.bytes)})  already there "
             f"{t.present}  re-verified {t.reverified}  repaired {t.repaired}  failed {t.failed}",
             markup=False,
         )
-    print_failures([{"path": f"{d}: {p}", "reason": r} for d, p, r in report.failures])
+    items = [(d, p, r) for d, p, r in report.failures if p != "(destination)"]
+    print_failures([{"path": f"{d}: {p}", "reason": r} for d, p, r in items])

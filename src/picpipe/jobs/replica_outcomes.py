@@ -1,5 +1,6 @@
 """The replica state machine's catalog writes and a sync's outcomes: tallies, events, the
-run's counts. `SyncRun` is built on this; every write is committed before the next step."""
+run's counts, and destinations found unreachable. `SyncRun` is built on this; every write is
+committed before the next step."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog import replicas as q
 from picpipe.catalog.queries import add_session_failures, utcnow, write_session_counts
-from picpipe.errors import CatalogError
+from picpipe.errors import (
+    CatalogError,
+    DestinationAuthFailed,
+    DestinationUnavailable,
+    PicpipeError,
+)
 from picpipe.events import ItemDone, ItemFailed
 
 if TYPE_CHECKING:
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
     from picpipe.jobs.sync_report import DestinationTally, SyncReport
 
 log = logging.getLogger(__name__)
+
+STRIKES = 5  # transfers in a row failing as unreachable before the destination is re-checked
 
 
 class ReplicaOutcomes:
@@ -121,3 +129,44 @@ class ReplicaOutcomes:
             add_session_failures(
                 db, self._session_id, [(f"{d}: {p}", r) for d, p, r in report.failures[:5000]]
             )
+
+    # -- reachability ------------------------------------------------------------------------
+
+    def _reachable(self, target: SyncTarget) -> bool:
+        """Check ``target`` once before its first remote call: an unmounted NAS, a refused
+        connection, bad credentials or a DNS failure stop its part of the run at once (one
+        line, exit 11) instead of failing every photo after its retries."""
+        with self._lock:
+            if target.checked:
+                return target.down is None
+            target.checked = True
+        try:
+            found = target.backend.check()
+            problem = None if found.ok else (found.detail or "not reachable")
+        except PicpipeError as exc:
+            problem = exc.reason
+        if problem is not None:
+            self._down(target, problem)
+        return problem is None
+
+    def _strike(self, target: SyncTarget, error: PicpipeError) -> None:
+        """Several transfers in a row failing as unreachable: check the destination again."""
+        if not isinstance(error, DestinationUnavailable | DestinationAuthFailed):
+            target.strikes = 0
+            return
+        with self._lock:
+            target.strikes += 1
+            due = target.strikes == STRIKES and target.down is None
+            if due:
+                target.checked = False
+        if due and not self._reachable(target):
+            log.error("%s: stopped after %d transfers failed in a row", target.name, STRIKES)
+
+    def _down(self, target: SyncTarget, problem: str) -> None:
+        with self._lock:
+            if target.down is not None:
+                return
+            target.down = problem
+            self._report.destinations[target.name].unreachable = problem
+            self._report.failures.append((target.name, "(destination)", problem))
+        log.error("%s: %s; its part of this sync stops, the others go on", target.name, problem)

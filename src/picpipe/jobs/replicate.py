@@ -80,6 +80,8 @@ class SyncRun(ReplicaOutcomes):
         self._lease: LeasedRun | None = None
         self._report = SyncReport(None, "new", dry_run)
         self._planner = SyncPlanner(catalog, verify=verify, host=self.runs.host)
+        if not dry_run:  # a dry run makes no remote call it does not need
+            self._planner.reachable = self._reachable
         self._planned = 0
 
     # -- the run ---------------------------------------------------------------------------
@@ -241,8 +243,8 @@ class SyncRun(ReplicaOutcomes):
         needs: set[str],
         report: SyncReport,
     ) -> None:
-        if self.stop.is_set():
-            return
+        if self.stop.is_set() or target.down is not None:
+            return  # a destination found unreachable gets no more tries in this run
         backend = target.backend
         try:
             digests = self._digests(job, shared, needs)
@@ -293,7 +295,11 @@ class SyncRun(ReplicaOutcomes):
                 key = found
             self._upload(target, job, row, key, digests, shared, report)
         except PicpipeError as exc:
-            self._failed(target, job, key, report, exc.reason)
+            if target.down is None:
+                self._failed(target, job, key, report, exc.reason)
+            self._strike(target, exc)
+        else:
+            target.strikes = 0
 
     def _adopt_or_rename(
         self, target: SyncTarget, job: SyncJob, key: str, digests: Digests

@@ -21,7 +21,7 @@ from picpipe.destinations.base import AssetRef, Destination, collision_key
 from picpipe.errors import PicpipeError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from concurrent.futures import ThreadPoolExecutor
 
     from picpipe.catalog.db import Catalog
@@ -48,6 +48,11 @@ class SyncTarget:
     listed: set[str] | None = None
     listed_root: str = ""
     whole_listing_tried: bool = False
+    # Reachability, checked once before the first remote call of the run (and again after
+    # several transfers in a row failed as unreachable): None while fine, else why not.
+    checked: bool = False
+    down: str | None = None
+    strikes: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +73,9 @@ class SyncPlanner:
         self.verify = verify
         self.host = host
         self.run_id: int | None = None  # set for a real run: new keys are claimed under it
+        # Asked before a target's first remote call; False drops the target's work (it is
+        # unreachable: one line for it, the other destinations go on). None: no check.
+        self.reachable: Callable[[SyncTarget], bool] | None = None
 
     def pages(self, targets: Sequence[SyncTarget]) -> Iterator[list[SyncJob]]:
         """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
@@ -95,6 +103,16 @@ class SyncPlanner:
             after = page[-1].sha256
 
     def _jobs(self, rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]]) -> list[SyncJob]:
+        if self.reachable is not None:
+            down = {t.name for t in self._targets_of(rows) if not self.reachable(t)}
+            if down:
+                rows = {
+                    sha: kept
+                    for sha, items in rows.items()
+                    if (kept := [(t, r) for t, r in items if t.name not in down])
+                }
+                if not rows:
+                    return []
         shas = list(rows)
         with self.catalog.session() as db:
             provenance = q.first_provenance(db, shas)

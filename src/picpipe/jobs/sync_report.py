@@ -18,6 +18,7 @@ class DestinationTally:
     repaired: int = 0  # verified before, found damaged or missing by --verify, uploaded again
     failed: int = 0
     bytes: int = 0
+    unreachable: str | None = None  # why this destination's part of the run was stopped
 
 
 @dataclass(slots=True)
@@ -35,6 +36,11 @@ class SyncReport:
     @property
     def failed(self) -> int:
         return sum(t.failed for t in self.destinations.values())
+
+    @property
+    def unreachable(self) -> dict[str, str]:
+        """Destinations whose part of the run stopped because they cannot be reached."""
+        return {n: t.unreachable for n, t in self.destinations.items() if t.unreachable}
 
     def report(self) -> RunReport:
         """The shared shape: counts summed over the destinations."""
@@ -69,6 +75,7 @@ class SyncReport:
                     "repaired": t.repaired,
                     "failed": t.failed,
                     "bytes": t.bytes,
+                    "unreachable": t.unreachable,
                 }
                 for name, t in self.destinations.items()
             },
