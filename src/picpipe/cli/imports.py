@@ -24,6 +24,7 @@ from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed
 from picpipe.jobs.workflows import ingest
+from picpipe.library.guards import refuse_own_folder
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.sources.base import Source, load_source_kind
@@ -157,6 +158,7 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
         if not path.is_dir():
             raise ConfigError(detail=f"{name}: not a folder (import takes folders)")
         resolved = path.resolve()
+        refuse_own_folder(settings, resolved, "import folder")
         sources.append(FolderSource(str(resolved), resolved, settings.scan))
     return sources
 
@@ -170,7 +172,9 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     except ValueError as exc:
         raise ConfigError(detail=f"sources.{name}: {exc}") from exc
     if kind == "folder":
-        return FolderSource(name, Path(parsed.path).expanduser(), settings.scan)
+        folder = Path(parsed.path).expanduser()
+        refuse_own_folder(settings, folder, f"sources.{name}:")
+        return FolderSource(name, folder, settings.scan)
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

@@ -28,6 +28,7 @@ from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsF
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
+from picpipe.library.guards import refuse_destination_in_library
 
 JsonFlag = typer.Option(False, "--json", help="Print a JSON report instead of text.")
 
@@ -222,6 +223,10 @@ def open_destinations(settings: Settings, only: list[str]) -> dict[str, Destinat
     if unknown:
         raise ConfigError(detail=f"no destination named {', '.join(unknown)}")
     names = only or list(configured)
+    for name in names:
+        options = configured[name]
+        if str(options.get("kind", "")) == "filesystem" and options.get("path"):
+            refuse_destination_in_library(settings, name, Path(str(options["path"])))
     return {n: open_destination(n, dict(configured[n])) for n in names}
 
 
