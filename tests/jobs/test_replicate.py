@@ -143,15 +143,16 @@ def test_retries_run_out_into_a_failed_replica_with_its_reason(
     assert {r.state for r in replica_rows(imported)} == {"verified"}
 
 
-def test_an_unmounted_destination_fails_its_items_and_the_others_go_on(
+def test_an_unmounted_destination_stops_at_once_and_the_others_go_on(
     imported: LibraryFixture, tmp_path: Path
 ) -> None:
     gone = open_destination("gone", {"kind": "filesystem", "path": str(tmp_path / "unmounted")})
     nas = filesystem(tmp_path, "nas")
     report = sync(imported, {"gone": gone, "nas": nas})
     assert report.destinations["nas"].uploaded == 12
-    assert report.destinations["gone"].failed == 12
-    assert "mounted" in report.failures[0][2]
+    assert report.destinations["gone"].failed == 0, "not one failure per photo"
+    assert "mounted" in (report.destinations["gone"].unreachable or "")
+    assert report.failures == [("gone", "(destination)", report.unreachable["gone"])]
     assert not (tmp_path / "unmounted").exists()
 
 

@@ -156,7 +156,9 @@ class FilesystemDestination:
     def check(self) -> ConnectionReport:
         report = ConnectionReport(self.name, self.kind, False, False, False)
         if not self.root.is_dir():
-            return replace(report, detail=f"{self.root} does not exist or is not a folder")
+            return replace(
+                report, detail=f"{self.root} does not exist or is not a folder (is it mounted?)"
+            )
         probe = self.root / f"{TEMP_PREFIX}probe-{secrets.token_hex(4)}"
         try:
             probe.write_bytes(b"picpipe")
