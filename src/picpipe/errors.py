@@ -107,6 +107,20 @@ class LibraryError(PicpipeError):
     exit_code = ExitCode.LIBRARY
 
 
+class LibraryMissing(LibraryError):
+    template = (
+        "library not found at {root}: is the NAS mounted? (the catalog knows this library; "
+        "nothing was created)"
+    )
+
+
+class LibraryMismatch(LibraryError):
+    template = (
+        "the library at {root} is library {found}, but this catalog keeps library {known}; "
+        "check --library and the database URL"
+    )
+
+
 class LibraryUnwritable(LibraryError):
     template = "library root {root} is not writable ({detail}); fix its permissions or mount"
 

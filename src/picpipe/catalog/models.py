@@ -171,6 +171,16 @@ class ImportSession(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # stage, done, total
 
 
+class CatalogInfo(Base):
+    """Facts about the catalog itself: ``catalog_id``, ``library_id`` (the library it keeps,
+    named by the marker in the library root)."""
+
+    __tablename__ = "catalog_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class RunLease(Base):
     """Exclusion across processes and machines: one run at a time holds ``key`` (e.g.
     ``import:<source>``, ``sync:<destination>``) for as long as its run's lease is alive."""

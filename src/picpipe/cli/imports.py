@@ -25,6 +25,7 @@ from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
+from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.sources.base import Source, load_source_kind
@@ -51,13 +52,19 @@ def init(
     version = exiftool_version()
     home = settings.home_root
     home.mkdir(parents=True, exist_ok=True)
-    check_writable(settings.library_root)
     created_config = False
     if not settings.config_file.exists():
         settings.config_file.parent.mkdir(parents=True, exist_ok=True)
         settings.config_file.write_text(render_template(), encoding="utf-8")
         created_config = True
-    open_catalog(settings.catalog_url).close()
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        # Before anything is created there: a catalog whose library is on an unmounted NAS
+        # gets the one-line error, not a fresh library on the local disk.
+        identity = ensure_library(settings.library_root, catalog)
+        check_writable(settings.library_root)
+    finally:
+        catalog.close()
     result = {
         "home": str(home),
         "library": str(settings.library_root),
@@ -65,6 +72,7 @@ def init(
         "config_created": created_config,
         "catalog": mask_url(settings.catalog_url),
         "exiftool": version,
+        "library_id": identity.library_id,
     }
     if as_json:
         emit_json(result)

@@ -22,6 +22,7 @@ from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, sta
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
 from picpipe.library.layout import THUMB_SIZES, thumb_folder
+from picpipe.library.marker import library_problem
 
 
 def register(app: typer.Typer) -> None:
@@ -46,13 +47,15 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             last = recent_sessions(db, 1)
             last_run = _session_dict(last[0], db) if last else None
             active = [run.as_dict() for run in active_runs(db, host=settings.runs.host)]
+        problem = library_problem(settings.library_root, catalog)
     finally:
         catalog.close()
     result: dict[str, Any] = {
         "library": str(settings.library_root),
         "home": str(settings.home_root),
         "catalog": mask_url(settings.catalog_url),
-        "library_reachable": (settings.library_root / "originals").is_dir(),
+        "library_reachable": problem is None and (settings.library_root / "originals").is_dir(),
+        "library_problem": problem,
         "assets": sum(v["count"] for v in counts.values()),
         "bytes": sum(v["bytes"] for v in counts.values()),
         "by_kind": counts,
@@ -65,8 +68,11 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         return
     console.print(
         f"library   {result['library']}"
-        + ("" if result["library_reachable"] else " (not reachable)")
+        + ("" if result["library_reachable"] else " (not reachable)"),
+        markup=False,
     )
+    if problem:
+        console.print(f"          {problem}", markup=False)
     console.print(f"catalog   {result['catalog']}")
     console.print(f"assets    {result['assets']} ({human_bytes(result['bytes'])})")
     for kind, value in sorted(counts.items()):

@@ -29,6 +29,7 @@ from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
 from picpipe.library.guards import refuse_destination_in_library
+from picpipe.library.marker import refuse_missing_library
 
 JsonFlag = typer.Option(False, "--json", help="Print a JSON report instead of text.")
 
@@ -57,6 +58,11 @@ def sync(
     settings = state(ctx).settings
     backends = open_destinations(settings, destination)
     catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
+    try:
+        refuse_missing_library(settings.library_root, catalog)
+    except PicpipeError:
+        catalog.close()
+        raise
     stop = threading.Event()
     previous = sigterm_interrupts()
     try:

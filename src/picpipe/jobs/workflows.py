@@ -16,6 +16,7 @@ from picpipe.errors import PicpipeError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.worker import LocalWorkerPool
+from picpipe.library.marker import ensure_library, refuse_missing_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context, run_stages
 from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
@@ -87,6 +88,7 @@ def import_sources(
     the library cannot be written, CatalogError when the catalog fails under the run (no
     file is then recorded as failed). Item failures are in the summary.
     """
+    ensure_library(settings.library_root, catalog)
     check_writable(settings.library_root)
     with _import_lease(settings, catalog, sources, sinks) as run:
         return _import_in(run, settings, catalog, sources, tools, workers, move, stages)
@@ -134,6 +136,7 @@ def ingest(
     """Import ``sources``, then the session's follow-up work — the sidecar re-import and the
     pending thumbnails — in the same leased run (one run row and one event stream per
     ingest). Raises as `import_sources` does."""
+    ensure_library(settings.library_root, catalog)
     check_writable(settings.library_root)
     with _import_lease(settings, catalog, sources, sinks) as run:
         summary = _import_in(run, settings, catalog, sources, tools, workers, move, None)
@@ -166,7 +169,9 @@ def thumbnails_run(
     sinks: Sequence[EventSink] = (),
 ) -> ThumbSummary:
     """Make the ``selection``'s thumbnails in a leased "thumbs" run (one at a time per
-    catalog); the process pool's progress is published as the run's events."""
+    catalog); the process pool's progress is published as the run's events. Raises
+    LibraryMissing when the library is not there (an unmounted NAS)."""
+    refuse_missing_library(settings.library_root, catalog)
     with LeasedRun(
         catalog,
         kind="thumbs",

@@ -1,5 +1,5 @@
 """Runs leased in the catalog (run_lease, claim, session lease columns); source_file ctime_ns;
-one replica per (destination, remote key)
+one replica per (destination, remote key); catalog_info (the library this catalog belongs to)
 
 Revision ID: 0006
 Revises: 0005
@@ -44,6 +44,12 @@ def upgrade() -> None:
     op.create_index("ix_claim_session_id", "claim", ["session_id"])
     with op.batch_alter_table("source_file", schema=None) as batch_op:
         batch_op.add_column(sa.Column("ctime_ns", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "catalog_info",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
     with op.batch_alter_table("replica", schema=None) as batch_op:
         batch_op.create_unique_constraint("uq_replica_remote_key", ["destination_id", "remote_key"])
 
@@ -51,6 +57,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("replica", schema=None) as batch_op:
         batch_op.drop_constraint("uq_replica_remote_key", type_="unique")
+    op.drop_table("catalog_info")
     with op.batch_alter_table("source_file", schema=None) as batch_op:
         batch_op.drop_column("ctime_ns")
     op.drop_index("ix_claim_session_id", table_name="claim")

@@ -1,0 +1,125 @@
+"""The library knows itself: a marker file in its root names the library and its catalog.
+
+``init`` (and the first write to a new library) writes ``.picpipe-library.json`` with the
+library id, the catalog id and when it was created; the catalog stores the same library id.
+Every command that writes checks it before touching anything, so a library on a NAS that is
+not mounted — the folder missing, or an empty mount point — is a one-line error (exit 6),
+never a fresh library quietly started on the local disk; and a catalog pointed at another
+catalog's library is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from picpipe.catalog.library_info import catalog_fact, has_assets, set_catalog_fact_once
+from picpipe.errors import LibraryMismatch, LibraryMissing, LibraryUnwritable
+from picpipe.library.layout import ORIGINALS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from picpipe.catalog.db import Catalog
+
+MARKER = ".picpipe-library.json"
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryIdentity:
+    library_id: str
+    catalog_id: str
+    created: str
+
+
+def read_marker(root: Path) -> LibraryIdentity | None:
+    """The marker in ``root``, or None when there is none (or it cannot be read as one)."""
+    try:
+        data: dict[str, Any] = json.loads((root / MARKER).read_text(encoding="utf-8"))
+        return LibraryIdentity(
+            str(data["library_id"]), str(data["catalog_id"]), str(data["created"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def library_problem(root: Path, catalog: Catalog) -> str | None:
+    """Why the library at ``root`` cannot be used with this catalog now (None: it can).
+
+    Reads only: `status` and ``/health`` say the same as the commands that refuse.
+    """
+    try:
+        refuse_missing_library(root, catalog)
+    except (LibraryMissing, LibraryMismatch) as exc:
+        return exc.message
+    return None
+
+
+def refuse_missing_library(root: Path, catalog: Catalog) -> None:
+    """For commands that read the library (sync, thumbnails, serving): raise the problem."""
+    marker = read_marker(root)
+    with catalog.session() as db:
+        known = catalog_fact(db, "library_id")
+        assets = has_assets(db)
+    if marker is not None and known is not None and marker.library_id != known:
+        raise LibraryMismatch(root=str(root), found=marker.library_id, known=known)
+    if marker is None and (known is not None or assets) and not _holds_originals(root):
+        raise LibraryMissing(root=str(root))
+
+
+def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
+    """Check the library before a command writes to it; create or adopt it when that is safe.
+
+    Raises LibraryMissing when the catalog knows a library (or holds assets) and ``root`` is
+    missing or empty (an unmounted NAS: nothing is created then), LibraryMismatch when the
+    marker names another catalog's library, LibraryUnwritable when the marker cannot be
+    written. A new library (an empty catalog), or one from before markers (originals there,
+    no marker), gets its marker now.
+    """
+    problem_marker = read_marker(root)
+    with catalog.write() as db:
+        known = catalog_fact(db, "library_id")
+        assets = has_assets(db)
+        catalog_id = set_catalog_fact_once(db, "catalog_id", uuid.uuid4().hex)
+        if problem_marker is not None:
+            if known is not None and problem_marker.library_id != known:
+                raise LibraryMismatch(root=str(root), found=problem_marker.library_id, known=known)
+            set_catalog_fact_once(db, "library_id", problem_marker.library_id)
+            return problem_marker
+        if (known is not None or assets) and not _holds_originals(root):
+            raise LibraryMissing(root=str(root))
+        library_id = set_catalog_fact_once(db, "library_id", known or uuid.uuid4().hex)
+    identity = LibraryIdentity(
+        library_id, catalog_id, datetime.now(UTC).replace(microsecond=0).isoformat()
+    )
+    _write_marker(root, identity)
+    return identity
+
+
+def _holds_originals(root: Path) -> bool:
+    """A library that was used: its ``originals`` folder has something in it."""
+    try:
+        with os.scandir(root / ORIGINALS) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def _write_marker(root: Path, identity: LibraryIdentity) -> None:
+    data = {
+        "library_id": identity.library_id,
+        "catalog_id": identity.catalog_id,
+        "created": identity.created,
+        "written_by": "picpipe",
+    }
+    temp = root / f".{MARKER}.tmp"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, root / MARKER)
+    except OSError as exc:
+        raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc
