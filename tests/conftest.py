@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,3 +211,13 @@ def run_cli(
         check=check,
         timeout=timeout,
     )
+
+
+def running_session(db: Any, *, kind: str, device: str) -> Any:
+    """A run marked running by this process (as a live import on this machine leaves it)."""
+    import socket
+
+    from picpipe.catalog.runs import Owner, begin_run
+
+    owner = Owner.this_process(socket.gethostname())
+    return begin_run(db, kind=kind, device=device, owner=owner, lease_seconds=60)

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import select, update
 
 from picpipe.catalog.models import Asset, Destination, ImportSession, Replica
-from picpipe.catalog.queries import start_session, utcnow
+from picpipe.catalog.queries import utcnow
 from picpipe.config import ReplicaOptions, Settings
 from picpipe.samples import make_sample_set
 from picpipe.web.app import create_app
 from picpipe.web.live import StatusFeed
-from tests.conftest import LibraryFixture
+from tests.conftest import LibraryFixture, running_session
 from tests.web.conftest import TestClient, with_serve
 
 
@@ -158,7 +158,7 @@ def test_running_session_shows_live_counts_and_a_dead_process(
 ) -> None:
     client = client_for(imported.settings)
     with imported.catalog.session() as db, db.begin():
-        run = start_session(db, kind="import", device="card")
+        run = running_session(db, kind="import", device="card")
         run.seen, run.new, run.failed, run.bytes = 40, 10, 1, 12345
         run_id = run.id
     [running] = client.get("/api/status").json()["running"]
@@ -205,7 +205,7 @@ def test_events_push_the_status_and_every_change(imported: LibraryFixture, clien
         assert first["totals"]["assets"] == 12
 
         with imported.catalog.session() as db, db.begin():
-            run_id = start_session(db, kind="import", device="card").id
+            run_id = running_session(db, kind="import", device="card").id
         second = next(events)
         assert [r["id"] for r in second["running"]] == [run_id]
 
@@ -233,7 +233,7 @@ def test_feed_versions_change_only_with_the_status(imported_sqlite: LibraryFixtu
     version, status = feed.current()
     assert feed.current()[0] == version  # rebuilt, but nothing changed
     with lib.catalog.session() as db, db.begin():
-        start_session(db, kind="import", device="card")
+        running_session(db, kind="import", device="card")
     new_version, new_status = feed.current()
     assert new_version == version + 1
     assert len(new_status["running"]) == 1

@@ -25,12 +25,12 @@ from sqlalchemy import select, update
 
 from picpipe.catalog.db import open_catalog
 from picpipe.catalog.models import Asset, ImportSession
-from picpipe.catalog.queries import start_session, utcnow
+from picpipe.catalog.queries import utcnow
 from picpipe.config import Settings
 from picpipe.pipeline.thumbrun import ThumbRun
 from picpipe.samples import make_jpeg, make_sample_set
 from picpipe.web.app import create_app
-from tests.conftest import MEDIA, LibraryFixture, missing, open_library
+from tests.conftest import MEDIA, LibraryFixture, missing, open_library, running_session
 from tests.web.conftest import WebSite, clean_picpipe_env, with_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -258,7 +258,7 @@ def test_dashboard_follows_an_import_as_it_runs(
 
     # Another process (the CLI) starts an import and writes its counts as it goes.
     with catalog.session() as db, db.begin():
-        run = start_session(db, kind="import", device="card EOS_DIGITAL")
+        run = running_session(db, kind="import", device="card EOS_DIGITAL")
         run.seen, run.new, run.duplicate = 400, 150, 10
         run_id = run.id
     running = page.locator(f"#running article[data-session='{run_id}']")
