@@ -24,6 +24,7 @@ from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed, PicpipeError
 from picpipe.events import Event, ItemFinished, ScanProgress
+from picpipe.integrations.consumers import after_ingest
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
@@ -119,12 +120,15 @@ def import_(
         catalog.close()
     if not as_json:
         _print_summary(summary)
+    # Views and Immich's external library follow every ingest (when configured).
+    consumers = after_ingest(settings, added=summary.new)
     thumbs = None
     if settings.thumbs.on_import and not no_thumbs:
         # Failed thumbnails leave the exit code alone: the originals are safe, the state says why.
         thumbs = _make_thumbnails(settings, quiet=as_json)
     if as_json:
         extra = {"sidecars": sidecars} | ({"thumbs": thumbs} if thumbs is not None else {})
+        extra |= {"consumers": consumers} if consumers else {}
         emit_json(summary.as_dict() | extra)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
