@@ -78,7 +78,15 @@ VIDEO_EXTENSIONS = [
     "wmv",
     "webm",
 ]
-IGNORED_NAMES = [".DS_Store", "Thumbs.db", "desktop.ini", "@eaDir", "#recycle", "#snapshot"]
+IGNORED_NAMES = [
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "@eaDir",
+    "#recycle",
+    "#snapshot",
+    ".thumbnails",
+]
 IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"]
 
 _SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|sas|connection_string)", re.I)

@@ -175,7 +175,7 @@ def test_darktable_reads_its_documented_fields_from_the_ext_form(
         assert seen.get(key), key
 
 
-@pytest.mark.parametrize("editor", ["darktable", "digikam"])
+@pytest.mark.parametrize("editor", ["darktable", "digikam", "immich"])
 def test_edits_in_the_ext_form_come_back_and_leave_the_original_alone(
     library: LibraryFixture, tmp_path: Path, editor: str
 ) -> None:
@@ -191,6 +191,14 @@ def test_edits_in_the_ext_form_come_back_and_leave_the_original_alone(
             "-XMP-dc:Subject=sunset",
             "-XMP-xmp:Rating=5",
             "-XMP-darktable:XMPVersion=5",
+            str(path),
+        )
+    elif editor == "immich":  # an edit in Immich's web UI, library not mounted read-only
+        exiftool(
+            "-overwrite_original",
+            "-XMP-exif:DateTimeOriginal=2001:01:01 00:00:00+00:00",
+            "-XMP-xmp:Rating=2",
+            "-XMP-dc:Description=Edited in Immich",
             str(path),
         )
     else:
@@ -211,6 +219,9 @@ def test_edits_in_the_ext_form_come_back_and_leave_the_original_alone(
     after = asset_of(library, digest)
     if editor == "darktable":
         assert (after.keywords, after.rating) == (["sunset"], 5)
+    elif editor == "immich":
+        assert (after.rating, after.description) == (2, "Edited in Immich")
+        assert after.taken_local == asset.taken_local, "picpipe's own date is not re-read"
     else:
         assert after.keywords == ["beach", "sea side", "Holiday"]
         assert (after.label, after.title) == ("Green", "At the beach")
@@ -228,7 +239,7 @@ def test_edits_in_the_ext_form_come_back_and_leave_the_original_alone(
     sync_sidecars(
         library.settings, library.catalog, write=True, rewrite_all=True, tools=library.tools
     )
-    assert read_back(path)["XMP-dc:Subject"] == (
-        after.keywords if editor == "digikam" else ["sunset"]
-    )
+    assert read_back(path)["XMP-dc:Subject"] == after.keywords
+    if editor == "immich":  # picpipe's date comes back into the sidecar it refreshes
+        assert read_back(path)["XMP-exif:DateTimeOriginal"] == "2021:04:10 11:44:00+01:00"
     assert photoprism_view(path)["keywords"] == after.keywords
