@@ -325,3 +325,41 @@ def test_bad_view_settings_are_config_errors(
             lib.build(lib.with_views(**views))
     finally:
         lib.catalog.close()
+
+
+def test_an_import_that_only_adds_reads_just_its_days(tmp_path: Path) -> None:
+    lib = Lib(tmp_path, layouts=["by-date"])
+    try:
+        first = lib.add("IMG_1.JPG")
+        lib.add("IMG_2.JPG", T0 + timedelta(days=3))
+        assert lib.build()["full"] is True
+        other_day = (lib.views / "by-date/2024/05/09").stat().st_ino
+
+        lib.add("IMG_1.JPG")  # same day and name as `first`: the suffix rule still holds
+        report = lib.build()
+
+        assert report["full"] is False
+        layout = report["layouts"]["by-date"]  # type: ignore[index]
+        assert (layout["folders"], layout["links"], layout["rebuilt"]) == (2, 3, 1)
+        assert len(tree(lib.views / "by-date/2024/05/06")) == 2
+        assert (lib.views / "by-date/2024/05/09").stat().st_ino == other_day
+
+        # Changes that are not plain additions fall back to a full build.
+        with lib.catalog.session() as db, db.begin():
+            db.get_one(Asset, first.sha256).pair_id = "live-9"
+        assert lib.build()["full"] is True
+        assert lib.build()["full"] is False, "nothing new: nothing to read"
+        with lib.catalog.session() as db, db.begin():
+            db.get_one(Asset, first.sha256).sidecar_mtime_ns = 1
+        (lib.root / sidecar_path(first.library_path)).write_text("<x/>", encoding="utf-8")
+        assert lib.build()["full"] is True
+        assert "by-date/2024/05/06/IMG_1.JPG.xmp" in tree(lib.views)
+        with lib.catalog.session() as db, db.begin():
+            db.execute(delete(Asset).where(Asset.sha256 == first.sha256))
+        assert lib.build()["full"] is True
+        left = tree(lib.views)
+        assert first.library_path not in " ".join(left.values())
+        assert "by-date/2024/05/06/IMG_1.JPG" in left, "the other IMG_1.JPG takes the name"
+        assert lib.build(lib.with_views(layouts=["by-date"], link="hardlink"))["full"] is True
+    finally:
+        lib.catalog.close()

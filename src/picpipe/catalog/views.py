@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from picpipe.catalog.models import Album, AlbumAsset, Asset, Source, SourceFile
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -21,36 +22,86 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class ViewAsset:
-    """What a view needs of one asset."""
+    """What a view needs of one asset (no dates: the original's day folder has the date)."""
 
     sha256: str
     library_path: str
     original_name: str
     kind: str  # photo | raw | video
-    taken_local: datetime
     make: str | None
     model: str | None
     pair_id: str | None
-    imported_at: datetime
     sidecar_mtime_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSignature:
+    """Aggregates that change when assets come, go, pair up or gain a sidecar."""
+
+    assets: int
+    paired: int
+    with_sidecar: int
+    last_import: str | None  # the newest imported_at, ISO
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "assets": self.assets,
+            "paired": self.paired,
+            "with_sidecar": self.with_sidecar,
+            "last_import": self.last_import,
+        }
+
+
+_COLUMNS = (
+    Asset.sha256,
+    Asset.library_path,
+    Asset.original_name,
+    Asset.kind,
+    Asset.make,
+    Asset.model,
+    Asset.pair_id,
+    Asset.sidecar_mtime_ns,
+)
+_ORDER = (Asset.imported_at, Asset.sha256)
 
 
 def view_assets(db: Session) -> list[ViewAsset]:
     """Every asset, oldest import first (the order that decides who keeps a contested name)."""
-    columns = (
-        Asset.sha256,
-        Asset.library_path,
-        Asset.original_name,
-        Asset.kind,
-        Asset.taken_local,
-        Asset.make,
-        Asset.model,
-        Asset.pair_id,
-        Asset.imported_at,
-        Asset.sidecar_mtime_ns,
+    return [ViewAsset(*row) for row in db.execute(select(*_COLUMNS).order_by(*_ORDER))]
+
+
+def catalog_signature(db: Session) -> CatalogSignature:
+    """One aggregate pass over the assets (see `CatalogSignature`)."""
+    row = db.execute(
+        select(
+            func.count(),
+            func.count(Asset.pair_id),
+            func.count(Asset.sidecar_mtime_ns),
+            func.max(Asset.imported_at),
+        ).select_from(Asset)
+    ).one()
+    last: datetime | None = row[3]
+    return CatalogSignature(
+        int(row[0]), int(row[1]), int(row[2]), last.isoformat() if last is not None else None
     )
-    rows = db.execute(select(*columns).order_by(Asset.imported_at, Asset.sha256))
-    return [ViewAsset(**row._asdict()) for row in rows]
+
+
+def assets_imported_after(db: Session, after: datetime) -> list[ViewAsset]:
+    """Assets catalogued after ``after`` (the ``imported_at`` index), oldest first."""
+    query = select(*_COLUMNS).where(Asset.imported_at > after).order_by(*_ORDER)
+    return [ViewAsset(*row) for row in db.execute(query)]
+
+
+def assets_in_folders(db: Session, folders: Collection[str]) -> list[ViewAsset]:
+    """Assets whose original lies directly in one of ``folders`` (``originals/YYYY/MM/DD``)."""
+    if not folders:
+        return []
+    lengths = {len(folder) for folder in folders}
+    if len(lengths) != 1:
+        raise ValueError("folders of one depth only")
+    prefix = func.substr(Asset.library_path, 1, lengths.pop() + 1)
+    query = select(*_COLUMNS).where(prefix.in_([f"{f}/" for f in folders])).order_by(*_ORDER)
+    return [ViewAsset(*row) for row in db.execute(query)]
 
 
 def album_members(db: Session) -> list[tuple[str, str]]:

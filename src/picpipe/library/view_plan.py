@@ -4,20 +4,22 @@ Pure functions from catalog rows to ``{folder: [ViewLink, ...]}`` (`plan_layout`
 them on disk is `library/views.py`. A layout's template renders each link's path inside the
 layout's folder from these fields:
 
-``year month day`` (local capture date), ``name stem ext`` (the original file name),
-``sha8`` (the first 8 hex digits of the sha256), ``make model camera`` (``camera`` is
-"make model" without the make twice, "Unknown camera" without either), ``album``, ``source``
-and ``source_path`` (the path within the source; its ``/`` make folders).
+``year month day`` (the original's day folder: its local capture date), ``name stem ext``
+(the original file name), ``sha8`` (the first 8 hex digits of the sha256), ``make model
+camera`` (``camera`` is "make model" without the make twice, "Unknown camera" without
+either), ``album``, ``source`` and ``source_path`` (the path within the source; its ``/``
+make folders).
 
 Names are collision-safe: within one folder the first asset imported keeps a name and a later
 one with the same name (compared case-insensitively, as SMB and macOS clients do) gets
-``<stem>~<sha8><ext>``, which never changes once given. Live Photo and RAW+JPEG pairs in one
-folder share a base name: every member takes the stem of the pair's still photo, and a
-suffix goes to all of them or to none.
+``<stem>~<sha8><ext>``, which it keeps as long as the first one stays. Live Photo and
+RAW+JPEG pairs in one folder share a base name: every member takes the stem of the pair's
+still photo, and a suffix goes to all of them or to none.
 """
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +54,12 @@ class ViewLink:
     target: str  # the original, relative to the library root
     sidecar: str | None  # the sidecar to carry as ``<name>.xmp`` (library-relative), if any
     sidecar_stamp: int | None  # the sidecar's mtime as the catalog knows it
+
+
+def folder_fields(template: str) -> set[str]:
+    """The fields a template's folder part (all but the file name) uses."""
+    folder = template.rsplit("/", 1)[0] if "/" in template else ""
+    return {f for _text, f, _spec, _conv in string.Formatter().parse(folder) if f}
 
 
 def template_for(layout: ViewLayout, templates: Mapping[ViewLayout, str]) -> str:
@@ -121,18 +129,26 @@ def _fields(asset: ViewAsset) -> dict[str, str]:
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
         stem, ext = name, asset.library_path.rpartition(".")[2]
-    taken = asset.taken_local
+    parts = asset.library_path.split("/")  # originals/YYYY/MM/DD/<sha256>.<ext>
+    year, month, day = parts[1:4] if len(parts) == 5 else ("0000", "00", "00")
     return {
-        "year": f"{taken.year:04d}",
-        "month": f"{taken.month:02d}",
-        "day": f"{taken.day:02d}",
+        "year": year,
+        "month": month,
+        "day": day,
         "name": f"{stem}.{ext}",
         "stem": stem,
         "ext": ext,
         "sha8": asset.sha256[:8],
-        "make": _segment(asset.make or "Unknown make"),
-        "model": _segment(asset.model or "Unknown model"),
-        "camera": _segment(camera_name(asset.make, asset.model)),
+        **_camera_fields(asset.make, asset.model),
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _camera_fields(make: str | None, model: str | None) -> dict[str, str]:
+    return {
+        "make": _segment(make or "Unknown make"),
+        "model": _segment(model or "Unknown model"),
+        "camera": _segment(camera_name(make, model)),
     }
 
 
@@ -184,9 +200,12 @@ def _split(name: str) -> tuple[str, str]:
     return (stem, f".{ext}") if dot and stem else (name, "")
 
 
+_UNSAFE = str.maketrans(dict.fromkeys([*map(chr, range(32)), "/", "\\"], "_"))
+
+
 def _segment(text: str) -> str:
     """One path segment: no separators, control characters, or special names."""
-    cleaned = "".join("_" if ch in "/\\" or ch < " " else ch for ch in text).strip()
+    cleaned = text.translate(_UNSAFE).strip()
     if cleaned in {"", ".", ".."}:
         return "_"
     return cleaned[:200]

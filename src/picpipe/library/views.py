@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
-import json
 import logging
 import os
 import secrets
@@ -37,11 +35,26 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.views import album_members, source_paths, view_assets
+from picpipe.catalog.views import (
+    album_members,
+    assets_in_folders,
+    catalog_signature,
+    source_paths,
+    view_assets,
+)
 from picpipe.config import VIEW_LAYOUTS
 from picpipe.errors import ConfigError, LibraryError
 from picpipe.library.layout import ORIGINALS, sidecar_ext_path, sidecar_path
 from picpipe.library.view_plan import plan_layout, template_for
+from picpipe.library.view_state import (
+    BuildKey,
+    Folders,
+    changed_day_folders,
+    discover,
+    folder_digest,
+    load_state,
+    save_state,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,7 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = ".picpipe-views.json"
 STAGING = ".picpipe-staging"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -75,6 +87,7 @@ class ViewsReport:
     root: str
     link: str
     layouts: dict[str, LayoutReport] = field(default_factory=dict)
+    full: bool = True  # False: only the day folders of new assets were read and planned
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +104,7 @@ class ViewsReport:
                 }
                 for name, r in self.layouts.items()
             },
+            "full": self.full,
             "seconds": round(self.seconds, 3),
         }
 
@@ -107,11 +121,19 @@ def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
     root = check_views_root(library, settings.views_root)
     templates = {layout: template_for(layout, options.templates) for layout in options.layouts}
     report = ViewsReport(str(root), options.link)
-    with catalog.session() as db:
-        assets = view_assets(db)
-        albums = album_members(db) if "by-album" in templates else []
-        sources = source_paths(db) if "by-source" in templates else []
     naming = settings.sidecars.naming
+    key = BuildKey(options.link, naming, {str(k): v for k, v in templates.items()})
+    state = load_state(root)
+    with catalog.session() as db:
+        signature = catalog_signature(db)
+        changed = changed_day_folders(db, state, key, signature)
+        if changed is None:
+            assets = view_assets(db)
+            albums = album_members(db) if "by-album" in templates else []
+            sources = source_paths(db) if "by-source" in templates else []
+        else:  # only new assets, in by-date style folders: read just those days
+            assets, albums, sources = assets_in_folders(db, changed), [], []
+            report.full = False
 
     def sidecar_of(asset: ViewAsset) -> str:
         if naming == "sha":
@@ -125,15 +147,15 @@ def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
         # just before the exchange could still list it whole; and what a crash left.
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        state = _load_state(root)
-        layouts: dict[str, dict[str, str]] = dict(state.get("layouts", {}))
+        layouts: dict[str, Folders] = dict(state.get("layouts", {}))
         for layout in VIEW_LAYOUTS:
             base = root / layout
             if layout not in templates and layout not in layouts and not base.is_dir():
                 continue
             old = layouts.get(layout)
             if old is None:
-                old = _discover(base)  # no record (first build, lost state): what is there
+                old = discover(base)  # no record (first build, lost state): what is there
+            plan: dict[str, list[ViewLink]] = {}  # a layout no longer configured: all goes
             if layout in templates:
                 plan = plan_layout(
                     layout,
@@ -143,15 +165,23 @@ def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
                     sources=sources,
                     sidecar_of=sidecar_of,
                 )
-            else:
-                plan = {}  # a layout no longer configured: every folder goes
-            layouts[layout] = _apply(library, base, staging, plan, old, options.link, report)
+            layouts[layout] = _apply(
+                library,
+                base,
+                staging,
+                plan,
+                old,
+                report,
+                mode=options.link,
+                partial=changed is not None,
+            )
             if layout not in templates:
                 del layouts[layout]
                 with contextlib.suppress(OSError):
                     base.rmdir()
                 report.layouts.pop(layout, None)
-            _save_state(root, {"link": options.link, "layouts": layouts})
+            save_state(root, key, None, layouts)
+        save_state(root, key, signature, layouts)
     except OSError as exc:
         raise LibraryError(detail=f"views under {root}: {exc}") from exc
     report.seconds = time.monotonic() - started
@@ -180,29 +210,32 @@ def _apply(
     base: Path,
     staging: Path,
     plan: dict[str, list[ViewLink]],
-    old: dict[str, str],
-    mode: str,
+    old: Folders,
     report: ViewsReport,
-) -> dict[str, str]:
-    """Rebuild changed folders of one layout, remove unneeded ones; the new digests."""
+    *,
+    mode: str,
+    partial: bool,
+) -> Folders:
+    """Rebuild changed folders of one layout and remove unneeded ones (unless ``partial``:
+    the plan holds only some folders); the layout's new folder records."""
     layout = report.layouts.setdefault(base.name, LayoutReport())
-    digests: dict[str, str] = {}
+    records: Folders = dict(old) if partial else {}
     if plan:
         base.mkdir(exist_ok=True)
     for folder, links in plan.items():
-        digest = _digest(mode, links)
-        digests[folder] = digest
-        layout.folders += 1
-        layout.links += len(links)
+        digest = folder_digest(mode, links)
+        records[folder] = [digest, len(links)]
         final = base / folder if folder else base
-        if old.get(folder) == digest and final.is_dir():
+        if old.get(folder, ["", 0])[0] == digest and final.is_dir():
             continue
         _write_folder(library, base, final, staging, links, mode, layout)
         layout.rebuilt += 1
-    for folder in sorted(set(old) - set(plan), key=lambda f: -f.count("/")):
+    for folder in sorted(set(old) - set(records), key=lambda f: -f.count("/")):
         _remove_folder(base, base / folder if folder else base, staging)
         layout.removed += 1
-    return digests
+    layout.folders = len(records)
+    layout.links = sum(int(count) for _digest, count in records.values())
+    return records
 
 
 def _write_folder(
@@ -330,38 +363,3 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}:
         return False
     raise OSError(code, os.strerror(code), str(b))
-
-
-def _digest(mode: str, links: list[ViewLink]) -> str:
-    h = hashlib.blake2b(mode.encode(), digest_size=16)
-    for link in links:
-        stamp = link.sidecar_stamp if mode == "hardlink" else None
-        h.update(f"\n{link.name}\0{link.target}\0{link.sidecar}\0{stamp}".encode())
-    return h.hexdigest()
-
-
-def _discover(base: Path) -> dict[str, str]:
-    """Folders holding links under a layout with no record: each to be rebuilt or removed."""
-    found: dict[str, str] = {}
-    if not base.is_dir():
-        return found
-    for folder, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if not d.startswith(".picpipe-")]
-        if files:
-            rel = os.path.relpath(folder, base)
-            found["" if rel == "." else rel.replace(os.sep, "/")] = ""
-    return found
-
-
-def _load_state(root: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((root / STATE_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _save_state(root: Path, state: dict[str, Any]) -> None:
-    temp = root / f".picpipe-tmp-{secrets.token_hex(4)}.json"
-    temp.write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
-    os.replace(temp, root / STATE_FILE)
