@@ -92,6 +92,9 @@ def test_library_created_once_scanned_after_new_assets_only(
     assert fake.scans[library.id] == 1
     assert (library.photos, library.videos) == (2, 0), library.files
     assert all(path.startswith(f"{MOUNT}/originals/") for path in library.files)
+    views = summary["consumers"]["views"]  # type: ignore[index]
+    assert views["layouts"]["by-date"]["links"] == 2, "views follow every import"
+    assert len(list((tmp_path / "library/views/by-date").rglob("*.JPG"))) == 2
 
     # Nothing new: no scan, and not a single library call.
     calls = fake.user_calls[user_id].copy()
@@ -104,6 +107,9 @@ def test_library_created_once_scanned_after_new_assets_only(
     assert cli("import", str(dump))[0] == 0
     assert [lib.id for lib in fake.libraries.values() if lib.owner_id == user_id] == [library.id]
     assert fake.scans[library.id] == 2
+
+    code, built, _ = cli("views")
+    assert (code, built["layouts"]["by-date"]["links"], built["full"]) == (0, 3, False)  # type: ignore[index]
 
     code, report, _ = cli("consumers", "check")
     assert code == 0
@@ -152,3 +158,16 @@ def test_exclusions_cover_views_and_thumbnails_inside_the_library(tmp_path: Path
     assert patterns[len(ALWAYS_EXCLUDED) :] == ["/photos/views/**", "/photos/.picpipe/thumbs/**"]
     outside = load_settings(home=tmp_path / "home", library=tmp_path / "lib")
     assert exclusion_patterns(outside, "/photos")[len(ALWAYS_EXCLUDED) :] == ["/photos/views/**"]
+
+
+def test_views_and_consumers_need_their_settings(tmp_path: Path) -> None:
+    env = {"PICPIPE_HOME": str(tmp_path / "home"), "PICPIPE_LIBRARY": str(tmp_path / "lib")}
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for args in (["views"], ["consumers", "check"]):
+            result = CliRunner().invoke(app, args, env=env)
+            assert result.exit_code == 4, result.output
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
