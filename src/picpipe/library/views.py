@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import logging
 import os
 import secrets
@@ -351,10 +352,15 @@ def _remove_folder(base: Path, final: Path, staging: Path) -> None:
         folder = folder.parent
 
 
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's renameat2 (2.28+), or None (musl, macOS): then folders are swapped by renames."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two folders in one step; False where the system or file system cannot."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
