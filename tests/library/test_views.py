@@ -267,6 +267,13 @@ def test_files_a_tool_drops_into_a_view_are_kept(lib: Lib) -> None:
     lib.build()
     assert (day / "digikam4.db").read_bytes() == b"SQLite format 3\x00"
     assert {p.name for p in day.iterdir()} == {"IMG_1.JPG", "IMG_2.JPG", "digikam4.db"}
+    # Links changed by hand come back with a rewrite; the tool's file stays.
+    (day / "IMG_1.JPG").unlink()
+    assert lib.build()["layouts"]["by-album"]["rebuilt"] == 0  # type: ignore[index]
+    assert not (day / "IMG_1.JPG").exists(), "an ordinary build trusts its records"
+    report = build_views(lib.settings, lib.catalog, rewrite=True).as_dict()
+    assert report["layouts"]["by-date"]["rebuilt"] == 1  # type: ignore[index]
+    assert {p.name for p in day.iterdir()} == {"IMG_1.JPG", "IMG_2.JPG", "digikam4.db"}
 
 
 def test_layouts_templates_and_lost_state(lib: Lib) -> None:

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def views(
     ctx: typer.Context,
+    rewrite: bool = typer.Option(
+        False, "--rewrite", help="Rebuild every folder, not only those that changed."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Build the views `views.layouts` asks for: folders of links to the originals."""
@@ -29,7 +32,7 @@ def views(
         raise ConfigError(detail="no views configured; set views.layouts, e.g. [by-date]")
     catalog = open_catalog(settings.catalog_url)
     try:
-        report = build_views(settings, catalog)
+        report = build_views(settings, catalog, rewrite=rewrite)
     finally:
         catalog.close()
     if as_json:

@@ -110,8 +110,9 @@ class ViewsReport:
         }
 
 
-def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
-    """Bring every configured view up to date with the catalog (see the module docstring).
+def build_views(settings: Settings, catalog: Catalog, *, rewrite: bool = False) -> ViewsReport:
+    """Bring every configured view up to date with the catalog (see the module docstring);
+    ``rewrite`` rebuilds every folder (after links were changed by hand).
 
     Raises ConfigError for a view path inside ``originals/`` or a bad template, LibraryError
     when the view cannot be written (hardlinks across file systems included).
@@ -127,7 +128,7 @@ def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
     state = load_state(root)
     with catalog.session() as db:
         signature = catalog_signature(db)
-        changed = changed_day_folders(db, state, key, signature)
+        changed = None if rewrite else changed_day_folders(db, state, key, signature)
         if changed is None:
             assets = view_assets(db)
             albums = album_members(db) if "by-album" in templates else []
@@ -154,8 +155,8 @@ def build_views(settings: Settings, catalog: Catalog) -> ViewsReport:
             if layout not in templates and layout not in layouts and not base.is_dir():
                 continue
             old = layouts.get(layout)
-            if old is None:
-                old = discover(base)  # no record (first build, lost state): what is there
+            if old is None or rewrite:
+                old = discover(base) | ({k: ["", 0] for k in old} if old else {})
             plan: dict[str, list[ViewLink]] = {}  # a layout no longer configured: all goes
             if layout in templates:
                 plan = plan_layout(
