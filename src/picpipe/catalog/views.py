@@ -7,15 +7,15 @@ each table, so these reads stay free of ORM objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from picpipe.catalog.models import Album, AlbumAsset, Asset, Source, SourceFile
 
 if TYPE_CHECKING:
     from collections.abc import Collection
-    from datetime import datetime
 
     from sqlalchemy.orm import Session
 
@@ -93,15 +93,29 @@ def assets_imported_after(db: Session, after: datetime) -> list[ViewAsset]:
 
 
 def assets_in_folders(db: Session, folders: Collection[str]) -> list[ViewAsset]:
-    """Assets whose original lies directly in one of ``folders`` (``originals/YYYY/MM/DD``)."""
-    if not folders:
+    """Assets whose original lies directly in one of ``folders`` (``originals/YYYY/MM/DD``).
+
+    An original's day folder is its local capture date, so the (taken_local, sha256) index
+    finds the candidates; the folder itself decides.
+    """
+    days = []
+    for folder in folders:
+        _originals, year, month, day = folder.split("/")
+        days.append(date(int(year), int(month), int(day)))
+    if not days:
         return []
-    lengths = {len(folder) for folder in folders}
-    if len(lengths) != 1:
-        raise ValueError("folders of one depth only")
-    prefix = func.substr(Asset.library_path, 1, lengths.pop() + 1)
-    query = select(*_COLUMNS).where(prefix.in_([f"{f}/" for f in folders])).order_by(*_ORDER)
-    return [ViewAsset(*row) for row in db.execute(query)]
+    ranges = [
+        and_(
+            Asset.taken_local >= datetime.combine(d, time()),
+            Asset.taken_local < datetime.combine(d + timedelta(days=1), time()),
+        )
+        for d in days
+    ]
+    query = select(*_COLUMNS).where(or_(*ranges)).order_by(*_ORDER)
+    wanted = {f"{folder}/" for folder in folders}
+    return [
+        ViewAsset(*row) for row in db.execute(query) if row[1][: row[1].rfind("/") + 1] in wanted
+    ]
 
 
 def album_members(db: Session) -> list[tuple[str, str]]:

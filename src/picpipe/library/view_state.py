@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = ".picpipe-views.json"
 DATE_FIELDS = frozenset({"year", "month", "day"})
+MAX_DAYS = 400  # an import spanning more days than this gets a full build
 Folders = dict[str, list[Any]]  # folder → [digest, link count]
 
 
@@ -71,9 +72,10 @@ def changed_day_folders(
         int(before["with_sidecar"]) + sum(a.sidecar_mtime_ns is not None for a in added),
         now.last_import if added else last,
     )
-    if expected != now:
+    folders = {a.library_path.rsplit("/", 1)[0] for a in added}
+    if expected != now or len(folders) > MAX_DAYS or any(f.count("/") != 3 for f in folders):
         return None
-    return {a.library_path.rsplit("/", 1)[0] for a in added}
+    return folders
 
 
 def folder_digest(mode: str, links: list[ViewLink]) -> str:
