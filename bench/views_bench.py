@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from picpipe.catalog.db import Catalog, open_catalog
 from picpipe.catalog.models import Asset
@@ -74,6 +74,16 @@ def add_assets(settings: Settings, catalog: Catalog, start: int, count: int, day
         _insert(catalog, rows)
 
 
+def trim(settings: Settings, catalog: Catalog, count: int) -> None:
+    """Drop the assets numbered ``count`` and up (rows and files)."""
+    cut = START + timedelta(seconds=count)
+    with catalog.session() as db, db.begin():
+        paths = db.scalars(select(Asset.library_path).where(Asset.imported_at >= cut)).all()
+        db.execute(delete(Asset).where(Asset.imported_at >= cut))
+    for rel in paths:
+        (settings.library_root / rel).unlink(missing_ok=True)
+
+
 def _insert(catalog: Catalog, rows: list[dict[str, Any]]) -> None:
     with catalog.session() as db, db.begin():
         db.execute(insert(Asset), rows)
@@ -101,6 +111,7 @@ def main() -> None:
         home=out / "home", library=out / "library", views={"layouts": ["by-date"]}
     )
     catalog = open_catalog(settings.catalog_url)
+    trim(settings, catalog, args.assets)  # what earlier runs' "imports" added
     with catalog.session() as db:
         have = db.scalar(select(func.count()).select_from(Asset)) or 0
     if have < args.assets:
