@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -370,3 +371,19 @@ def test_an_import_that_only_adds_reads_just_its_days(tmp_path: Path) -> None:
         assert lib.build(lib.with_views(layouts=["by-date"], link="hardlink"))["full"] is True
     finally:
         lib.catalog.close()
+
+
+def test_hardlinks_across_file_systems_are_a_config_error(tmp_path: Path) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    views = other / f"picpipe-views-{os.getpid()}"
+    lib = Lib(tmp_path, link="hardlink", path=str(views))
+    try:
+        lib.add("IMG_1.JPG")
+        with pytest.raises(ConfigError, match="library's file system"):
+            lib.build()
+        assert not any(views.rglob("IMG_1.JPG"))
+    finally:
+        lib.catalog.close()
+        shutil.rmtree(views, ignore_errors=True)
