@@ -79,7 +79,15 @@ VIDEO_EXTENSIONS = [
     "wmv",
     "webm",
 ]
-IGNORED_NAMES = [".DS_Store", "Thumbs.db", "desktop.ini", "@eaDir", "#recycle", "#snapshot"]
+IGNORED_NAMES = [
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "@eaDir",
+    "#recycle",
+    "#snapshot",
+    ".thumbnails",
+]
 IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"]
 
 _SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|sas|connection_string)", re.I)
@@ -132,6 +140,38 @@ class SidecarOptions(BaseModel):
     """XMP sidecars written beside each original and read back when someone edits them."""
 
     write: bool = True
+    # Which name picpipe writes: <sha256>.xmp (sha), <sha256>.<ext>.xmp (sha.ext), or both.
+    naming: Literal["sha", "sha.ext", "both"] = "sha"
+
+
+ViewLayout = Literal["by-date", "by-album", "by-source", "by-camera"]
+VIEW_LAYOUTS: tuple[ViewLayout, ...] = ("by-date", "by-album", "by-source", "by-camera")
+
+
+class ViewOptions(BaseModel):
+    """Browsable trees of links to the originals (``picpipe views``, after every import)."""
+
+    path: Path | None = None  # default: the library's views/ folder
+    layouts: list[ViewLayout] = Field(default_factory=list)  # none: no views are built
+    link: Literal["symlink", "hardlink"] = "symlink"
+    # Per layout, the link's path inside the layout's folder (see README "Views").
+    templates: dict[ViewLayout, str] = Field(default_factory=dict)
+
+
+class ImmichConsumerOptions(BaseModel):
+    """An Immich server that reads the library as a read-only external library."""
+
+    url: str
+    api_key: SecretStr  # an admin's key: external libraries are admin-only
+    import_path: str  # the library as Immich's container sees it, e.g. /mnt/picpipe
+    name: str = "picpipe"  # the external library's name in Immich
+    verify_tls: bool = True
+
+
+class ConsumerOptions(BaseModel):
+    """Tools that read the library in place and that picpipe keeps informed."""
+
+    immich: ImmichConsumerOptions | None = None
 
 
 class ReplicaOptions(BaseModel):
@@ -196,6 +236,8 @@ class Settings(BaseSettings):
     )
     thumbs: ThumbOptions = Field(default_factory=ThumbOptions)
     sidecars: SidecarOptions = Field(default_factory=SidecarOptions)
+    views: ViewOptions = Field(default_factory=ViewOptions)
+    consumers: ConsumerOptions = Field(default_factory=ConsumerOptions)
     replicas: ReplicaOptions = Field(default_factory=ReplicaOptions)
     serve: ServeOptions = Field(default_factory=ServeOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
@@ -219,6 +261,10 @@ class Settings(BaseSettings):
     @property
     def library_root(self) -> Path:
         return (self.library or self.home / "library").expanduser()
+
+    @property
+    def views_root(self) -> Path:
+        return (self.views.path or self.library_root / "views").expanduser()
 
     @property
     def home_root(self) -> Path:

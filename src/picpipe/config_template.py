@@ -101,6 +101,23 @@ sidecars:
   # Write an XMP sidecar (<sha256>.xmp) beside each original; edits made in digiKam and
   # other tools are read back, never overwritten.
   write: true
+  # The name it gets: sha (<sha256>.xmp, PhotoPrism, digiKam "compatible with commercial
+  # programs"), sha.ext (<sha256>.<ext>.xmp: darktable, Immich, digiKam's default) or both.
+  naming: sha
+
+views:
+  # Folders of links to the originals with names people recognise (Damselfly, file
+  # browsers), rebuilt by `picpipe views` and after every import; none by default.
+  # path: /srv/library/views           # default: the library's views/ folder
+  layouts: []                          # by-date, by-album, by-source, by-camera
+  link: symlink                        # or hardlink (same file system as the library)
+  # templates: {{by-date: "{{year}}/{{month}}/{{day}}/{{name}}"}}
+
+consumers:
+  # Immich reading the library as a read-only external library: picpipe creates it, sets
+  # its import path and exclusions, and asks for a scan after each import that added photos.
+  # immich: {{url: http://immich:2283, api_key: ..., import_path: /mnt/picpipe}}
+  immich: null
 
 # Named sources. `picpipe import` with no arguments imports all of them.
 sources: {{}}

@@ -281,6 +281,28 @@ class IntegrityMismatch(DestinationError):
 # -- web -----------------------------------------------------------------------------------
 
 
+# -- consumers (tools that read the library in place: Immich's external library) -------------
+
+
+class ConsumerError(PicpipeError):
+    template = "consumer {consumer}: {detail}"
+    exit_code = ExitCode.DESTINATION
+
+
+class ConsumerUnavailable(ConsumerError):
+    template = "consumer {consumer} is not reachable ({detail})"
+    retryable = True
+
+
+class ConsumerAuthFailed(ConsumerError):
+    template = "consumer {consumer}: authentication failed ({detail}); check its api_key"
+
+
+class ConsumerMisconfigured(ConsumerError):
+    template = "consumer {consumer}: {detail}"
+    exit_code = ExitCode.CONFIG
+
+
 class ServeRefused(PicpipeError):
     template = "refusing to serve: {detail}"
     exit_code = ExitCode.CONFIG

@@ -17,7 +17,10 @@ visibility); owned albums; Live Photo links (400 unless the target is a VIDEO of
 owner, which then becomes hidden). Trashed duplicates are answered "duplicate" with the trashed
 id, as 3.0.3 does.
 
-Back door for tests: `add_user`, `add_key`, `corrupt`, `trash`, `asset`; counters ``calls``,
+External libraries (admin-only, scans over ``mounts``): `tests.fakes.immich_libraries`.
+
+Back door for tests: `add_user` (``admin=True`` for library operations), `add_key`,
+`corrupt`, `trash`, `asset`; counters ``calls``,
 ``created`` and per user ``user_calls``, ``user_created``; ``faults`` (`tests.fakes.http.Faults`:
 fail, drop or stall the next requests of an operation); toggles ``reset_on_early_duplicate`` and
 ``version``; `clear_faults`. Records and
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.http import Faults, Request, Response
+from tests.fakes.immich_libraries import FakeLibrary, LibraryOps
 from tests.fakes.immich_model import (
     IMPLEMENTED_FILTERS,
     MEDIA_TYPES,
@@ -75,7 +79,7 @@ class _Call:
     key: FakeKey
 
 
-class FakeImmich:
+class FakeImmich(LibraryOps):
     """The server's state and behaviour; a `LoopbackServer` app (see the module docstring)."""
 
     def __init__(self, spec: OpenApiSpec | None = None) -> None:
@@ -93,15 +97,24 @@ class FakeImmich:
         self.reset_on_early_duplicate = False
         self.version = dict(VERSION)  # what /server/version says (tests of old servers)
         self.faults = Faults()  # fail_next, drop_next, stall_next (by operationId)
+        self.admins: set[str] = set()  # user ids that are admins (external libraries)
+        self.libraries: dict[str, FakeLibrary] = {}
+        self.mounts: dict[str, Path] = {}  # container path → host folder, for library scans
+        self.scans: Counter[str] = Counter()  # library id → scan requests
 
     # -- back door -----------------------------------------------------------------------------
 
-    def add_user(self, permissions: tuple[str, ...] = ("all",)) -> FakeAccount:
-        """A new user with one API key; its assets and albums are invisible to other users."""
+    def add_user(
+        self, permissions: tuple[str, ...] = ("all",), *, admin: bool = False
+    ) -> FakeAccount:
+        """A new user with one API key; its assets and albums are invisible to other users.
+        Only an ``admin`` may use the external-library operations."""
         with self.lock:
             number = len(self.users) + 1
             user = FakeUser(str(uuid.uuid4()), f"User {number}", f"user{number}@example.com", now())
             self.users[user.id] = user
+            if admin:
+                self.admins.add(user.id)
             return FakeAccount(user.id, self.add_key(user.id, permissions))
 
     def add_key(self, user_id: str, permissions: tuple[str, ...]) -> str:
@@ -164,6 +177,8 @@ class FakeImmich:
             perm = op.permission
             if perm and "all" not in key.permissions and perm not in key.permissions:
                 return error(403, f"Missing required permission: {perm}")
+            if op.spec.get("x-immich-admin-only") and user.id not in self.admins:
+                return error(403, "Forbidden")
         problems = self.spec.check_parameters(op, request.query, request.headers)
         if problems:
             return invalid(problems)

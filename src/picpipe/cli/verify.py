@@ -46,5 +46,7 @@ def verify(
             console.print(f"  untracked {path}", markup=False)
         for path in report.temp_files:
             console.print(f"  unfinished {path}", markup=False)
+        for note in report.notes:
+            console.print(f"  note     {note['path']}: {note['note']}", markup=False)
     if not report.clean:
         raise IntegrityProblems(count=report.problems)

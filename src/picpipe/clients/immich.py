@@ -314,6 +314,15 @@ class ImmichClient:
                     failed.append((str(item.get("id")), str(item.get("error", "unknown"))))
         return failed
 
+    # -- API groups kept in their own modules (integrations/immich_library.py) ----------------
+
+    def call(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
+        """One request with this client's key, timeouts and error mapping: the JSON answer,
+        None for an empty one (204)."""
+        response = self._send(method, path, what=what, **kwargs)
+        assert response is not None
+        return self._body(response, what) if response.content else None
+
     def close(self) -> None:
         self._http.close()
 

@@ -1,8 +1,9 @@
 """The named workflows, defined once: "ingest" and "thumbnails" (replication is `SyncRun`).
 
 ingest = scan → hash → dedupe → metadata → place → sidecar (the import stages), the pairs of
-the session, the sidecar re-import of edits made in other tools, and the thumbnails of what is
-pending (in their process pool), all in one leased run per set of sources. The CLI calls these
+the session, the sidecar re-import of edits made in other tools, the thumbnails of what is
+pending (in their process pool) and the consumers (views, Immich's external library), all in
+one leased run per set of sources. The CLI calls these
 today; the service and SD-card sessions call them next.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.errors import PicpipeError
 from picpipe.events import ItemDone, ItemFailed, Progress
+from picpipe.integrations.consumers import after_ingest
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.worker import LocalWorkerPool
 from picpipe.library.marker import ensure_library, refuse_missing_library
@@ -44,9 +46,12 @@ class IngestResult:
     summary: SessionSummary
     sidecars: dict[str, Any]
     thumbs: dict[str, Any] | None
+    consumers: dict[str, Any] | None = None  # views and Immich's external library, when set
 
     def as_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"sidecars": self.sidecars}
+        if self.consumers:
+            extra["consumers"] = self.consumers
         if self.thumbs is not None:  # the thumbnail failures are listed by `picpipe thumbs`
             extra["thumbs"] = {k: v for k, v in self.thumbs.items() if not k.startswith("_")}
         return self.summary.as_dict() | extra
@@ -145,7 +150,9 @@ def ingest(
         thumbs: dict[str, Any] | None = None
         if thumbnails and settings.thumbs.on_import:
             thumbs = _pending_thumbnails(settings, catalog, run)
-    return IngestResult(summary, sidecars, thumbs)
+        # Views and Immich's external library follow every ingest (when configured).
+        consumers = after_ingest(settings, added=summary.new)
+    return IngestResult(summary, sidecars, thumbs, consumers)
 
 
 def _pending_thumbnails(settings: Settings, catalog: Catalog, run: LeasedRun) -> dict[str, Any]:

@@ -48,6 +48,20 @@ def thumb_folder(size: ThumbSize) -> str:
     return f"{THUMBS}/{size}"
 
 
+def sidecar_ext_path(library_path: str) -> str:
+    """``.../<sha256>.<ext>.xmp``: the name darktable, Immich and digiKam look for first."""
+    return f"{library_path}.xmp"
+
+
+def written_sidecar_paths(library_path: str, naming: str) -> tuple[str, ...]:
+    """The sidecar names picpipe writes for ``sidecars.naming`` (``sha``, ``sha.ext``, ``both``)."""
+    if naming == "sha.ext":
+        return (sidecar_ext_path(library_path),)
+    if naming == "both":
+        return (sidecar_path(library_path), sidecar_ext_path(library_path))
+    return (sidecar_path(library_path),)
+
+
 def thumb_path(sha256: str, size: ThumbSize, ext: str = "jpg") -> str:
     """``thumbs/{size}/{sha[:2]}/{sha256}.{ext}``: ``jpg`` by default, ``webp`` as an option.
 

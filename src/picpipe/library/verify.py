@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,24 @@ from typing import TYPE_CHECKING, Any
 from picpipe.catalog.queries import iter_assets
 from picpipe.hashing import sha256_file
 from picpipe.library.layout import ORIGINALS, is_temp_name
+
+# What other tools keep inside a library they read: never originals, never imported, not a
+# problem; verify names them in its notes.
+CONSUMER_FOLDERS = {
+    "@eaDir": "Synology's thumbnails and index data",
+    ".thumbnails": "a thumbnail cache (file managers, digiKam)",
+    "#recycle": "a NAS recycle bin",
+    "#snapshot": "NAS snapshots",
+}
+CONSUMER_FILES = {
+    "digikam4.db": "digiKam's database",
+    "thumbnails-digikam.db": "digiKam's thumbnail database",
+    "recognition.db": "digiKam's face database",
+    "similarity.db": "digiKam's similarity database",
+    ".DS_Store": "macOS folder settings",
+    "Thumbs.db": "Windows thumbnails",
+    "desktop.ini": "Windows folder settings",
+}
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,6 +50,7 @@ class VerifyReport:
     corrupt: list[dict[str, str]] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)  # other tools' files, ignored
 
     @property
     def problems(self) -> int:
@@ -50,6 +70,7 @@ class VerifyReport:
             "corrupt": self.corrupt,
             "untracked": self.untracked,
             "temp_files": self.temp_files,
+            "notes": self.notes,
             "clean": self.clean,
         }
 
@@ -109,12 +130,25 @@ def verify_library(
 
 def _scan_for_strays(root: Path, known: set[str], report: VerifyReport) -> None:
     base = root / ORIGINALS
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(root)):
+            if name in CONSUMER_FILES or name in CONSUMER_FOLDERS:
+                _note(report, name, name)
     for folder, dirs, files in os.walk(base):
-        dirs.sort()
         rel_folder = os.path.relpath(folder, root).replace(os.sep, "/")
+        for name in sorted(d for d in dirs if d in CONSUMER_FOLDERS):
+            _note(report, f"{rel_folder}/{name}", name)
+        dirs[:] = sorted(d for d in dirs if d not in CONSUMER_FOLDERS)
         for name in sorted(files):
             rel = f"{rel_folder}/{name}"
-            if is_temp_name(name):
+            if name in CONSUMER_FILES:
+                _note(report, rel, name)
+            elif is_temp_name(name):
                 report.temp_files.append(rel)
             elif rel not in known and not name.endswith(".xmp"):
                 report.untracked.append(rel)
+
+
+def _note(report: VerifyReport, rel: str, name: str) -> None:
+    what = CONSUMER_FILES.get(name) or CONSUMER_FOLDERS[name]
+    report.notes.append({"path": rel, "note": f"{what}: ignored, never imported"})

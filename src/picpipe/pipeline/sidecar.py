@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 # SidecarError is imported from here by pipeline/stages.py until it imports from errors.py.
 from picpipe.errors import SidecarError as SidecarError
-from picpipe.library.layout import run_temp_prefix, sidecar_path
+from picpipe.library.layout import run_temp_prefix, sidecar_ext_path, sidecar_path
 from picpipe.library.writer import fsync_path, unlink_quietly
 from picpipe.pipeline.exiftool import ExifToolFailed
-from picpipe.pipeline.sidecar_args import own_args, user_args
+from picpipe.pipeline.sidecar_args import keyword_list_args, own_args, user_args
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -200,6 +200,7 @@ def write_sidecar(
     seed: str | bytes | None = None,
     fsync: bool = True,
     run_id: int = 0,
+    name: str | None = None,
 ) -> SidecarWritten:
     """Write or refresh the sidecar of the original at ``library_path`` (relative to ``root``).
 
@@ -208,9 +209,10 @@ def write_sidecar(
     a sidecar, ``seed`` (an XMP that came with the source file) is the starting point, so its
     fields carry over as they are. Returns the user fields the sidecar now holds. Raises
     SidecarError (the sidecar is damaged, exiftool failed, the disk refused); the existing
-    sidecar is then left as it was and no temp file remains.
+    sidecar is then left as it was and no temp file remains. ``name`` is the sidecar to
+    write (relative to ``root``; default ``<sha256>.xmp``, `layout.written_sidecar_paths`).
     """
-    rel = sidecar_path(library_path)
+    rel = name or sidecar_path(library_path)
     final = root / rel
     for _attempt in range(_ATTEMPTS):
         before = _identity(final)
@@ -224,6 +226,7 @@ def write_sidecar(
             / f"{run_temp_prefix(run_id)}{facts.sha256[:16]}-{secrets.token_hex(4)}.xmp"
         )
         args = ["-ec", *own_args(facts), *user_args(initial.missing_from(present), facts)]
+        args += keyword_list_args(present.over(initial).keywords)
         try:
             try:
                 tool.write([*args, "-o", str(temp)], source, display=rel)
@@ -251,7 +254,7 @@ def write_sidecar(
 
 def alternate_sidecar_path(library_path: str) -> str:
     """``<sha256>.<ext>.xmp``: the name darktable and digiKam (by default) give a sidecar."""
-    return f"{library_path}.xmp"
+    return sidecar_ext_path(library_path)
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -76,6 +76,19 @@ def user_args(add: UserFields, facts: SidecarFacts) -> list[str]:
     return args
 
 
+def keyword_list_args(keywords: tuple[str, ...] | None) -> list[str]:
+    """The keywords again as ``picpipe:subject``, an ordered list (rdf:Seq), for PhotoPrism.
+
+    PhotoPrism's XMP reader matches elements by local name and takes keywords only from an
+    rdf:Seq under an element named ``subject``; dc:subject is an rdf:Bag by the XMP standard
+    (exiftool, digiKam and Lightroom write it so), which PhotoPrism skips. This copy follows
+    the sidecar's keywords on every write; picpipe never reads it back.
+    """
+    if not keywords:
+        return ["-XMP-picpipe:KeywordList="]
+    return [_assign("XMP-picpipe:KeywordList", keyword) for keyword in keywords]
+
+
 def _region_info(regions: Iterable[Region], facts: SidecarFacts) -> str:
     items = []
     for region in regions:

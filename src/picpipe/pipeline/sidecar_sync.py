@@ -8,7 +8,9 @@ the mtime picpipe last wrote or read (the newer of the two files when both exist
 those, and anything that changes picpipe's own facts of an asset should reset it to NULL.
 
 When both files exist, the user fields come from the more recently changed one, and the
-other fills the fields it lacks. picpipe only ever writes ``<sha256>.xmp``.
+other fills the fields it lacks. picpipe writes the names ``sidecars.naming`` asks for
+(`layout.written_sidecar_paths`: ``<sha256>.xmp`` by default) and reads both, whichever a
+tool wrote; a name it does not write is read only.
 
 Passes hold no lock; the CLI takes the import lock around them.
 """
@@ -29,7 +31,7 @@ from picpipe.catalog.queries import (
 )
 from picpipe.errors import LibraryError, SidecarError
 from picpipe.jobs.report import RunReport
-from picpipe.library.layout import ORIGINALS, sidecar_path
+from picpipe.library.layout import ORIGINALS, sidecar_path, written_sidecar_paths
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.sidecar import (
     SidecarFacts,
@@ -139,7 +141,7 @@ def sync_sidecars(
                 if after == "" and not (root / ORIGINALS).is_dir():
                     raise LibraryError(detail=f"library root {root} has no originals/ folder")
                 after = refs[-1].sha256
-                jobs = _plan(catalog, root, refs, report, reimport, write, rewrite_all)
+                jobs = _plan(catalog, root, refs, report, (reimport, write, rewrite_all), settings)
                 results = executor.map(lambda job: _settle(pool, root, job, settings), jobs)
                 updates = []
                 for job, result in zip(jobs, results, strict=True):
@@ -176,11 +178,11 @@ def _plan(
     root: Path,
     refs: list[SidecarRef],
     report: SidecarReport,
-    reimport: bool,
-    write: bool,
-    rewrite_all: bool,
+    what: tuple[bool, bool, bool],  # reimport, write, rewrite_all
+    settings: Settings,
 ) -> list[_Job]:
     """Stat each asset's sidecars, count them, and decide what to do (main thread)."""
+    reimport, write, rewrite_all = what
     jobs: list[_Job] = []
     to_write: list[_Job] = []
     for ref in refs:
@@ -199,7 +201,12 @@ def _plan(
         changed = newest is not None and newest != ref.sidecar_mtime_ns
         report.changed += changed
         job = _Job(ref, canonical, alternate)
-        if write and (canonical is None or ref.sidecar_mtime_ns is None or rewrite_all):
+        names = written_sidecar_paths(ref.library_path, settings.sidecars.naming)
+        absent = any(
+            (canonical if name == sidecar_path(ref.library_path) else alternate) is None
+            for name in names
+        )
+        if write and (absent or ref.sidecar_mtime_ns is None or rewrite_all):
             to_write.append(job)
         elif reimport and changed:
             jobs.append(job)
@@ -233,31 +240,37 @@ def _settle(
     tool = pool.get()
     rel = job.ref.library_path
     versions: list[tuple[int, UserFields]] = []
+    settled: list[int] = []
+    written_names = written_sidecar_paths(rel, settings.sidecars.naming)
+    forms = ((sidecar_path(rel), job.canonical_ns), (alternate_sidecar_path(rel), job.alternate_ns))
     try:
-        settled = job.canonical_ns
-        if job.facts is not None:
-            if not (root / rel).is_file():
-                raise SidecarError(
-                    path=rel, detail="original is missing; run `picpipe verify`, then import it"
-                )
-            written = write_sidecar(
-                tool, root, rel, job.facts, job.catalog_user, fsync=settings.imports.fsync
+        if job.facts is not None and not (root / rel).is_file():
+            raise SidecarError(
+                path=rel, detail="original is missing; run `picpipe verify`, then import it"
             )
-            # The user fields are as old as the sidecar was before picpipe rewrote it.
-            versions.append((job.canonical_ns or 0, written.user))
-            settled = written.mtime_ns
-        elif job.canonical_ns is not None:
-            versions.append((job.canonical_ns, read_sidecar(tool, root / sidecar_path(rel)).user))
-        if job.alternate_ns is not None:
-            alternate = read_sidecar(tool, root / alternate_sidecar_path(rel)).user
-            versions.append((job.alternate_ns, alternate))
+        for name, before_ns in forms:
+            if job.facts is not None and name in written_names:
+                written = write_sidecar(
+                    tool,
+                    root,
+                    rel,
+                    job.facts,
+                    job.catalog_user,
+                    fsync=settings.imports.fsync,
+                    name=name,
+                )
+                # The user fields are as old as the sidecar was before picpipe rewrote it.
+                versions.append((before_ns or 0, written.user))
+                settled.append(written.mtime_ns)
+            elif before_ns is not None:
+                versions.append((before_ns, read_sidecar(tool, root / name).user))
+                settled.append(before_ns)
     except SidecarError as exc:
         return exc
     merged = UserFields()
     for _edited, user in sorted(versions, key=lambda v: v[0], reverse=True):
         merged = merged.over(user)
-    newest = max(t for t in (settled, job.alternate_ns) if t is not None)
-    return merged, newest
+    return merged, max(settled)
 
 
 def facts_of(asset: Asset, provenance: list[tuple[str, str]]) -> SidecarFacts:

@@ -8,6 +8,7 @@ list from the settings (the sidecar stage only when ``sidecars.write``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from picpipe.catalog.queries import find_asset, utcnow
 from picpipe.catalog.runs import content_claim, try_claim
 from picpipe.errors import ContentClaimed, EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
-from picpipe.library.layout import original_path
+from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.metadata import media_info
@@ -173,8 +174,9 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
         task.outcome = "duplicate"  # a new asset stays open for the stages after this one
 
 
-def sidecar_stage(ctx: StageContext, task: ImportTask) -> None:
-    """Write the new asset's XMP sidecar beside its original (``<sha256>.xmp``).
+def sidecar_stage(ctx: StageContext, task: ImportTask, naming: str = "sha") -> None:
+    """Write the new asset's XMP sidecar beside its original (``<sha256>.xmp``, or the names
+    ``naming`` asks for: `layout.written_sidecar_paths`).
 
     A sidecar that came with the source file is the starting point. A sidecar already in the
     library (an earlier, interrupted run) keeps its user fields, which then go to the catalog.
@@ -202,16 +204,18 @@ def sidecar_stage(ctx: StageContext, task: ImportTask) -> None:
         height=info.height,
     )
     try:
-        written = write_sidecar(
-            ctx.exiftool.get(),
-            ctx.library_root,
-            task.library_path,
-            facts,
-            UserFields.from_info(info),
-            seed=info.source_sidecar,
-            fsync=ctx.fsync,
-            run_id=ctx.run_id,
-        )
+        for name in written_sidecar_paths(task.library_path, naming):
+            written = write_sidecar(
+                ctx.exiftool.get(),
+                ctx.library_root,
+                task.library_path,
+                facts,
+                UserFields.from_info(info),
+                seed=info.source_sidecar,
+                fsync=ctx.fsync,
+                name=name,
+                run_id=ctx.run_id,
+            )
     except SidecarError as exc:
         problem = f"sidecar not written: {exc.reason}; `picpipe sidecars --write` tries again"
         info.problems.append(problem)
@@ -227,6 +231,8 @@ IMPORT_STAGES: tuple[Stage, ...] = (hash_stage, dedupe_stage, metadata_stage, pl
 
 def import_stages(settings: Settings) -> tuple[Stage, ...]:
     """The import stages these settings ask for: sidecars are written when sidecars.write."""
+    if settings.sidecars.write and settings.sidecars.naming != "sha":
+        return (*IMPORT_STAGES, functools.partial(sidecar_stage, naming=settings.sidecars.naming))
     if settings.sidecars.write:
         return (*IMPORT_STAGES, sidecar_stage)
     return IMPORT_STAGES

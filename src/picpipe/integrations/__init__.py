@@ -1,0 +1,1 @@
+"""Links to the tools around the library: consumers that read it in place."""
