@@ -37,8 +37,8 @@ from picpipe.errors import (
     IntegrityMismatch,
 )
 from picpipe.hashing import new_hasher, sha256_file
+from picpipe.library.atomic import rename_over, temp_path, unlink_quietly
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
-from picpipe.library.writer import fsync_path, unlink_quietly
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -92,7 +92,7 @@ class FilesystemDestination:
     ) -> RemoteObject:
         self._require_root()
         final = self._path(key)
-        temp = final.parent / f"{TEMP_PREFIX}{digests.sha256[:16]}-{secrets.token_hex(4)}"
+        temp = temp_path(final, f"{digests.sha256[:16]}-{secrets.token_hex(4)}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             _sweep_own_temps(final.parent, digests.sha256)
@@ -104,9 +104,7 @@ class FilesystemDestination:
                 raise IntegrityMismatch(
                     destination=self.name, key=key, detail="the bytes read changed during the copy"
                 )
-            os.replace(temp, final)
-            if self.options.fsync:
-                fsync_path(final.parent)
+            rename_over(temp, final, fsync=self.options.fsync)
         except OSError as exc:
             unlink_quietly(temp)
             raise self._error(exc, key) from exc

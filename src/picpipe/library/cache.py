@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from picpipe.catalog.cache_index import CacheIndex
 from picpipe.errors import EntryTooLarge
+from picpipe.library.atomic import rename_over, temp_path
 from picpipe.library.layout import TEMP_PREFIX
 
 if TYPE_CHECKING:
@@ -173,14 +174,14 @@ class FullCache:
             reservation = self._reserve(size)
             if reservation is None:
                 return self._spool(name, size, produce)
-            temp = path.with_name(
-                f"{TEMP_PREFIX}{os.getpid()}-{self.owner}-{secrets.token_hex(4)}-{name}"
-            )
+            temp = temp_path(path, f"{os.getpid()}-{self.owner}-{secrets.token_hex(4)}-{name}")
             try:
                 path.parent.mkdir(exist_ok=True)
                 fd = self._produce_into(temp, size, produce)
                 try:
-                    os.replace(temp, path)
+                    # The file was fsynced (with ``fsync``); the folder is not: an entry
+                    # lost to a power cut is dropped by `_recover` and fetched again.
+                    rename_over(temp, path, fsync=False)
                     self._commit(reservation, name, size)
                 except BaseException:
                     os.close(fd)

@@ -84,13 +84,18 @@ def is_temp_name(name: str) -> bool:
 _RUN_TEMP = re.compile(r"r(\d+)-")
 
 
-def run_temp_prefix(run_id: int) -> str:
-    """The start of every temp name a run writes: ``.picpipe-tmp-r<run id>-``.
+def run_temp_tag(run_id: int) -> str:
+    """What a run puts after `TEMP_PREFIX` in every temp name it writes: ``r<run id>-``.
 
     Recovery of a stale run removes only temp files that carry its id, so runs on other
     machines sharing the library keep their in-flight copies.
     """
-    return f"{TEMP_PREFIX}r{run_id}-"
+    return f"r{run_id}-"
+
+
+def run_temp_prefix(run_id: int) -> str:
+    """The start of every temp name a run writes: ``.picpipe-tmp-r<run id>-``."""
+    return f"{TEMP_PREFIX}{run_temp_tag(run_id)}"
 
 
 def temp_run_id(name: str) -> int | None:

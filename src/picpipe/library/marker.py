@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.library_info import catalog_fact, has_assets, set_catalog_fact_once
 from picpipe.errors import LibraryMismatch, LibraryMissing, LibraryUnwritable
+from picpipe.library.atomic import atomic_write_bytes
 from picpipe.library.layout import ORIGINALS
 
 if TYPE_CHECKING:
@@ -116,10 +117,8 @@ def _write_marker(root: Path, identity: LibraryIdentity) -> None:
         "created": identity.created,
         "written_by": "picpipe",
     }
-    temp = root / f".{MARKER}.tmp"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, root / MARKER)
+        atomic_write_bytes(root / MARKER, (json.dumps(data, indent=2) + "\n").encode(), fsync=True)
     except OSError as exc:
         raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc

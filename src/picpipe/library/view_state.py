@@ -12,15 +12,15 @@ build, which is always correct.
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # blake2b of a view folder's plan: a change marker, not content
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.views import CatalogSignature, assets_imported_after
+from picpipe.library.atomic import atomic_write_bytes
 from picpipe.library.view_plan import folder_fields
 
 if TYPE_CHECKING:
@@ -117,6 +117,4 @@ def save_state(
         "signature": signature.as_dict() if signature is not None else None,
         "layouts": layouts,
     }
-    temp = root / f".picpipe-tmp-{secrets.token_hex(4)}.json"
-    temp.write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
-    os.replace(temp, root / STATE_FILE)
+    atomic_write_bytes(root / STATE_FILE, json.dumps(state, sort_keys=True).encode(), fsync=False)

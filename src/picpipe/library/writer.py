@@ -1,5 +1,8 @@
 """Atomic placement of originals: temp name in the target folder, fsync, re-hash, rename.
 
+The copy loop (sendfile, fsync, dropped pages, re-hash) is its own; the temp name, the rename
+and the folder fsync are ``library/atomic.py``'s, as for every other atomic write.
+
 A reader never sees a half-written original, and a crash at any point leaves either nothing
 or a complete, verified file under its final name (plus, at worst, a temp file that the next
 import sweeps away: `sweep_temp_files`).
@@ -19,13 +22,8 @@ from typing import BinaryIO, Literal
 
 from picpipe.errors import CopyMismatch, LibraryFull, LibraryUnwritable, PlacementFailed
 from picpipe.hashing import sha256_file
-from picpipe.library.layout import (
-    ORIGINALS,
-    TEMP_PREFIX,
-    is_temp_name,
-    run_temp_prefix,
-    temp_run_id,
-)
+from picpipe.library.atomic import fsync_path, rename_over, temp_path, unlink_quietly
+from picpipe.library.layout import ORIGINALS, TEMP_PREFIX, is_temp_name, run_temp_tag, temp_run_id
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +67,13 @@ def place_original(
         _make_dirs(folder, stop=root, fsync=fsync)
     except OSError as exc:
         raise _map_os_error(exc, display, root) from exc
-    temp = folder / f"{run_temp_prefix(run_id)}{sha256[:16]}-{secrets.token_hex(4)}"
+    temp = temp_path(final, f"{run_temp_tag(run_id)}{sha256[:16]}-{secrets.token_hex(4)}")
     try:
         _copy(open_source, temp, fsync=fsync)
         copied, copied_size = sha256_file(temp)
         if copied != sha256 or copied_size != size:
             raise CopyMismatch(path=display)
-        os.replace(temp, final)
-        if fsync:
-            fsync_path(folder)
+        rename_over(temp, final, fsync=fsync)
     except OSError as exc:
         unlink_quietly(temp)
         raise _map_os_error(exc, display, root) from exc
@@ -185,25 +181,6 @@ def _make_dirs(folder: Path, *, stop: Path, fsync: bool) -> None:
             continue
         if fsync:
             fsync_path(path.parent)
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder by path (a folder's fsync makes a rename in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def unlink_quietly(path: Path) -> None:
-    """Remove a temp file; a missing one is fine, other errors are logged, never raised."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("could not remove temp file %s: %s", path, exc.strerror)
 
 
 def _map_os_error(exc: OSError, display: str, root: Path) -> Exception:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 # SidecarError is imported from here by pipeline/stages.py until it imports from errors.py.
 from picpipe.errors import SidecarError as SidecarError
-from picpipe.library.layout import run_temp_prefix, sidecar_ext_path, sidecar_path
-from picpipe.library.writer import fsync_path, unlink_quietly
+from picpipe.library.atomic import fsync_path, rename_over, temp_path, unlink_quietly
+from picpipe.library.layout import run_temp_tag, sidecar_ext_path, sidecar_path
 from picpipe.pipeline.exiftool import ExifToolFailed
 from picpipe.pipeline.sidecar_args import keyword_list_args, own_args, user_args
 
@@ -221,10 +221,8 @@ def write_sidecar(
             present = read_sidecar(tool, final).user
         else:
             source, present = _usable_seed(tool, seed)
-        temp = (
-            final.parent
-            / f"{run_temp_prefix(run_id)}{facts.sha256[:16]}-{secrets.token_hex(4)}.xmp"
-        )
+        middle = f"{run_temp_tag(run_id)}{facts.sha256[:16]}-{secrets.token_hex(4)}.xmp"
+        temp = temp_path(final, middle)
         args = ["-ec", *own_args(facts), *user_args(initial.missing_from(present), facts)]
         args += keyword_list_args(present.over(initial).keywords)
         try:
@@ -240,9 +238,7 @@ def write_sidecar(
             if _identity(final) != before:
                 log.debug("%s changed while it was rewritten; merging again", rel)
                 continue
-            os.replace(temp, final)
-            if fsync:
-                fsync_path(final.parent)
+            rename_over(temp, final, fsync=fsync)
             mtime_ns = final.stat().st_mtime_ns
         except OSError as exc:
             raise SidecarError(path=rel, detail=exc.strerror or str(exc)) from exc

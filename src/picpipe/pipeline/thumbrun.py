@@ -31,8 +31,8 @@ from picpipe.catalog.thumbs import (
 from picpipe.errors import DependencyMissing, LibraryError
 from picpipe.jobs.process_pool import ProcessPool
 from picpipe.jobs.report import RunReport
+from picpipe.library.atomic import atomic_write_bytes
 from picpipe.library.layout import (
-    TEMP_PREFIX,
     THUMB_SIZES,
     is_temp_name,
     thumb_folder,
@@ -310,13 +310,12 @@ class ThumbRun:
                 return  # a remake with the same facts: leave the file (and its mtime) alone
         except OSError:
             pass
-        temp = target.with_name(f"{TEMP_PREFIX}{target.name}")
         try:
             if target.parent not in self._made_dirs:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._made_dirs.add(target.parent)
-            temp.write_bytes(payload)
-            os.replace(temp, target)
+            # No fsync: the JSON is remade from the catalog by the next run that needs it.
+            atomic_write_bytes(target, payload, fsync=False, middle=target.name)
         except OSError as exc:
             log.warning("%s: could not write %s: %s", item.library_path, target, exc.strerror)
 

@@ -12,7 +12,6 @@ is a failed result with a reason, never an exception.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from picpipe.errors import ItemError, ThumbnailWriteFailed
-from picpipe.library.layout import TEMP_PREFIX, THUMB_SIZES, ThumbSize, thumb_path
+from picpipe.library.atomic import atomic_path
+from picpipe.library.layout import THUMB_SIZES, ThumbSize, thumb_path
 
 if TYPE_CHECKING:
     from picpipe.pipeline.decoders import Decoded
@@ -232,23 +232,14 @@ def _save(image: Any, target: Path, job: ThumbJob) -> None:
     """Write to a temp name in the target folder, then rename over (readers never see half)."""
     import pyvips
 
-    temp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
     try:
-        os.makedirs(target.parent, exist_ok=True)
-        if job.format == "webp":
-            image.webpsave(str(temp), Q=job.quality, strip=True)
-        else:
-            image.jpegsave(str(temp), Q=job.quality, strip=True)
-        os.replace(temp, target)
+        # No fsync: a thumbnail lost to a power cut is remade; the temp name carries the pid.
+        with atomic_path(target, fsync=False, middle=f"{os.getpid()}-{target.name}") as temp:
+            os.makedirs(target.parent, exist_ok=True)
+            if job.format == "webp":
+                image.webpsave(str(temp), Q=job.quality, strip=True)
+            else:
+                image.jpegsave(str(temp), Q=job.quality, strip=True)
     except (OSError, pyvips.Error) as exc:
-        _discard(temp)
         detail = exc.strerror if isinstance(exc, OSError) else str(exc.detail or exc.message)
         raise ThumbnailWriteFailed(detail=" ".join(str(detail).split())[:200]) from exc
-    except BaseException:
-        _discard(temp)
-        raise
-
-
-def _discard(temp: Path) -> None:
-    with contextlib.suppress(OSError):  # never written, or its folder is the problem
-        temp.unlink()
