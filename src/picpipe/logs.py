@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from picpipe.redact import mask_urls_in
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
 
@@ -30,6 +32,20 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RedactUrls(logging.Filter):
+    """Mask URL passwords and secret query parameters in every record's message (a library
+    may log the URL it connects to; picpipe's own messages are masked already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format string: the handler reports it
+        if "://" in message:
+            record.msg, record.args = mask_urls_in(message), None
+        return True
+
+
 def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     """Configure the root logger once per process (stderr only; stdout is for results)."""
     root = logging.getLogger()
@@ -46,6 +62,7 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(RedactUrls())
     setattr(handler, "_picpipe", True)  # noqa: B010 - a marker, not an attribute of the class
     root.addHandler(handler)
     root.setLevel(level.upper())
