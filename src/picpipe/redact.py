@@ -149,8 +149,9 @@ def validation_problems(exc: ValidationError, prefix: str = "") -> list[str]:
     """
     lines = []
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = prefix + ".".join(str(part) for part in error.get("loc", ()))
+        where = (prefix + ".".join(str(part) for part in error.get("loc", ()))).rstrip(".")
         problem = "unknown key" if error.get("type") == "extra_forbidden" else error["msg"]
+        problem = problem.removeprefix("Value error, ")  # our validators' own words
         lines.append(f"{where}: {problem}" if where else problem)
     return lines or ["invalid settings"]
 
