@@ -128,3 +128,14 @@ def test_picpipe_config_masks_misspelt_and_url_secrets(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert CANARY not in result.stdout + result.stderr
         assert MASK in result.stdout
+
+
+def test_source_option_errors_name_the_key_not_the_value(tmp_path: Path) -> None:
+    import picpipe.cli.app  # noqa: F401 - the CLI root first (it registers the commands)
+    from picpipe.cli.imports import build_source
+
+    settings = load_settings(home=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        build_source(settings, "phone", {"kind": "folder", "path": {"secret": CANARY}})
+    assert CANARY not in caught.value.message
+    assert caught.value.message.startswith("configuration error: sources.phone.path: ")

@@ -28,7 +28,7 @@ class JsonLineFormatter(logging.Formatter):
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
@@ -43,7 +43,13 @@ class RedactUrls(logging.Filter):
             return True  # a broken format string: the handler reports it
         if "://" in message:
             record.msg, record.args = mask_urls_in(message), None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text: the traceback (chained errors' texts) is masked too.
+            record.exc_text = mask_urls_in(_PLAIN.formatException(record.exc_info))
         return True
+
+
+_PLAIN = logging.Formatter()
 
 
 def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from picpipe.catalog.db import open_catalog
@@ -29,7 +30,7 @@ from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_v
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
 from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
 from picpipe.pipeline.stages import import_stages
-from picpipe.redact import mask_url
+from picpipe.redact import mask_url, validation_problems
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
 
@@ -179,8 +180,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     fields = {k: v for k, v in options.items() if k != "kind"}
     try:
         parsed = cls.Options(**fields)
-    except ValueError as exc:
-        raise ConfigError(detail=f"sources.{name}: {exc}") from exc
+    except ValidationError as exc:
+        # "key: problem" only: pydantic's own text repeats the values (a password, a key).
+        problems = validation_problems(exc, prefix=f"sources.{name}.")
+        raise ConfigError(detail="; ".join(problems)) from None
     if kind == "folder":
         return FolderSource(name, Path(parsed.path).expanduser(), settings.scan)
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")

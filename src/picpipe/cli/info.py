@@ -17,6 +17,7 @@ from picpipe.catalog.queries import (
     session_failures,
     source_summaries,
 )
+from picpipe.catalog.status import kept_with_problems
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config_template import render_template
 from picpipe.library.layout import THUMB_SIZES
@@ -44,6 +45,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             counts = asset_counts(db)
             last = recent_sessions(db, 1)
             last_run = _session_dict(last[0], db) if last else None
+            problem_count, problem_items = kept_with_problems(db, 10)
     finally:
         catalog.close()
     result: dict[str, Any] = {
@@ -56,6 +58,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         "by_kind": counts,
         "last_session": last_run,
         "import_running": _import_running(settings.home_root),
+        "kept_with_problems": {"count": problem_count, "newest": problem_items},
     }
     if as_json:
         emit_json(result)
@@ -75,6 +78,15 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         )
     if result["import_running"]:
         console.print("an import is running now")
+    if problem_count:
+        console.print(f"problems  {problem_count} kept with a problem (newest first):")
+        _print_problems(problem_items)
+
+
+def _print_problems(items: list[dict[str, Any]]) -> None:
+    for item in items:
+        reasons = "; ".join(item["problems"]) or "no thumbnail"
+        console.print(f"  {item['name']} ({item['kind']}): {reasons}", markup=False)
 
 
 @reports_errors
@@ -111,6 +123,10 @@ def sessions(
             human_bytes(r["bytes"]),
         )
     console.print(table)
+    for r in rows:
+        if r["kept_with_problems"]:
+            console.print(f"session {r['id']}: kept with a problem")
+            _print_problems(r["kept_with_problems"])
 
 
 @reports_errors
@@ -241,6 +257,7 @@ def _session_dict(run: ImportSession, db: Any) -> dict[str, Any]:
         "failed": run.failed,
         "bytes": run.bytes,
         "failures": [{"path": p, "reason": r} for p, r in session_failures(db, run.id, 100)],
+        "kept_with_problems": kept_with_problems(db, 100, session_id=run.id)[1],
     }
 
 
