@@ -21,7 +21,8 @@ from pydantic_settings import (
 )
 
 from picpipe.errors import ConfigError
-from picpipe.redact import mask_url, mask_values, validation_problems
+from picpipe.redact import mask_url as mask_url  # re-exported: the catalog and CLI use it
+from picpipe.redact import mask_values, validation_problems
 
 PHOTO_EXTENSIONS = [
     "jpg",

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from picpipe.config import mask_url
 from picpipe.errors import CatalogError
-from picpipe.redact import mask_url, mask_urls_in
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -83,5 +83,5 @@ def open_catalog(url: str, *, migrate: bool = True) -> Catalog:
             upgrade_to_head(engine)
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise CatalogError(detail=f"{mask_url(url)}: {mask_urls_in(detail)}") from exc
+        raise CatalogError(detail=f"{mask_url(url)}: {detail}") from exc
     return Catalog(engine)

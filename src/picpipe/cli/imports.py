@@ -21,7 +21,7 @@ from picpipe.cli.app import (
     sigterm_interrupts,
     state,
 )
-from picpipe.config import Settings
+from picpipe.config import Settings, mask_url
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError, ItemsFailed, PicpipeError
 from picpipe.events import Event, ItemFinished, ScanProgress
@@ -30,7 +30,7 @@ from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_v
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context
 from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
 from picpipe.pipeline.stages import import_stages
-from picpipe.redact import mask_url, validation_problems
+from picpipe.redact import validation_problems
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
 

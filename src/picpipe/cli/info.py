@@ -19,9 +19,9 @@ from picpipe.catalog.queries import (
 )
 from picpipe.catalog.status import kept_with_problems
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.config import mask_url
 from picpipe.config_template import render_template
 from picpipe.library.layout import THUMB_SIZES
-from picpipe.redact import mask_url
 
 
 def register(app: typer.Typer) -> None:
