@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-import pyvips
+from PIL import Image
 from sqlalchemy import select
 
 from picpipe.catalog.models import Asset
@@ -39,7 +39,8 @@ def damaged(tmp_path: Path) -> Path:
     _half(whole, source / "half.jpg")
     shutil.copy(whole, source / "whole.jpg")
     png = tmp_path / "whole.png"
-    (pyvips.Image.black(300, 200) + 90).write_to_file(str(png))
+    # Pillow, not pyvips: libvips must not run in this process, whose thumbnail workers fork.
+    Image.new("RGB", (300, 200), (90, 90, 90)).save(png)
     _half(png, source / "half.png")
     if MEDIA.is_dir():
         shutil.copy(MEDIA / "broken" / "truncated.heic", source / "truncated.heic")
