@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from picpipe.config import Settings, load_settings, mask_url
+from picpipe.config import Settings, load_settings
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError
+from picpipe.redact import mask_url
 
 
 def write_config(path: Path, data: dict[str, object]) -> Path:

@@ -8,7 +8,6 @@ The config file is ``--config`` / ``PICPIPE_CONFIG`` or ``$PICPIPE_HOME/config.y
 from __future__ import annotations
 
 import os
-import re
 import socket
 from contextvars import ContextVar
 from pathlib import Path
@@ -23,6 +22,8 @@ from pydantic_settings import (
 )
 
 from picpipe.errors import ConfigError
+from picpipe.redact import mask_url as mask_url  # re-exported: the catalog and CLI use it
+from picpipe.redact import mask_values, validation_problems
 
 PHOTO_EXTENSIONS = [
     "jpg",
@@ -89,8 +90,6 @@ IGNORED_NAMES = [
     ".thumbnails",
 ]
 IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"]
-
-_SECRET_KEY = re.compile(r"(pass|secret|token|key|credential|sas|connection_string)", re.I)
 
 
 def default_home() -> Path:
@@ -192,6 +191,25 @@ class ServeOptions(BaseModel):
     token: SecretStr | None = None  # full access (header or login cookie); none = no auth
     read_token: SecretStr | None = None  # read-only: kiosk, dashboard, wall frames
     insecure: bool = False  # allow a non-loopback bind without a token (trusted LAN only)
+    # Host names (besides loopback, this machine's names and IP literals) that requests may
+    # name in their Host header: the name a reverse proxy or DNS entry gives this server.
+    # "*.example.org" matches sub-domains; "*" turns the check off (not recommended).
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("token", "read_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # `PICPIPE_SERVE__TOKEN=` or `token: ""` must mean "no token", never a token that
+        # the bind check counts as configured while the guard ignores it.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        return raw.strip() if isinstance(raw, str) else value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.strip().lower().rstrip(".") for host in value if host.strip()]
 
 
 class RunOptions(BaseModel):
@@ -293,7 +311,8 @@ class Settings(BaseSettings):
         data["library"] = str(self.library_root)
         data["home"] = str(self.home_root)
         data["config"] = str(self.config_file)
-        masked: dict[str, Any] = _mask(data)
+        masked: dict[str, Any] = mask_values(data)
+        masked["database_url"] = data["database_url"]  # already masked, and not a "secret" name
         return masked
 
 
@@ -364,23 +383,8 @@ def load_settings(
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(detail=f"{where}: {first['msg']}") from exc
+        # `from None`: pydantic's own text repeats the input values (secrets included), and
+        # a traceback at DEBUG would print it.
+        raise ConfigError(detail="; ".join(validation_problems(exc))) from None
     finally:
         _path_hint.reset(token)
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a database URL (``user:****@host``)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", url)
-
-
-def _mask(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _mask(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v, key) for v in value]
-    if key and _SECRET_KEY.search(key) and value not in (None, "") and key != "database_url":
-        return "********"
-    return value

@@ -138,15 +138,20 @@ replicas:
   backoff_max: 30.0
 
 serve:
-  # `picpipe serve` listens here. Binding anything but loopback needs a token (or insecure).
+  # `picpipe serve` listens here. Binding anything but loopback needs a token of at least
+  # 16 characters (or insecure). See SECURITY.md.
   host: 127.0.0.1
   port: 8080
   # Full-access and read-only (kiosk, dashboard) tokens; prefer PICPIPE_SERVE__TOKEN and
-  # PICPIPE_SERVE__READ_TOKEN so they stay out of files.
+  # PICPIPE_SERVE__READ_TOKEN so they stay out of files (`openssl rand -hex 32`).
+  # An empty value means no token.
   # token: ...
   # read_token: ...
-  # Serve a non-loopback address without a token (trusted LAN only).
+  # Serve a non-loopback address without a strong token (trusted LAN only; --insecure-open).
   insecure: false
+  # Host names requests may use besides loopback, this machine's names and IP addresses
+  # (the name a reverse proxy or DNS gives this server); "*.example.org" for sub-domains.
+  allowed_hosts: []
 
 cache:
   # Full-resolution copies fetched from replicas or converted for browsers, kept in

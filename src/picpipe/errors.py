@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from picpipe.redact import mask_urls_in
+
 
 class ExitCode:
     """Process exit codes; pinned by a test because scripts depend on them."""
@@ -40,10 +42,13 @@ class PicpipeError(Exception):
 
     @property
     def message(self) -> str:
+        """The filled template, URL passwords and secret query parameters masked (every
+        error is shown somewhere: a terminal, a log, an HTTP answer, the catalog)."""
         try:
-            return self.template.format(**self.fields)
+            text = self.template.format(**self.fields)
         except (KeyError, IndexError):
-            return f"{type(self).__name__}: {self.fields}"
+            text = f"{type(self).__name__}: {sorted(self.fields)}"
+        return mask_urls_in(text) if "://" in text else text
 
     @property
     def reason(self) -> str:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from picpipe.redact import mask_urls_in
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
 
@@ -26,8 +28,28 @@ class JsonLineFormatter(logging.Formatter):
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class RedactUrls(logging.Filter):
+    """Mask URL passwords and secret query parameters in every record's message (a library
+    may log the URL it connects to; picpipe's own messages are masked already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format string: the handler reports it
+        if "://" in message:
+            record.msg, record.args = mask_urls_in(message), None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text: the traceback (chained errors' texts) is masked too.
+            record.exc_text = mask_urls_in(_PLAIN.formatException(record.exc_info))
+        return True
+
+
+_PLAIN = logging.Formatter()
 
 
 def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
@@ -46,6 +68,7 @@ def setup_logging(level: str = "INFO", *, force_json: bool = False) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(RedactUrls())
     setattr(handler, "_picpipe", True)  # noqa: B010 - a marker, not an attribute of the class
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from picpipe.catalog.models import Asset, SourceFile
 from picpipe.library.layout import TEMP_PREFIX
+from picpipe.pipeline.truncation import TRUNCATED
 from picpipe.samples import make_jpeg
 from picpipe.sources.base import FolderListing, ScanProblem, SourceEntry
 from picpipe.sources.folder import FolderSource
@@ -113,10 +114,15 @@ def test_damaged_files_are_kept_with_their_problem(
         assets = {a.original_name: a for a in db.scalars(select(Asset))}
     truncated = assets["IMG_20200102_030405.jpg"]
     assert truncated.taken_local == datetime(2021, 6, 7, 8, 9, 10)  # EXIF sits before the cut
+    assert truncated.problems == [TRUNCATED]
+    assert truncated.kind == "photo"
     assert assets["smashed.jpg"].date_source in {"mtime", "exif"}
-    assert assets["noise.jpg"].date_source == "mtime"
-    assert assets["noise.jpg"].library_path.endswith(".jpg")
-    assert assets["noise.jpg"].problems
+    assert TRUNCATED not in (assets["smashed.jpg"].problems or [])
+    noise = assets["noise.jpg"]
+    assert noise.date_source == "mtime"
+    # Text named .jpg: kept as what it is, never as a photo with a .jpg name.
+    assert (noise.kind, noise.library_path.rsplit(".", 1)[1]) == ("unknown", "txt")
+    assert noise.problems
 
 
 def test_names_that_are_not_utf8(sqlite_library: LibraryFixture, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ For every web test module (API, security, pages, media, benchmarks):
   site with ``serve`` options changed, e.g. ``app_client(token="t", read_token="r")``;
   closed at the end of the test.
 - ``TestClient`` here is Starlette's, imported without its httpx deprecation warning
-  (``filterwarnings = error``); import it from this module, not from ``fastapi.testclient``.
+  (``filterwarnings = error``) and with ``http://localhost`` as its base URL (the host check
+  refuses Starlette's ``testserver``); import it from this module, not from
+  ``fastapi.testclient``.
 - Helpers: ``build_site(root)`` (a private site), ``with_serve(settings, token=…)``,
   ``add_assets(catalog, n, …)`` (synthetic catalog rows, no files: paging and shuffle at size).
 """
@@ -45,7 +47,18 @@ from tests.conftest import MEDIA, open_library
 with warnings.catch_warnings():
     # Starlette warns once, at import, that it would rather use `httpx2`; nothing to act on.
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient as _StarletteClient
+
+
+class TestClient(_StarletteClient):
+    """Starlette's test client, speaking to ``http://localhost`` (a Host the app answers to;
+    Starlette's default ``testserver`` is refused as a DNS-rebinding name would be)."""
+
+    __test__ = False
+
+    def __init__(self, app: Any, base_url: str = "http://localhost", **kwargs: Any) -> None:
+        super().__init__(app, base_url=base_url, **kwargs)
+
 
 ALBUM = "Favourites"
 # Real files copied into the `camera` source when ../shared is present (path → role).

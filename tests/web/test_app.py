@@ -52,7 +52,9 @@ def _free_port() -> int:
 
 def _raw_request(port: int, target: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        conn.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+        )
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)

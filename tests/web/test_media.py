@@ -155,7 +155,7 @@ def get_all(
 
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             return list(await asyncio.gather(*(http.get(u, headers=headers) for u in urls)))
 
     return asyncio.run(run())

@@ -25,6 +25,7 @@ from tests.conftest import run_cli
 from tests.web.conftest import TestClient, WebSite, build_site, with_serve
 
 FULL, READ = "full-secret-token", "read-only-token"
+STRONG = "a-token-of-32-characters-or-more"
 MakeClient = Callable[..., TestClient]
 
 
@@ -91,7 +92,7 @@ def test_login_sets_a_signed_cookie_not_the_token(secured: TestClient) -> None:
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
     assert "HttpOnly" in cookie
-    assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
+    assert "samesite=strict" in cookie.lower()
     assert FULL not in cookie
     assert secured.get("/api/stats").status_code == 200  # the client keeps the cookie
     secured.get("/logout")
@@ -172,7 +173,7 @@ def test_binding_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> N
     result = run_cli("--home", str(tmp_path / "home"), "serve", "--host", "0.0.0.0", timeout=60)
     assert result.returncode == 4
     assert "refusing to serve" in result.stderr
-    assert "--insecure" in result.stderr
+    assert "--insecure-open" in result.stderr
 
 
 def test_check_bind(web_site: WebSite) -> None:
@@ -185,8 +186,16 @@ def test_check_bind(web_site: WebSite) -> None:
         with pytest.raises(ServeRefused):
             check_bind(open_settings, host, insecure=False)
         check_bind(open_settings, host, insecure=True)
-        check_bind(with_serve(open_settings, token=FULL), host, insecure=False)
-        check_bind(with_serve(open_settings, read_token=READ), host, insecure=False)
+        check_bind(with_serve(open_settings, token=STRONG), host, insecure=False)
+        check_bind(with_serve(open_settings, read_token=STRONG), host, insecure=False)
+        # Blank tokens are no tokens; short ones are guessable: both refused beyond loopback.
+        for weak in ("", "   ", "\t\n", "short-token"):
+            with pytest.raises(ServeRefused):
+                check_bind(with_serve(open_settings, token=weak), host, insecure=False)
+        with pytest.raises(ServeRefused, match=r"serve\.read_token is shorter"):
+            check_bind(
+                with_serve(open_settings, token=STRONG, read_token=READ), host, insecure=False
+            )
 
 
 # -- keys and paths ----------------------------------------------------------------------------
@@ -223,8 +232,8 @@ async def _raw_get(app: Any, raw_path: str) -> tuple[int, bytes]:
         "raw_path": raw_path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
+        "headers": [(b"host", b"localhost")],
+        "server": ("localhost", 80),
         "client": ("127.0.0.1", 50000),
     }
     status, body = 0, b""

@@ -318,3 +318,18 @@ class ShuffleEntry(Base):
 # shuffles look for photos imported since their round began.
 Index("ix_asset_taken_local_sha256", Asset.taken_local, Asset.sha256)
 Index("ix_asset_imported_at", Asset.imported_at)
+
+
+class WebSession(Base):
+    """A login session of ``picpipe serve``: valid while its row exists and has not expired.
+
+    Keyed by the SHA-256 of the session id the cookie carries (a catalog dump does not hand
+    out live cookies); ``/logout`` deletes the row, which every server process sees.
+    """
+
+    __tablename__ = "web_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(1))  # w (full token) | r (read token)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), index=True)

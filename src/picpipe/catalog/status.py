@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, and_, cast, func, or_, select
 
 from picpipe.catalog.models import (
     Asset,
@@ -219,6 +219,35 @@ def thumbnail_failures(db: Session, limit: int = 50) -> list[dict[str, Any]]:
         {"sha256": sha, "name": name, "reason": error or "unknown error"}
         for sha, name, error in rows
     ]
+
+
+def kept_with_problems(
+    db: Session, limit: int = 20, *, session_id: int | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Assets kept in the library with a recorded problem (a truncated image, bytes of kind
+    ``unknown``, no thumbnail): how many, and the newest ``limit`` with their problems.
+
+    ``session_id`` narrows both to the assets one import session added.
+    """
+    # ``problems`` holds JSON null when there were none (SQLAlchemy's JSON default).
+    noted = and_(Asset.problems.is_not(None), cast(Asset.problems, Text).not_in(("null", "[]")))
+    where = or_(noted, Asset.kind == "unknown", Asset.thumbs_state == "failed")
+    if session_id is not None:
+        where = and_(where, Asset.session_id == session_id)
+    count = int(db.scalar(select(func.count()).select_from(Asset).where(where)) or 0)
+    rows = db.execute(
+        select(Asset.sha256, Asset.original_name, Asset.kind, Asset.problems, Asset.thumbs_error)
+        .where(where)
+        .order_by(Asset.imported_at.desc(), Asset.sha256)
+        .limit(limit)
+    )
+    items = []
+    for sha, name, kind, problems, thumbs_error in rows:
+        listed = list(problems or [])
+        if thumbs_error and not listed:
+            listed.append(f"no thumbnail: {thumbs_error}")
+        items.append({"sha256": sha, "name": name, "kind": kind, "problems": listed})
+    return count, items
 
 
 # -- replication ---------------------------------------------------------------------------

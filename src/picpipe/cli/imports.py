@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from pydantic import ValidationError
 
 from picpipe.catalog.db import open_catalog
 from picpipe.cli.app import (
@@ -28,6 +29,7 @@ from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
+from picpipe.redact import validation_problems
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
 
@@ -177,8 +179,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     fields = {k: v for k, v in options.items() if k != "kind"}
     try:
         parsed = cls.Options(**fields)
-    except ValueError as exc:
-        raise ConfigError(detail=f"sources.{name}: {exc}") from exc
+    except ValidationError as exc:
+        # "key: problem" only: pydantic's own text repeats the values (a password, a key).
+        problems = validation_problems(exc, prefix=f"sources.{name}.")
+        raise ConfigError(detail="; ".join(problems)) from None
     if kind == "folder":
         folder = Path(parsed.path).expanduser()
         refuse_own_folder(settings, folder, f"sources.{name}:")

@@ -18,6 +18,7 @@ from picpipe.catalog.queries import (
     source_summaries,
 )
 from picpipe.catalog.runs import active_runs
+from picpipe.catalog.status import kept_with_problems
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
@@ -47,6 +48,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             last = recent_sessions(db, 1)
             last_run = _session_dict(last[0], db) if last else None
             active = [run.as_dict() for run in active_runs(db, host=settings.runs.host)]
+            problem_count, problem_items = kept_with_problems(db, 10)
         problem = library_problem(settings.library_root, catalog)
     finally:
         catalog.close()
@@ -62,6 +64,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         "last_session": last_run,
         "import_running": any(run["kind"] == "import" for run in active),
         "runs": active,
+        "kept_with_problems": {"count": problem_count, "newest": problem_items},
     }
     if as_json:
         emit_json(result)
@@ -91,6 +94,15 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             f" {progress.get('stage', run['kind'])} {done}{of}, since {run['started_at']}",
             markup=False,
         )
+    if problem_count:
+        console.print(f"problems  {problem_count} kept with a problem (newest first):")
+        _print_problems(problem_items)
+
+
+def _print_problems(items: list[dict[str, Any]]) -> None:
+    for item in items:
+        reasons = "; ".join(item["problems"]) or "no thumbnail"
+        console.print(f"  {item['name']} ({item['kind']}): {reasons}", markup=False)
 
 
 @reports_errors
@@ -127,6 +139,10 @@ def sessions(
             human_bytes(r["bytes"]),
         )
     console.print(table)
+    for r in rows:
+        if r["kept_with_problems"]:
+            console.print(f"session {r['id']}: kept with a problem")
+            _print_problems(r["kept_with_problems"])
 
 
 @reports_errors
@@ -257,6 +273,7 @@ def _session_dict(run: ImportSession, db: Any) -> dict[str, Any]:
         "failed": run.failed,
         "bytes": run.bytes,
         "failures": [{"path": p, "reason": r} for p, r in session_failures(db, run.id, 100)],
+        "kept_with_problems": kept_with_problems(db, 100, session_id=run.id)[1],
     }
 
 

@@ -11,6 +11,7 @@ import uvicorn
 
 from picpipe.config import Settings
 from picpipe.errors import ServeRefused
+from picpipe.web.auth import OPEN_WARNING
 
 log = logging.getLogger(__name__)
 MIN_TOKEN_CHARS = 16  # below this a token is guessable enough to warn about
@@ -31,23 +32,26 @@ def serve(
     port: int | None = typer.Option(
         None, "--port", min=1, max=65535, help="Port (default serve.port, 8080)."
     ),
-    insecure: bool = typer.Option(
+    insecure_open: bool = typer.Option(
         False,
+        "--insecure-open",
         "--insecure",
-        help="Allow listening beyond this machine without a token (trusted networks only).",
+        help="Allow listening beyond this machine without a strong token (trusted networks "
+        "only; --insecure is the older name).",
     ),
 ) -> None:
     """Serve the library over HTTP: random photos for dashboards, the JSON API and the pages.
 
-    Refuses (exit 4) to listen on an address other machines can reach unless a token is
-    configured (serve.token / serve.read_token) or --insecure is given.
+    Refuses (exit 4) to listen on an address other machines can reach unless a token of at
+    least 16 characters guards it (serve.token / serve.read_token) or --insecure-open is given.
+    An open server on loopback starts with one warning line.
     """
     from picpipe.cli.app import console, state
 
     settings = state(ctx).settings
     bind_host = host or settings.serve.host
     bind_port = port or settings.serve.port
-    check_bind(settings, bind_host, insecure=insecure or settings.serve.insecure)
+    check_bind(settings, bind_host, insecure=insecure_open or settings.serve.insecure)
     for name, secret in (
         ("token", settings.serve.token),
         ("read_token", settings.serve.read_token),
@@ -59,6 +63,8 @@ def serve(
                 name,
                 MIN_TOKEN_CHARS,
             )
+    if is_open(settings) and is_loopback(bind_host):
+        log.warning(OPEN_WARNING)
     config = serve_config(settings, bind_host, bind_port)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     console.print(f"picpipe serving on http://{shown}:{bind_port}/  (Ctrl+C to stop)")
@@ -75,22 +81,52 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve to anything: treat it as reachable
 
 
+def is_open(settings: Settings) -> bool:
+    """True when neither token is configured (blank tokens are no tokens, see config)."""
+    return settings.serve.token is None and settings.serve.read_token is None
+
+
+def weak_tokens(settings: Settings) -> list[str]:
+    """The configured token settings shorter than `MIN_TOKEN_CHARS`."""
+    return [
+        f"serve.{name}"
+        for name, secret in (
+            ("token", settings.serve.token),
+            ("read_token", settings.serve.read_token),
+        )
+        if secret is not None and len(secret.get_secret_value()) < MIN_TOKEN_CHARS
+    ]
+
+
 def check_bind(settings: Settings, host: str, *, insecure: bool) -> None:
-    """Raise ServeRefused when ``host`` is reachable from other machines and nothing guards it.
+    """Raise ServeRefused when ``host`` is reachable from other machines and no strong token
+    guards it: none configured, or one shorter than 16 characters (guessable online).
 
     Either token counts: with only a read token configured every request still needs one.
+    ``insecure`` (``--insecure-open`` / ``serve.insecure``) allows it with one warning.
     """
-    guarded = settings.serve.token is not None or settings.serve.read_token is not None
-    if is_loopback(host) or guarded:
+    if is_loopback(host):
+        return
+    weak = weak_tokens(settings)
+    if not is_open(settings) and not weak:
         return
     if insecure:
-        log.warning("serving on %s without a token: anyone who can reach it sees every photo", host)
+        log.warning(
+            "serving on %s without a strong token: anyone who can reach it may read the "
+            "library (--insecure-open)",
+            host,
+        )
         return
+    if weak:
+        verb = "is" if len(weak) == 1 else "are"
+        reason = f"{' and '.join(weak)} {verb} shorter than {MIN_TOKEN_CHARS} characters"
+    else:
+        reason = "no token is configured"
     raise ServeRefused(
         detail=(
-            f"{host} can be reached from other machines and no token is configured; "
-            "set serve.token (PICPIPE_SERVE__TOKEN) and serve.read_token, "
-            "or pass --insecure on a trusted network"
+            f"{host} can be reached from other machines and {reason}; set serve.token "
+            "(PICPIPE_SERVE__TOKEN, e.g. `openssl rand -hex 32`), "
+            "or pass --insecure-open on a trusted network"
         )
     )
 
@@ -103,10 +139,12 @@ def serve_config(settings: Settings, host: str, port: int) -> uvicorn.Config:
     own setup already routes records to stderr.
     """
     from picpipe.web.app import create_app
+    from picpipe.web.server import LimitedHttpProtocol
 
     return uvicorn.Config(
         functools.partial(create_app, settings),
         factory=True,
+        http=LimitedHttpProtocol,  # request heads beyond 16 KB a field / 64 KB get 431
         host=host,
         port=port,
         log_config=None,

@@ -374,7 +374,12 @@ class AzureDestination:
             from azure.identity import DefaultAzureCredential  # heavy; only for this auth
 
             credential = self._credential = DefaultAzureCredential()
-        return ContainerClient(o.account_url, o.container, credential=credential, **settings)
+        try:
+            return ContainerClient(o.account_url, o.container, credential=credential, **settings)
+        except ValueError as exc:  # e.g. a SAS both in account_url and as sas_token
+            raise DestinationMisconfigured(
+                destination=self.name, detail=f"account_url cannot be used: {exc}"
+            ) from exc
 
     def _secret(self, what: str, field: str) -> str | None:
         o = self.options

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from picpipe.errors import ConfigError, DestinationMisconfigured, IntegrityMismatch
 from picpipe.hashing import digest_stream, new_hasher
+from picpipe.redact import validation_problems
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -394,9 +395,10 @@ def destination_options(name: str, raw: dict[str, Any]) -> DestinationOptions:
     try:
         return destination_kind(kind).Options.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(detail=f"destinations.{name}.{where}: {first['msg']}") from exc
+        # `from None`: pydantic's text carries the input values (an SMB password, a SAS), and
+        # `-v` prints the chained traceback.
+        problems = validation_problems(exc, prefix=f"destinations.{name}.")
+        raise ConfigError(detail="; ".join(problems)) from None
 
 
 def open_destination(name: str, raw: dict[str, Any]) -> Destination:

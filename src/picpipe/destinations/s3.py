@@ -69,6 +69,7 @@ from picpipe.errors import (
 )
 from picpipe.hashing import md5_bytes, sha256_bytes
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
+from picpipe.redact import mask_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -289,7 +290,7 @@ class S3Destination:
                 self.client.delete_object(Bucket=self.bucket, Key=probe)  # our own probe only
         except DestinationError as exc:
             return replace(report, detail=f"the probe {probe} could not be removed ({exc})")
-        where = self.options.endpoint_url or "AWS"
+        where = mask_url(self.options.endpoint_url) if self.options.endpoint_url else "AWS"
         return replace(report, detail=f"bucket {self.bucket} at {where}")
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from picpipe.errors import (
     DestinationUnavailable,
     IntegrityMismatch,
 )
+from picpipe.redact import mask_urls_in
 
 _AUTH = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -100,7 +101,8 @@ def http_status(exc: ClientError) -> int:
 
 
 def redact(text: str, hide: tuple[str, ...]) -> str:
-    """``text`` with every value of ``hide`` blanked out, cut to 300 characters."""
+    """``text`` with every value of ``hide`` blanked out and URL user-info masked, cut to
+    300 characters."""
     for value in hide:
         text = text.replace(value, "********")
-    return text[:300]
+    return mask_urls_in(text)[:300]

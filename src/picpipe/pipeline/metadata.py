@@ -7,10 +7,12 @@ placeholder some phones write without a fix, orientation 0. Make and model are c
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from picpipe.pipeline.dates import CaptureTime, choose_capture_time
+from picpipe.pipeline.truncation import TRUNCATED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -44,6 +46,8 @@ RAW_TYPES = frozenset(
 )
 _SIZE_GROUPS = ("File", "Track1", "Track2", "Track3", "H264", "RIFF", "CanonRaw", "QuickTime")
 _ROTATION_TO_ORIENTATION = {90: 6, 180: 3, 270: 8}
+# exiftool's words for picture data cut short (not for a truncated metadata directory).
+_TRUNCATED_DATA = re.compile(r"truncated (?:'mdat' data|\w+ image)", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -53,7 +57,7 @@ class MediaInfo:
     file_type: str | None
     extension: str
     mime_type: str | None
-    kind: str  # photo | raw | video
+    kind: str  # photo | raw | video | unknown (no decoder or magic recognised the bytes)
     taken: CaptureTime
     make: str | None = None
     model: str | None = None
@@ -101,7 +105,9 @@ def media_info(
     if _is_media(file_type, mime) and detected:
         extension = detected.lower()  # the real type wins: a JPEG named .png is stored as .jpg
     else:
-        extension = (_name_ext(name) or "bin").lower()
+        # Not a photo or video (a text file named .jpg, zeros): kept as kind "unknown", under
+        # the extension of what it really is, else .bin; never under the name's media suffix.
+        extension = (detected or "bin").lower()
         what = file_type or "unknown"
         problems.append(f"content is not a recognised photo or video (detected: {what})")
     info = MediaInfo(
@@ -124,7 +130,11 @@ def media_info(
     )
     for key in ("ExifTool:Error", "ExifTool:Warning"):
         if key in tags and not str(tags[key]).startswith("[minor]"):
-            info.problems.append(f"exiftool: {tags[key]}")
+            message = str(tags[key])
+            if _TRUNCATED_DATA.match(message):  # "Truncated PNG image", "Truncated 'mdat' data"
+                info.problems.append(TRUNCATED)
+            else:
+                info.problems.append(f"exiftool: {message}")
     return info
 
 
@@ -139,7 +149,7 @@ def _kind(file_type: str | None, mime: str | None) -> str:
         return "raw"
     if mime and mime.startswith("video/"):
         return "video"
-    return "photo"
+    return "photo" if _is_media(file_type, mime) else "unknown"
 
 
 def _fill_gps(info: MediaInfo, tags: Mapping[str, Any], sidecar: Mapping[str, Any] | None) -> None:

@@ -208,7 +208,9 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
         "description": info.description,
         "regions": info.regions,
         "sidecar_mtime_ns": info.sidecar_mtime_ns,
-        "thumbs_state": "pending",
+        # Bytes no decoder recognises have nothing to show: no thumbnail run tries them.
+        "thumbs_state": "failed" if info.kind == "unknown" else "pending",
+        "thumbs_error": "not a photo or video" if info.kind == "unknown" else None,
         "imported_at": now,
         "session_id": session_id,
     }

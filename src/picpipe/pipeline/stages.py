@@ -31,6 +31,7 @@ from picpipe.pipeline.sidecar import (
     read_sidecar,
     write_sidecar,
 )
+from picpipe.pipeline.truncation import TRUNCATED, jpeg_truncated
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -147,6 +148,14 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         info.problems.append(sidecar_problem)
     if entry.extras and (problem := entry.extras.get("problem")):
         info.problems.append(str(problem))
+    # A cut-off JPEG is kept, with the problem that status, the API and the gallery show.
+    if (
+        path is not None
+        and info.file_type == "JPEG"
+        and TRUNCATED not in info.problems
+        and jpeg_truncated(path)
+    ):
+        info.problems.append(TRUNCATED)
     task.info = info
     task.problems.extend(info.problems)
 

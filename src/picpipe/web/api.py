@@ -58,7 +58,7 @@ def list_assets(
     camera: Annotated[
         str | None, Query(max_length=200, description="make, model or 'make model'")
     ] = None,
-    kind: Literal["photo", "raw", "video"] | None = None,
+    kind: Literal["photo", "raw", "video", "unknown"] | None = None,
     source: Annotated[str | None, Query(max_length=400, description="source name")] = None,
     album: Annotated[str | None, Query(max_length=400, description="album name or id")] = None,
     cursor: Annotated[

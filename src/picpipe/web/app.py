@@ -7,6 +7,7 @@ No module-level app or state: the catalog, the media server and the token guard 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,10 @@ from fastapi.staticfiles import StaticFiles
 from picpipe import __version__
 from picpipe.catalog.db import open_catalog
 from picpipe.web import api, auth, compat, problems
-from picpipe.web.auth import Guard, require_read
+from picpipe.web.auth import SESSION_SECONDS, Guard, require_read
 from picpipe.web.context import WebContext
+from picpipe.web.hosts import HostCheck, HostPolicy
+from picpipe.web.sessions import SessionStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -103,12 +106,18 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
     )
     app.state.ctx = ctx
-    app.state.guard = Guard.from_settings(settings)
+    store = SessionStore(catalog, lifetime=timedelta(seconds=SESSION_SECONDS))
+    app.state.guard = Guard.from_settings(settings, store)
     problems.install(app)
     app.add_middleware(SecurityHeaders)
-    # Outermost (added last): remembered thumbnails are answered before routing, after the
-    # same token check every route makes (see web/fastpath.py).
+    # Remembered thumbnails are answered before routing, after the same token check every
+    # route makes (see web/fastpath.py)…
     app.add_middleware(FastThumbs, memo=media.thumbs, guard=app.state.guard)
+    # …but only for a Host this server answers to (DNS rebinding) and, for state changes,
+    # from its own origin (web/hosts.py)…
+    app.add_middleware(HostCheck, policy=HostPolicy(settings.serve.allowed_hosts))
+    # …and outermost: whatever fails unexpectedly is one log line and a 500 without details.
+    app.add_middleware(problems.CatchAll)
 
     app.include_router(compat.router)
     app.include_router(api.router)

@@ -5,9 +5,11 @@ Two tokens come from the settings: ``serve.token`` (full access) and ``serve.rea
 A request proves a token by one of:
 
 - ``Authorization: Bearer <token>`` or ``X-Picpipe-Token: <token>`` (either token);
-- the ``picpipe_session`` cookie set by ``POST /login``: an HMAC-signed value naming the role
-  and its issue time, keyed by that role's token (never the token itself), so changing a token
-  logs its sessions out; HttpOnly, SameSite=Lax, Secure over HTTPS, valid 30 days;
+- the ``picpipe_session`` cookie set by ``POST /login``: an HMAC-signed value naming the role,
+  its issue time and a server-side session id (``web/sessions.py``), keyed by that role's
+  token (never the token itself), so changing a token logs its sessions out and ``/logout``
+  ends the session on every server process; HttpOnly, SameSite=Strict, Secure over HTTPS,
+  valid 30 days. ``/login`` is throttled per client address (429 after 5 wrong tokens);
 - ``?token=<read token>`` in the URL, for wall frames and Home Assistant picture cards that
   cannot send headers. Only the **read-only** token is accepted there (URLs end up in logs and
   histories), and only for reads.
@@ -22,9 +24,11 @@ from __future__ import annotations
 import hashlib  # HMAC-SHA256 signs the login cookie: a key, not content (hashing.py)
 import hmac
 import html
+import math
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote, urlsplit
@@ -32,12 +36,20 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from picpipe.web.sessions import LoginThrottle
+
 if TYPE_CHECKING:
     from picpipe.config import Settings
+    from picpipe.web.sessions import SessionStore
 
 COOKIE = "picpipe_session"
 SESSION_SECONDS = 30 * 24 * 3600
 _SESSION_CONTEXT = b"picpipe-session-v1"
+# Said once when an open server starts and in every `/health` answer while it stays open.
+OPEN_WARNING = (
+    "no token is configured: every program and user on this machine can read and change "
+    "the library (set serve.token)"
+)
 
 
 class Access(IntEnum):
@@ -53,17 +65,21 @@ class Guard:
     """The token check of one application, computed once from the settings.
 
     ``open`` is True when no token is configured: every request has full access.
+    ``store`` keeps sessions server-side (so they can be revoked); without one (unit tests)
+    a signed cookie is valid until it expires.
     """
 
     token: bytes | None
     read_token: bytes | None
+    store: SessionStore | None = None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Guard:
+    def from_settings(cls, settings: Settings, store: SessionStore | None = None) -> Guard:
         serve = settings.serve
         token = serve.token.get_secret_value().encode() if serve.token else None
         read = serve.read_token.get_secret_value().encode() if serve.read_token else None
-        return cls(token or None, read or None)
+        return cls(token or None, read or None, store)
 
     @property
     def open(self) -> bool:
@@ -98,24 +114,43 @@ class Guard:
         """A signed cookie value for ``access`` (``role.issued.nonce.signature``)."""
         role = "w" if access is Access.WRITE else "r"
         issued = str(int(time.time() if now is None else now))
-        nonce = secrets.token_urlsafe(12)
+        nonce = self.store.create(role) if self.store else secrets.token_urlsafe(12)
         payload = f"{role}.{issued}.{nonce}"
         return f"{payload}.{self._sign(role, payload)}"
 
     def session_access(self, value: str, *, now: float | None = None) -> Access:
-        """The access a cookie value grants (NONE when forged, expired or its token changed)."""
-        parts = value.split(".")
-        if len(parts) != 4 or parts[0] not in ("w", "r") or not parts[1].isdigit():
+        """The access a cookie value grants (NONE when forged, expired, revoked or its token
+        changed). Never raises, whatever bytes the cookie holds."""
+        verified = self._verified(value, now=now)
+        if verified is None:
             return Access.NONE
+        role, session_id = verified
+        if self.store is not None and not self.store.is_live(session_id, role):
+            return Access.NONE
+        return Access.WRITE if role == "w" else Access.READ
+
+    def end_session(self, value: str) -> None:
+        """Revoke the session a (genuine) cookie value names; anything else is ignored."""
+        verified = self._verified(value)
+        if verified is not None and self.store is not None:
+            self.store.revoke(verified[1])
+
+    def _verified(self, value: str, *, now: float | None = None) -> tuple[str, str] | None:
+        """``(role, session id)`` of a cookie whose signature and age are right."""
+        if not value.isascii() or len(value) > 512:
+            return None
+        parts = value.split(".")
+        if len(parts) != 4 or parts[0] not in ("w", "r") or not _DIGITS.fullmatch(parts[1]):
+            return None
         role, issued = parts[0], int(parts[1])
         payload = ".".join(parts[:3])
         expected = self._sign(role, payload)
-        if not expected or not hmac.compare_digest(parts[3], expected):
-            return Access.NONE
+        if not expected or not hmac.compare_digest(parts[3].encode(), expected.encode()):
+            return None
         age = (time.time() if now is None else now) - issued
         if not 0 <= age <= SESSION_SECONDS:
-            return Access.NONE
-        return Access.WRITE if role == "w" else Access.READ
+            return None
+        return role, parts[2]
 
     def _sign(self, role: str, payload: str) -> str:
         secret = self.token if role == "w" else self.read_token
@@ -123,6 +158,9 @@ class Guard:
             return ""
         key = hmac.new(secret, _SESSION_CONTEXT, hashlib.sha256).digest()
         return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def _presented_token(request: Request) -> str | None:
@@ -234,23 +272,32 @@ def login(
 ) -> Response:
     """Check the token; on success set the session cookie and redirect (303) to ``next``.
 
-    A wrong token shows the form again with 401. With no token configured there is nothing
-    to log into and the redirect happens at once.
+    A wrong token shows the form again with 401; after 5 wrong tokens from one address the
+    form answers 429 with ``Retry-After`` (doubling) without checking the token. With no
+    token configured there is nothing to log into and the redirect happens at once.
     """
     guard = guard_of(request)
     target = safe_next(next_target)
     if guard.open:
         return RedirectResponse(target, status_code=303)
+    client = request.client.host if request.client else "unknown"
+    wait = guard.throttle.wait_for(client)
+    if wait > 0:
+        page = _login_page(target, "Too many wrong tokens; try again later.", status=429)
+        page.headers["Retry-After"] = str(math.ceil(wait))
+        return page
     access = guard.token_access(token)
     if access is Access.NONE:
+        guard.throttle.failed(client)
         return _login_page(target, "That token is not valid.", status=401)
+    guard.throttle.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
         guard.session_value(access),
         max_age=SESSION_SECONDS,
         httponly=True,
-        samesite="lax",
+        samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
@@ -258,14 +305,23 @@ def login(
 
 
 @router.post("/logout", summary="Log out")
-def logout() -> Response:
-    """Clear the session cookie and go to the log-in form."""
+def logout(request: Request) -> Response:
+    """End the session (for every server process) and clear its cookie; go to the form."""
+    value = request.cookies.get(COOKIE)
+    if value:
+        guard_of(request).end_session(value)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(
+        COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
 @router.get("/logout", summary="Log out (from a link)")
-def logout_link() -> Response:
+def logout_link(request: Request) -> Response:
     """Like ``POST /logout``, for a plain link on a page."""
-    return logout()
+    return logout(request)

@@ -27,7 +27,7 @@ from picpipe.catalog.queries import find_asset
 from picpipe.catalog.shuffle import Shuffle
 from picpipe.errors import CatalogError
 from picpipe.web import shapes
-from picpipe.web.auth import require_read, wants_html
+from picpipe.web.auth import OPEN_WARNING, guard_of, require_read, wants_html
 from picpipe.web.context import WebContext, get_context
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def service_info(request: Request) -> Response:
 
 
 @router.get("/health", summary="Liveness and catalog health (no token needed)")
-async def health(ctx: Context) -> JSONResponse:
+async def health(ctx: Context, request: Request) -> JSONResponse:
     """``{"status": "ok"|"error", "database": "ok"|"error", "watcher": …, "library": …}``;
     503 when the catalog does not answer. ``library`` is ``unreachable`` when the library
     folder cannot be seen (thumbnails still serve then)."""
@@ -250,6 +250,8 @@ async def health(ctx: Context) -> JSONResponse:
         "watcher": WATCHER,
         "library": "ok" if library else "unreachable",
     }
+    if guard_of(request).open:
+        body["warning"] = OPEN_WARNING
     return JSONResponse(
         body, status_code=200 if database else 503, headers={"Cache-Control": "no-store"}
     )

@@ -4,11 +4,12 @@ Every error answer is ``{"error": "<what went wrong, for a person>", "code": "<s
 Messages never carry file system paths or secrets: picpipe errors name files by their paths,
 so every path-like field is cut to its last component and the library and home roots are
 replaced by ``<library>`` / ``<home>`` before a message leaves. Anything that is not a picpipe or
-HTTP error is logged with its traceback and answered with a generic 500.
+HTTP error is answered with a generic 500 and logged in one line (`CatchAll`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -19,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from picpipe.config import mask_url
 from picpipe.errors import (
     CatalogError,
     ConfigError,
@@ -32,10 +32,12 @@ from picpipe.errors import (
     SourceError,
     SourceUnavailable,
 )
+from picpipe.redact import mask_url
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +162,72 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, f"invalid request: {where}: {message}" if where else message)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("%s %s: internal error", request.method, request.url.path, exc_info=exc)
-    return problem(500, "internal error; the server log has the details", "internal")
+INTERNAL_ERROR = "internal error; the server log has the details"
+
+
+class CatchAll:
+    """Pure ASGI middleware: any exception nothing else answered becomes a 500 JSON answer
+    without a traceback (to the client) and exactly one log line (on the server).
+
+    Installed outermost among picpipe's middlewares, so it covers the fast path and the host
+    check too. Starlette's own ``Exception`` handler would answer and then re-raise, which
+    makes the server log a second, multi-line traceback; this one does not re-raise. The log
+    line names the exception type and where it was raised, not its message (a message may
+    quote a header value or a secret); the traceback follows at DEBUG only.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error(
+                "%s %s: internal error (%s at %s)",
+                scope.get("method"),
+                str(scope.get("path", ""))[:200],
+                type(exc).__name__,
+                _where(exc),
+            )
+            log.debug("internal error traceback", exc_info=exc)
+            if started:
+                return  # the answer is under way; the server closes the connection
+            body = json.dumps({"error": INTERNAL_ERROR, "code": "internal"}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+                (b"referrer-policy", b"same-origin"),
+            ]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _where(exc: BaseException) -> str:
+    """``module.py:line`` of the innermost frame that raised ``exc``."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{PurePath(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app`` (`CatchAll` is installed as a middleware)."""
     app.add_exception_handler(PicpipeError, _picpipe_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -6,7 +6,8 @@ went away answers 503, not a broken 200), and keeps an evicted cache entry reada
 
 Range handling (RFC 9110): one ``bytes=`` range gets 206 with ``Content-Range``; a range that
 starts past the end gets 416 with ``Content-Range: bytes */<size>``; a malformed or
-multi-range header is ignored (the whole file, 200), which the RFC allows. ``If-Range`` with a
+multi-range header (non-ASCII digits, numbers of more than 18 digits) is ignored (the
+whole file, 200), which the RFC allows: parsing never raises. ``If-Range`` with a
 different validator also gets the whole file. Reads use ``os.pread`` in worker threads, so
 several responses may share one descriptor's file.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 CHUNK = 1 << 20
+_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
@@ -41,7 +44,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     first, dash, last = (part.strip() for part in spec.strip().partition("-"))
     if not dash or not (first or last):
         return None
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    # ASCII digits only (``str.isdigit`` accepts "²", which ``int`` refuses), and no more
+    # than any file size needs (``int`` refuses 5,000 digits): anything else is ignored.
+    if (first and not _NUMBER.fullmatch(first)) or (last and not _NUMBER.fullmatch(last)):
         return None
     if not first:  # the last N bytes
         count = int(last)

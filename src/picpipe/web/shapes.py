@@ -72,6 +72,7 @@ def summary(asset: Asset) -> dict[str, Any]:
         "place": place(asset),
         "thumbs": asset.thumbs_state,
         "pair_kind": asset.pair_kind,
+        "problems": asset.problems or [],
         "urls": urls(asset.sha256),
     }
 
@@ -92,7 +93,6 @@ def detail(asset: Asset) -> dict[str, Any]:
         "video_codec": asset.video_codec,
         "live_photo_id": asset.live_photo_id,
         "pair_id": asset.pair_id,
-        "problems": asset.problems or [],
         "thumbs_error": asset.thumbs_error,
         "keywords": asset.keywords or [],
         "rating": asset.rating,

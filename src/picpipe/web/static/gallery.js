@@ -141,7 +141,8 @@
   function tile(index) {
     const asset = items[index];
     const [w, hgt] = thumbSize(asset);
-    const label = [asset.name, asset.camera].filter(Boolean).join(" · ");
+    const problems = asset.problems || [];
+    const label = [asset.name, asset.camera, ...problems].filter(Boolean).join(" · ");
     return h(
       "a",
       { class: "tile", href: `#${asset.sha256}`, dataset: { index, kind: asset.kind }, title: label },
@@ -164,6 +165,8 @@
       asset.kind === "video"
         ? h("span", { class: "badge-video" }, "▶ " + (asset.duration ? duration(asset.duration) : "video"))
         : null,
+      // A kept file with a recorded problem (truncated, not a photo): said on the tile too.
+      problems.length ? h("span", { class: "badge-problem", title: problems.join("; ") }, "⚠ " + problems[0]) : null,
     );
   }
 
