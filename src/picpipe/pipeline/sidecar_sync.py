@@ -12,7 +12,8 @@ other fills the fields it lacks. picpipe writes the names ``sidecars.naming`` as
 (`layout.written_sidecar_paths`: ``<sha256>.xmp`` by default) and reads both, whichever a
 tool wrote; a name it does not write is read only.
 
-Passes hold no lock; the CLI takes the import lock around them.
+Passes hold no lease themselves: `picpipe sidecars` runs them in a leased "sidecars" run, an
+ingest inside its own run.
 """
 
 from __future__ import annotations
