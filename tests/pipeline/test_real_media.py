@@ -49,6 +49,31 @@ EXPECTED_EXTENSION = {
     "ARW": "arw",
 }
 PLACEHOLDER_GPS = {"jpeg/Samsung GT-I9000 (Galaxy S).jpg"}
+# The MANIFEST extended with the descriptive fields these files carry (keywords, rating,
+# title, description); every other file has none. Camera placeholders ("SONY DSC" in
+# el_torcal_rocks, "OLYMPUS DIGITAL CAMERA" in door-knocker, the make as in WWL and Samsung,
+# "000007") and the rating 0 that Windows and Lightroom write for "unrated" are not fields.
+# mongolia.jpeg's IPTC copy of its keywords lost its Cyrillic to "??????": XMP wins.
+DESCRIPTIVE: dict[str, tuple[list[str] | None, int | None, str | None, str | None]] = {
+    "broken/RangeError_Offset_outside_bounds.jpg": (
+        None,
+        None,
+        "THYSSENKRUPP-RESTRUCTURING/STEEL",
+        "FILE PHOTO: A moving stairway of Swiss elevator maker Schindler is pictured at a mall"
+        " in Neuss near Duesseldorf, Germany, February 12, 2020. REUTERS/Wolfgang Rattay/File"
+        " Photo",
+    ),
+    "broken/exiv2-bug495.jpg": (
+        None,
+        None,
+        None,
+        "Die Insel Stromboli mit dem Vulkan Stromboli, 1000m hoch",
+    ),
+    "broken/wrong.heic": (["Marienkäfer"], None, None, "Animal with green eyes on table burst"),
+    "heic/Stonehenge.heic": (None, None, None, "Classic View"),
+    "jpeg/mongolia.jpeg": (["Mongolia", "Ôvôrhangaj", "Хужирт"], None, None, "Willy Gardiol"),
+    "raw/Nikon.nef": (None, None, None, "A caption"),
+}
 EMBEDDED_XMP_DATE = {"broken/30-type_error.jpg": (datetime(2013, 7, 5, 3, 18, 27), 0)}
 
 
@@ -182,6 +207,14 @@ def test_stored_extension_follows_the_real_type(imported, row: dict[str, str]) -
 def test_stored_pixel_size(imported, row: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     asset = _asset(imported, row)
     assert (asset.width, asset.height) == (int(row["width"]), int(row["height"]))
+
+
+@pytest.mark.parametrize("row", _rows(), ids=_ids(_rows()))
+def test_descriptive_fields(imported, row: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    asset = _asset(imported, row)
+    got = (asset.keywords, asset.rating, asset.title, asset.description)
+    assert got == DESCRIPTIVE.get(row["path"], (None, None, None, None))
+    assert asset.regions is None, "none of these files has face regions"
 
 
 def test_live_photo_video_carries_its_content_identifier(imported) -> None:  # type: ignore[no-untyped-def]

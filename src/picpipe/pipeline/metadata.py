@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from picpipe.pipeline.dates import CaptureTime, choose_capture_time
+from picpipe.pipeline.descriptive import embedded_fields
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -67,8 +68,9 @@ class MediaInfo:
     duration: float | None = None
     live_photo_id: str | None = None
     problems: list[str] = field(default_factory=list)
-    # What people add (digiKam and friends): from a sidecar that came with the file, then
-    # from picpipe's own sidecar once it exists (see pipeline/sidecar.py).
+    # What people add (digiKam and friends): embedded in the file (pipeline/descriptive.py),
+    # overridden field by field by a sidecar that came with the file, then by picpipe's own
+    # sidecar once it exists (see pipeline/sidecar.py).
     keywords: list[str] | None = None
     rating: int | None = None
     label: str | None = None
@@ -122,6 +124,8 @@ def media_info(
     info.live_photo_id = _first_text(tags, "ContentIdentifier") or _first_text(
         tags, "MediaGroupUUID"
     )
+    for name, value in embedded_fields(tags).catalog_values().items():
+        setattr(info, name, value)
     for key in ("ExifTool:Error", "ExifTool:Warning"):
         if key in tags and not str(tags[key]).startswith("[minor]"):
             info.problems.append(f"exiftool: {tags[key]}")

@@ -177,8 +177,10 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         default_tz=ctx.default_tz,
     )
     if sidecar is not None:
-        # What people wrote in the sidecar that came with the file seeds picpipe's own.
-        for name, value in sidecar.user.catalog_values().items():
+        # What people wrote in the sidecar that came with the file seeds picpipe's own and
+        # wins, field by field, over what the file says about itself.
+        merged = sidecar.user.over(UserFields.from_info(info))
+        for name, value in merged.catalog_values().items():
             setattr(info, name, value)
         info.source_sidecar = sidecar_path
     if sidecar_problem is not None:
@@ -285,8 +287,9 @@ def find_sidecar(path: str | bytes) -> str | bytes | None:
 
 
 def _extra_args(name: str) -> tuple[str, ...]:
+    # -struct: face regions come as structures (pipeline/descriptive.py).
     # AVCHD keeps its date in H.264 SEI that only exiftool's -ee reaches in every case.
-    return ("-ee",) if name.lower().endswith((".mts", ".m2ts")) else ()
+    return ("-struct", "-ee") if name.lower().endswith((".mts", ".m2ts")) else ("-struct",)
 
 
 def _present(path: Path, size: int) -> bool:

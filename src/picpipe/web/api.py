@@ -62,6 +62,15 @@ def list_assets(
     kind: Literal["photo", "raw", "video"] | None = None,
     source: Annotated[str | None, Query(max_length=400, description="source name")] = None,
     album: Annotated[str | None, Query(max_length=400, description="album name or id")] = None,
+    keyword: Annotated[str | None, Query(max_length=200, description="one whole keyword")] = None,
+    person: Annotated[
+        str | None, Query(max_length=200, description="a person's name (face region)")
+    ] = None,
+    rating: Annotated[int | None, Query(ge=-1, le=5, description="rated at least this")] = None,
+    label: Annotated[str | None, Query(max_length=64, description="colour label")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in title, description or keywords")
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,
@@ -76,6 +85,11 @@ def list_assets(
         kinds=(kind,) if kind else (),
         source=source,
         album=album,
+        keyword=keyword,
+        person=person,
+        min_rating=rating,
+        label=label,
+        text=q,
     )
     after = decode_cursor(cursor) if cursor else None
     with ctx.catalog.session() as db:

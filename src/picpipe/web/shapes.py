@@ -70,6 +70,8 @@ def summary(asset: Asset) -> dict[str, Any]:
         "height": height,
         "duration": asset.duration,
         "place": place(asset),
+        "rating": asset.rating,
+        "title": asset.title,
         "thumbs": asset.thumbs_state,
         "pair_kind": asset.pair_kind,
         "urls": urls(asset.sha256),
@@ -99,6 +101,7 @@ def detail(asset: Asset) -> dict[str, Any]:
         "label": asset.label,
         "title": asset.title,
         "description": asset.description,
+        "regions": asset.regions or [],
         "imported_at": _iso(asset.imported_at, utc=True),
         "session_id": asset.session_id,
     }
