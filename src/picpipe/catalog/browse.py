@@ -48,7 +48,8 @@ class AssetFilter:
     photos and RAW files whose thumbnails exist (what a wall frame can show). ``keyword`` is
     one whole keyword and ``person`` the name of a region (case-insensitive for ASCII letters),
     ``min_rating`` the lowest rating kept, ``label`` a colour label (case-insensitive) and
-    ``text`` a part of the title, description or a keyword.
+    ``text`` a part of the title, description or a keyword; ``place`` a city, region or country
+    name (case-insensitive).
     """
 
     taken_from: date | None = None
@@ -65,6 +66,7 @@ class AssetFilter:
     min_rating: int | None = None
     label: str | None = None
     text: str | None = None
+    place: str | None = None
 
     def key(self) -> str:
         """A stable 40-character name for this filter (the shuffle's round is per filter)."""
@@ -128,6 +130,15 @@ class AssetFilter:
         if self.person:
             name = json.dumps({"name": self.person.strip()})[1:-1]
             out.append(_json_contains(Asset.regions, name))
+        if self.place:
+            name = self.place.strip().lower()
+            out.append(
+                or_(
+                    func.lower(Asset.city) == name,
+                    func.lower(Asset.region) == name,
+                    func.lower(Asset.country) == name,
+                )
+            )
         if self.min_rating is not None:
             out.append(Asset.rating >= self.min_rating)
         if self.label:

@@ -45,6 +45,7 @@ from picpipe.pipeline.scan import (
 )
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
+from picpipe.pipeline.zones import configured_zones
 from picpipe.sources.base import ScanProblem, Source
 
 if TYPE_CHECKING:
@@ -312,6 +313,7 @@ def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) 
         exiftool=exiftool,
         default_tz=resolve_timezone(settings.imports.default_timezone),
         fsync=settings.imports.fsync,
+        zones=configured_zones(settings),
     )
 
 

@@ -27,9 +27,10 @@ from picpipe.pipeline.sidecar import (
     SidecarError,
     SidecarFacts,
     UserFields,
-    read_sidecar,
     write_sidecar,
 )
+from picpipe.pipeline.source_sidecar import read_source_sidecar
+from picpipe.pipeline.zones import ConfiguredZones
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -109,6 +110,7 @@ class StageContext:
     default_tz: tzinfo
     fsync: bool = True
     claims: ContentClaims = field(default_factory=ContentClaims)
+    zones: ConfiguredZones = field(default_factory=ConfiguredZones)
 
 
 def hash_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -166,15 +168,19 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         sidecar_path = find_sidecar(path)
         if sidecar_path is not None:
             try:
-                sidecar = read_sidecar(tool, sidecar_path)
+                sidecar, seedable = read_source_sidecar(tool, sidecar_path)
             except SidecarError as exc:
                 sidecar_problem = f"sidecar: {exc.message}"
+            else:
+                sidecar_path = sidecar_path if seedable else None
     info = media_info(
         tags,
         name=entry.name,
         mtime_ns=entry.mtime_ns,
         sidecar=sidecar.record if sidecar is not None else None,
         default_tz=ctx.default_tz,
+        zones=ctx.zones,
+        source=task.source.name,
     )
     if sidecar is not None:
         # What people wrote in the sidecar that came with the file seeds picpipe's own and

@@ -68,6 +68,9 @@ def list_assets(
     ] = None,
     rating: Annotated[int | None, Query(ge=-1, le=5, description="rated at least this")] = None,
     label: Annotated[str | None, Query(max_length=64, description="colour label")] = None,
+    place: Annotated[
+        str | None, Query(max_length=200, description="city, region or country name")
+    ] = None,
     q: Annotated[
         str | None, Query(max_length=200, description="text in title, description or keywords")
     ] = None,
@@ -90,6 +93,7 @@ def list_assets(
         min_rating=rating,
         label=label,
         text=q,
+        place=place,
     )
     after = decode_cursor(cursor) if cursor else None
     with ctx.catalog.session() as db:
