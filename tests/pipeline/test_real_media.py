@@ -288,6 +288,21 @@ def test_place_names(imported, row: dict[str, str]) -> None:  # type: ignore[no-
         assert asset.city == PLACE_CITY[row["path"]]
 
 
+def test_payload_hash_finds_the_one_picture_stored_twice(imported) -> None:  # type: ignore[no-untyped-def]
+    # exif-at-eof.heic is IMG_2927.HEIC's picture with its EXIF item moved after the image
+    # data: other bytes, the same coded image. No other two files share a payload.
+    by_path = {row["path"]: _asset(imported, row) for row in _rows()}
+    twin, other = by_path["iphone/IMG_2927.HEIC"], by_path["iphone/exif-at-eof.heic"]
+    assert twin.sha256 != other.sha256
+    assert twin.payload_sha256 is not None
+    assert twin.payload_sha256 == other.payload_sha256
+    payloads = [a.payload_sha256 for a in by_path.values() if a.payload_sha256]
+    assert len(payloads) == len(set(payloads)) + 1
+    for path, asset in by_path.items():
+        if asset.file_type in ("JPEG", "HEIC", "HEIF") and not path.startswith("broken/"):
+            assert asset.payload_sha256 is not None, path
+
+
 def test_live_photo_video_carries_its_content_identifier(imported) -> None:  # type: ignore[no-untyped-def]
     movie = next(r for r in ROWS if r["path"] == "iphone/train.mov")
     assert _asset(imported, movie).live_photo_id == "E905E6C6-C747-4805-942F-9904A0281F02"

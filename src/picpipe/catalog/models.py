@@ -61,6 +61,8 @@ class Asset(Base):
     orientation: Mapped[int | None] = mapped_column(Integer)
     duration: Mapped[float | None] = mapped_column(Float)
     live_photo_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    # SHA-256 of the coded image alone: equal for copies that differ only in metadata.
+    payload_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
     problems: Mapped[list[str] | None] = mapped_column(JSON)

@@ -144,7 +144,7 @@ def human_bytes(n: int | float) -> str:
 
 
 def _register() -> None:
-    from picpipe.cli import imports, info, serve, sidecars, sync, thumbs, verify
+    from picpipe.cli import duplicates, imports, info, serve, sidecars, sync, thumbs, verify
 
     imports.register(app)
     info.register(app)
@@ -153,6 +153,7 @@ def _register() -> None:
     thumbs.register(app)
     sync.register(app)
     serve.register(app)
+    duplicates.register(app)
 
 
 _register()

@@ -72,6 +72,7 @@ class MediaInfo:
     orientation: int | None = None
     duration: float | None = None
     live_photo_id: str | None = None
+    payload_sha256: str | None = None  # the coded image without metadata (pipeline/payload.py)
     problems: list[str] = field(default_factory=list)
     # What people add (digiKam and friends): embedded in the file (pipeline/descriptive.py),
     # overridden field by field by a sidecar that came with the file, then by picpipe's own

@@ -179,6 +179,7 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
         "orientation": info.orientation,
         "duration": info.duration,
         "live_photo_id": info.live_photo_id,
+        "payload_sha256": info.payload_sha256,
         "original_name": task.entry.name,
         "library_path": task.library_path,
         "problems": info.problems or None,

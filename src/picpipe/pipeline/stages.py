@@ -22,6 +22,7 @@ from picpipe.library.layout import original_path
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.metadata import media_info
+from picpipe.pipeline.payload import payload_sha256
 from picpipe.pipeline.sidecar import (
     SidecarContent,
     SidecarError,
@@ -182,6 +183,8 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         zones=ctx.zones,
         source=task.source.name,
     )
+    if path is not None:
+        info.payload_sha256 = payload_sha256(path, info.file_type)
     if sidecar is not None:
         # What people wrote in the sidecar that came with the file seeds picpipe's own and
         # wins, field by field, over what the file says about itself.

@@ -1,4 +1,4 @@
-"""asset: where the UTC offset of the capture time came from; place names
+"""asset: where the UTC offset of the capture time came from; place names; payload hash
 
 Revision ID: 0006
 Revises: 0005
@@ -22,10 +22,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("offset_source", sa.String(12), nullable=True))
         for column in ("city", "region", "country"):
             batch_op.add_column(sa.Column(column, sa.String(200), nullable=True))
+        batch_op.add_column(sa.Column("payload_sha256", sa.String(64), nullable=True))
+        batch_op.create_index("ix_asset_payload_sha256", ["payload_sha256"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("asset", schema=None) as batch_op:
+        batch_op.drop_index("ix_asset_payload_sha256")
+        batch_op.drop_column("payload_sha256")
         for column in ("country", "region", "city"):
             batch_op.drop_column(column)
         batch_op.drop_column("offset_source")
