@@ -48,9 +48,10 @@ from sqlalchemy import select
 from picpipe.catalog.db import open_catalog
 from picpipe.catalog.models import Asset
 from picpipe.config import load_settings
+from picpipe.jobs.workflows import import_sources
 from picpipe.library.layout import thumb_path
 from picpipe.pipeline.exiftool import ExifToolPool
-from picpipe.pipeline.runner import ImportRun, build_context
+from picpipe.pipeline.stages import IMPORT_STAGES
 from picpipe.pipeline.thumbrun import ThumbRun, cpu_count
 from picpipe.samples import make_jpeg
 from picpipe.sources.folder import FolderSource
@@ -170,9 +171,9 @@ def ensure_library(out: Path, photos: int) -> tuple[Path, Path]:
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
     try:
-        ctx = build_context(settings, catalog, tools)
-        ImportRun(ctx, settings.home_root, workers=CORES).run(
-            [FolderSource("bench", folder, settings.scan)]
+        source = FolderSource("bench", folder, settings.scan)
+        import_sources(
+            settings, catalog, [source], tools=tools, workers=CORES, stages=IMPORT_STAGES
         )
         ThumbRun(
             catalog, home=home, library_root=library, options=settings.thumbs, workers=CORES

@@ -262,6 +262,8 @@ class Settings(BaseSettings):
     runs: RunOptions = Field(default_factory=RunOptions)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # IANA zone per camera (model or "make model") for dates without an offset or GPS.
+    cameras: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

@@ -124,6 +124,11 @@ sources: {{}}
 #   phone:   {{kind: folder, path: /srv/phone-dump}}
 #   icloud:  {{kind: folder, path: /srv/icloudpd}}
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
+#   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
+
+# Time zone of camera clocks, for dates without an offset in photos without GPS.
+cameras: {{}}
+#   "Canon EOS 5D": Europe/Berlin
 
 replicas:
   # Verified copies each asset should have, the library's own included (`picpipe replicas`

@@ -176,3 +176,49 @@ def test_mtime_is_the_last_resort() -> None:
 )
 def test_date_from_filename(name: str, expected: datetime | None) -> None:
     assert date_from_filename(name) == expected
+
+
+def test_quicktime_location_date_is_gps_time() -> None:
+    taken, _ = choose_capture_time(
+        {
+            "QuickTime:CreateDate": "0000:00:00 00:00:00",
+            "Keys:LocationDate": "2020:05:06 07:08:09Z",
+        },
+        name="x.mov",
+        mtime_ns=MTIME,
+        default_tz=UTC,
+    )
+    assert (taken.local, taken.source, taken.offset_source) == (
+        datetime(2020, 5, 6, 7, 8, 9),
+        "gps",
+        "default",
+    )
+
+
+def test_sidecar_date_beats_the_embedded_one() -> None:
+    taken, _ = choose_capture_time(
+        {"ExifIFD:DateTimeOriginal": "2021:01:01 10:00:00", "ExifIFD:OffsetTimeOriginal": "+01:00"},
+        name="x.jpg",
+        mtime_ns=MTIME,
+        sidecar={"XMP-photoshop:DateCreated": "2019:02:03 04:05:06"},
+    )
+    assert (taken.local, taken.offset_min, taken.source) == (
+        datetime(2019, 2, 3, 4, 5, 6),
+        None,
+        "sidecar",
+    )
+
+
+def test_place_zone_gives_the_offset_of_that_moment() -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    for local, offset in ((datetime(2021, 3, 28, 1, 30), 60), (datetime(2021, 3, 28, 3, 30), 120)):
+        taken, _ = choose_capture_time(
+            {"ExifIFD:DateTimeOriginal": local.strftime("%Y:%m:%d %H:%M:%S")},
+            name="x.jpg",
+            mtime_ns=MTIME,
+            place_zone=berlin,
+            configured_zone=ZoneInfo("Asia/Tokyo"),
+        )
+        assert (taken.offset_min, taken.offset_source) == (offset, "gps-zone")

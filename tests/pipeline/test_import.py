@@ -57,11 +57,13 @@ def test_import_places_each_photo_by_local_date_and_hash(
     assert tree_digest(source) == before, "sources are never modified"
     with library.catalog.session() as db:
         first = db.get_one(Asset, sha(paths[0]))
+        # No offset tag, but GPS in Berlin: the zone's offset in April (summer time).
         assert (first.taken_local, first.taken_offset_min, first.date_source) == (
             datetime(2023, 4, 5, 12, 34, 56),
-            None,
+            120,
             "exif",
         )
+        assert (first.offset_source, first.country) == ("gps-zone", "Germany")
         assert (first.make, first.model, first.kind, first.mime_type) == (
             "Apple",
             "iPhone 13",

@@ -51,6 +51,86 @@ EXPECTED_EXTENSION = {
     "ARW": "arw",
 }
 PLACEHOLDER_GPS = {"jpeg/Samsung GT-I9000 (Galaxy S).jpg"}
+# The MANIFEST extended with the descriptive fields these files carry (keywords, rating,
+# title, description); every other file has none. Camera placeholders ("SONY DSC" in
+# el_torcal_rocks, "OLYMPUS DIGITAL CAMERA" in door-knocker, the make as in WWL and Samsung,
+# "000007") and the rating 0 that Windows and Lightroom write for "unrated" are not fields.
+# mongolia.jpeg's IPTC copy of its keywords lost its Cyrillic to "??????": XMP wins.
+DESCRIPTIVE: dict[str, tuple[list[str] | None, int | None, str | None, str | None]] = {
+    "broken/RangeError_Offset_outside_bounds.jpg": (
+        None,
+        None,
+        "THYSSENKRUPP-RESTRUCTURING/STEEL",
+        "FILE PHOTO: A moving stairway of Swiss elevator maker Schindler is pictured at a mall"
+        " in Neuss near Duesseldorf, Germany, February 12, 2020. REUTERS/Wolfgang Rattay/File"
+        " Photo",
+    ),
+    "broken/exiv2-bug495.jpg": (
+        None,
+        None,
+        None,
+        "Die Insel Stromboli mit dem Vulkan Stromboli, 1000m hoch",
+    ),
+    "broken/wrong.heic": (["Marienkäfer"], None, None, "Animal with green eyes on table burst"),
+    "heic/Stonehenge.heic": (None, None, None, "Classic View"),
+    "jpeg/mongolia.jpeg": (["Mongolia", "Ôvôrhangaj", "Хужирт"], None, None, "Willy Gardiol"),
+    "raw/Nikon.nef": (None, None, None, "A caption"),
+}
+# Files with GPS but no offset tag: the offset of the zone at the position on that day (DST
+# included), origin "gps-zone". Where the file also has a GPS time, it agrees (huawei 18:52 vs
+# 16:52Z, IMG_4120 12:57 vs 10:57Z, iphone_hdr_YES 20:12 vs 18:12Z, elephants, ship).
+GPS_ZONE = {
+    "broken/huawei-gps-error.jpg": 120,  # Europe/Berlin, summer
+    "heic/Stonehenge.heic": 60,  # Europe/London, British Summer Time
+    "iphone/Apple iPhone 4.jpg": 60,  # Europe/Rome, January
+    "iphone/Apple iPhone 5.jpg": -420,  # America/Los_Angeles (Seattle), September: PDT
+    "iphone/IMG_4120.JPG": 120,  # Europe/Berlin (Frankfurt), June
+    "iphone/IMG_E4120.JPG": 120,
+    "iphone/iphone_7.heic": 540,  # Asia/Tokyo, no DST
+    "iphone/iphone_hdr_YES.jpg": 120,  # Europe/Madrid, April
+    "jpeg/DSCN0010.jpg": 120,  # Europe/Rome, 22 October 2008: still summer time
+    "jpeg/DSCN0021.jpg": 120,
+    "jpeg/Kodak_CX7530.jpg": 180,  # Africa/Nairobi
+    "jpeg/elephants.jpg": 120,  # Africa/Johannesburg
+    "jpeg/mongolia.jpeg": 480,  # Asia/Ulaanbaatar
+    "jpeg/ship.jpg": 120,  # Europe/Warsaw, May
+}
+# Country (and for a few, city) of every file with a real GPS fix, from GeoNames offline.
+PLACE_COUNTRY = {
+    "broken/huawei-gps-error.jpg": "Germany",
+    "heic/HMD_Nokia_8.3_5G_hdr.heif": "Spain",
+    "heic/Stonehenge.heic": "United Kingdom",
+    "heic/sewing-threads.heic": "Spain",
+    "iphone/Apple iPhone 4.jpg": "Italy",
+    "iphone/Apple iPhone 5.jpg": "United States",
+    "iphone/IMG_4120.JPG": "Germany",
+    "iphone/IMG_5195.HEIC": "United States",
+    "iphone/IMG_E4120.JPG": "Germany",
+    "iphone/exif-at-eof.heic": "Mongolia",
+    "iphone/iphone_15_pro.heic": "Germany",
+    "iphone/iphone_7.heic": "Japan",
+    "iphone/iphone_hdr_YES.jpg": "Spain",
+    "iphone/train.jpg": "United Kingdom",
+    "iphone/train.mov": "United Kingdom",
+    "jpeg/DSCN0010.jpg": "Italy",
+    "jpeg/DSCN0021.jpg": "Italy",
+    "jpeg/HMD_Nokia_8.3_5G.jpg": "Finland",
+    "jpeg/Kodak_CX7530.jpg": "Kenya",
+    "jpeg/elephants.jpg": "South Africa",
+    "jpeg/mongolia.jpeg": "Mongolia",
+    "jpeg/ship.jpg": "Poland",
+    "raw/IMG_1361.dng": "United States",
+    "video/Issue 515 (java).mp4": "Netherlands",
+    "video/quicktime-hvc1.mov": "Germany",
+    "video/with-gps.mov": "Israel",
+    "video/with-gps.mp4": "United Kingdom",
+}
+PLACE_CITY = {
+    "iphone/Apple iPhone 4.jpg": "Rome",
+    "iphone/Apple iPhone 5.jpg": "Seattle",
+    "jpeg/DSCN0010.jpg": "Arezzo",
+    "jpeg/mongolia.jpeg": "Khujirt",  # its keyword Хужирт
+}
 EMBEDDED_XMP_DATE = {"broken/30-type_error.jpg": (datetime(2013, 7, 5, 3, 18, 27), 0)}
 
 
@@ -140,8 +220,15 @@ def test_capture_date_and_offset(imported, row: dict[str, str]) -> None:  # type
             sign = -1 if offset[0] == "-" else 1
             minutes = sign * (int(offset[1:3]) * 60 + int(offset[4:6]))
             assert asset.taken_offset_min == minutes
+            assert asset.offset_source == "tag"
+        elif row["path"] in GPS_ZONE:
+            assert (asset.taken_offset_min, asset.offset_source) == (
+                GPS_ZONE[row["path"]],
+                "gps-zone",
+            )
+            assert asset.taken_utc == local - timedelta(minutes=GPS_ZONE[row["path"]])
         else:
-            assert asset.taken_offset_min is None
+            assert (asset.taken_offset_min, asset.offset_source) == (None, None)
     elif row["path"] in EMBEDDED_XMP_DATE:
         assert (asset.taken_local, asset.taken_offset_min) == EMBEDDED_XMP_DATE[row["path"]]
     elif row["create_date_utc"]:
@@ -190,6 +277,38 @@ def test_stored_extension_follows_the_real_type(imported, row: dict[str, str]) -
 def test_stored_pixel_size(imported, row: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     asset = _asset(imported, row)
     assert (asset.width, asset.height) == (int(row["width"]), int(row["height"]))
+
+
+@pytest.mark.parametrize("row", _rows(), ids=_ids(_rows()))
+def test_descriptive_fields(imported, row: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    asset = _asset(imported, row)
+    got = (asset.keywords, asset.rating, asset.title, asset.description)
+    assert got == DESCRIPTIVE.get(row["path"], (None, None, None, None))
+    assert asset.regions is None, "none of these files has face regions"
+
+
+@pytest.mark.parametrize("row", _rows(), ids=_ids(_rows()))
+def test_place_names(imported, row: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    asset = _asset(imported, row)
+    assert asset.country == PLACE_COUNTRY.get(row["path"])
+    assert (asset.region is None) == (asset.country is None)
+    if row["path"] in PLACE_CITY:
+        assert asset.city == PLACE_CITY[row["path"]]
+
+
+def test_payload_hash_finds_the_one_picture_stored_twice(imported) -> None:  # type: ignore[no-untyped-def]
+    # exif-at-eof.heic is IMG_2927.HEIC's picture with its EXIF item moved after the image
+    # data: other bytes, the same coded image. No other two files share a payload.
+    by_path = {row["path"]: _asset(imported, row) for row in _rows()}
+    twin, other = by_path["iphone/IMG_2927.HEIC"], by_path["iphone/exif-at-eof.heic"]
+    assert twin.sha256 != other.sha256
+    assert twin.payload_sha256 is not None
+    assert twin.payload_sha256 == other.payload_sha256
+    payloads = [a.payload_sha256 for a in by_path.values() if a.payload_sha256]
+    assert len(payloads) == len(set(payloads)) + 1
+    for path, asset in by_path.items():
+        if asset.file_type in ("JPEG", "HEIC", "HEIF") and not path.startswith("broken/"):
+            assert asset.payload_sha256 is not None, path
 
 
 def test_live_photo_video_carries_its_content_identifier(imported) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import and_, exists, extract, func, or_, select, text, tuple_
+from sqlalchemy import Text, and_, cast, exists, extract, func, or_, select, text, tuple_
 
 from picpipe.catalog.models import (
     Album,
@@ -45,7 +45,11 @@ class AssetFilter:
     ``taken_from``/``taken_to`` are inclusive local dates. ``camera`` matches make, model or
     "make model" (case-insensitive). ``source`` is a source name, ``album`` an album name or id.
     ``month_day`` keeps assets taken on that (month, day) in any year. ``photos_only`` keeps
-    photos and RAW files whose thumbnails exist (what a wall frame can show).
+    photos and RAW files whose thumbnails exist (what a wall frame can show). ``keyword`` is
+    one whole keyword and ``person`` the name of a region (case-insensitive for ASCII letters),
+    ``min_rating`` the lowest rating kept, ``label`` a colour label (case-insensitive) and
+    ``text`` a part of the title, description or a keyword; ``place`` a city, region or country
+    name (case-insensitive).
     """
 
     taken_from: date | None = None
@@ -57,6 +61,12 @@ class AssetFilter:
     orientation: Orientation | None = None
     month_day: tuple[int, int] | None = None
     photos_only: bool = False
+    keyword: str | None = None
+    person: str | None = None
+    min_rating: int | None = None
+    label: str | None = None
+    text: str | None = None
+    place: str | None = None
 
     def key(self) -> str:
         """A stable 40-character name for this filter (the shuffle's round is per filter)."""
@@ -102,6 +112,7 @@ class AssetFilter:
             )
         if self.orientation is not None:
             out.append(_orientation_clause(self.orientation))
+        out += self._descriptive_clauses()
         if self.month_day is not None:
             month, day = self.month_day
             out += [
@@ -109,6 +120,48 @@ class AssetFilter:
                 extract("day", Asset.taken_local) == day,
             ]
         return out
+
+    def _descriptive_clauses(self) -> list[ColumnElement[bool]]:
+        # Keywords and regions are JSON columns: a whole element is found as its JSON text
+        # (json.dumps, as the column stores it), which SQLite and PostgreSQL match alike.
+        out: list[ColumnElement[bool]] = []
+        if self.keyword:
+            out.append(_json_contains(Asset.keywords, json.dumps(self.keyword.strip())))
+        if self.person:
+            name = json.dumps({"name": self.person.strip()})[1:-1]
+            out.append(_json_contains(Asset.regions, name))
+        if self.place:
+            name = self.place.strip().lower()
+            out.append(
+                or_(
+                    func.lower(Asset.city) == name,
+                    func.lower(Asset.region) == name,
+                    func.lower(Asset.country) == name,
+                )
+            )
+        if self.min_rating is not None:
+            out.append(Asset.rating >= self.min_rating)
+        if self.label:
+            out.append(func.lower(Asset.label) == self.label.strip().lower())
+        if self.text:
+            part = f"%{_like_escape(self.text.strip().lower())}%"
+            out.append(
+                or_(
+                    func.lower(Asset.title).like(part, escape="\\"),
+                    func.lower(Asset.description).like(part, escape="\\"),
+                    func.lower(cast(Asset.keywords, Text)).like(part, escape="\\"),
+                )
+            )
+        return out
+
+
+def _json_contains(column: Any, fragment: str) -> ColumnElement[bool]:
+    pattern = f"%{_like_escape(fragment.lower())}%"
+    return func.lower(cast(column, Text)).like(pattern, escape="\\")
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _orientation_clause(orientation: Orientation) -> ColumnElement[bool]:

@@ -45,17 +45,24 @@ class Asset(Base):
     taken_offset_min: Mapped[int | None] = mapped_column(Integer)
     taken_utc: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     date_source: Mapped[str] = mapped_column(String(16))
+    offset_source: Mapped[str | None] = mapped_column(String(12))  # tag|gps-zone|configured|default
     make: Mapped[str | None] = mapped_column(String(200))
     model: Mapped[str | None] = mapped_column(String(200))
     lens: Mapped[str | None] = mapped_column(String(200))
     gps_lat: Mapped[float | None] = mapped_column(Float)
     gps_lon: Mapped[float | None] = mapped_column(Float)
     gps_alt: Mapped[float | None] = mapped_column(Float)
+    # The nearest named place to the GPS position (offline GeoNames, pipeline/places.py).
+    city: Mapped[str | None] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(200))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     orientation: Mapped[int | None] = mapped_column(Integer)
     duration: Mapped[float | None] = mapped_column(Float)
     live_photo_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    # SHA-256 of the coded image alone: equal for copies that differ only in metadata.
+    payload_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
     problems: Mapped[list[str] | None] = mapped_column(JSON)

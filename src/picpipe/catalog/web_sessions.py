@@ -7,12 +7,12 @@ Times are naive UTC, like every other catalog time.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
 from picpipe.catalog.models import WebSession
+from picpipe.hashing import sha256_bytes
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def id_hash(session_id: str) -> str:
     """The stored key of ``session_id``."""
-    return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
+    return sha256_bytes(session_id.encode("utf-8", "replace"))
 
 
 def add_session(

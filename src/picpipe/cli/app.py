@@ -144,7 +144,17 @@ def human_bytes(n: int | float) -> str:
 
 
 def _register() -> None:
-    from picpipe.cli import imports, info, serve, sidecars, sync, thumbs, verify, views
+    from picpipe.cli import (
+        duplicates,
+        imports,
+        info,
+        serve,
+        sidecars,
+        sync,
+        thumbs,
+        verify,
+        views,
+    )
 
     imports.register(app)
     info.register(app)
@@ -154,6 +164,7 @@ def _register() -> None:
     sync.register(app)
     serve.register(app)
     views.register(app)
+    duplicates.register(app)
 
 
 _register()

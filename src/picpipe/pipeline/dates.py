@@ -1,9 +1,17 @@
-"""Choose the capture time and where it came from.
+"""Choose the capture time, where it came from, and where its UTC offset came from.
 
-Order: EXIF DateTimeOriginal (+ OffsetTimeOriginal) and other embedded local capture dates
-(QuickTime Keys, 3GP udta, AVCHD, RIFF, CIFF) → QuickTime CreateDate (UTC) → an XMP sidecar
-that came with the file → GPS time (UTC) → file-name patterns → file mtime. All-zero and
-impossible dates count as missing. The local date (never the UTC date) decides the folder.
+Order: an XMP sidecar that came with the file (the user's correction wins) → EXIF
+DateTimeOriginal (+ OffsetTimeOriginal) → XMP exif:DateTimeOriginal → other embedded local
+capture dates (QuickTime Keys, 3GP udta, AVCHD, RIFF, CIFF) → IPTC DateCreated + TimeCreated
+→ XMP photoshop:DateCreated → QuickTime CreateDate (UTC) → GPS time (UTC; GPS date + time
+stamp, XMP exif:GPSDateTime, QuickTime location date) → file-name patterns → file mtime.
+All-zero and impossible dates count as missing. The local date (never the UTC date) decides
+the folder.
+
+A local time without an offset gets one from the time zone of the photo's GPS position at
+that moment (``gps-zone``, DST included), else from a configured zone for its source or
+camera (``configured``), else it stays floating (no offset). A UTC-only time is shown in the
+same zones, else in ``default_tz`` (``default``).
 """
 
 from __future__ import annotations
@@ -17,7 +25,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-DateSource = Literal["exif", "quicktime", "quicktime-utc", "sidecar", "gps", "filename", "mtime"]
+DateSource = Literal[
+    "exif", "xmp", "iptc", "quicktime", "quicktime-utc", "sidecar", "gps", "filename", "mtime"
+]
+# Where the UTC offset came from: a tag beside the date, the time zone of the GPS position,
+# the configured zone of the source or camera, or the import's default zone (UTC-only dates).
+OffsetSource = Literal["tag", "gps-zone", "configured", "default"]
 
 EARLIEST = datetime(1826, 1, 1)  # the first surviving photograph
 FUTURE_SLACK = timedelta(days=1)  # clocks run ahead by a time zone or so, not by days
@@ -29,9 +42,9 @@ _STAMP = re.compile(
 _OFFSET = re.compile(r"^\s*([+\-])(\d{2}):?(\d{2})\s*$")
 
 # Embedded local capture dates, best first (exiftool family-1 group names).
-_LOCAL_DATE_TAGS = (
+_LOCAL_DATE_TAGS: tuple[tuple[str, DateSource], ...] = (
     ("ExifIFD:DateTimeOriginal", "exif"),
-    ("XMP-exif:DateTimeOriginal", "exif"),
+    ("XMP-exif:DateTimeOriginal", "xmp"),
     ("Keys:CreationDate", "quicktime"),
     ("UserData:DateTimeOriginal", "quicktime"),
     ("ItemList:CreationDate", "quicktime"),
@@ -39,7 +52,15 @@ _LOCAL_DATE_TAGS = (
     ("RIFF:DateTimeOriginal", "quicktime"),
     ("CanonRaw:DateTimeOriginal", "exif"),
     ("IFD0:DateTimeOriginal", "exif"),
-    ("XMP-photoshop:DateCreated", "exif"),
+    ("Composite:DateTimeCreated", "iptc"),  # IPTC DateCreated + TimeCreated, with its offset
+    ("XMP-photoshop:DateCreated", "xmp"),
+)
+# UTC instants: the QuickTime movie header, then GPS time from any group.
+_UTC_DATE_TAGS: tuple[tuple[str, DateSource], ...] = (
+    ("QuickTime:CreateDate", "quicktime-utc"),
+    ("Composite:GPSDateTime", "gps"),
+    ("XMP-exif:GPSDateTime", "gps"),
+    ("Keys:LocationDate", "gps"),
 )
 _SIDECAR_DATE_TAGS = (
     "XMP-exif:DateTimeOriginal",
@@ -64,6 +85,7 @@ class CaptureTime:
     local: datetime  # naive: the time on the photographer's clock
     offset_min: int | None
     source: DateSource
+    offset_source: OffsetSource | None = None  # None exactly when offset_min is None
 
     @property
     def utc(self) -> datetime | None:
@@ -118,9 +140,45 @@ def choose_capture_time(
     mtime_ns: int,
     sidecar: Mapping[str, Any] | None = None,
     default_tz: tzinfo | None = None,
+    place_zone: tzinfo | None = None,
+    configured_zone: tzinfo | None = None,
 ) -> tuple[CaptureTime, list[str]]:
-    """The best capture time from exiftool ``tags``; returns it and any problems noticed."""
+    """The best capture time from exiftool ``tags``; returns it and any problems noticed.
+
+    ``sidecar`` is the record of an XMP sidecar that came with the file, ``place_zone`` the
+    time zone at the photo's GPS position, ``configured_zone`` the zone configured for its
+    source or camera; ``default_tz`` shows UTC-only dates when neither zone is known.
+    """
     problems: list[str] = []
+    embedded = _embedded_local(tags, problems)
+    if sidecar:
+        for tag in _SIDECAR_DATE_TAGS:
+            parsed = parse_stamp(sidecar.get(tag))
+            if parsed is None:
+                continue
+            local, offset = parsed
+            if offset is None and embedded is not None and embedded.local == local:
+                offset = embedded.offset_min  # the same moment, with the file's offset
+            return _zoned(local, offset, "sidecar", place_zone, configured_zone), problems
+    if embedded is not None:
+        return _zoned(
+            embedded.local, embedded.offset_min, embedded.source, place_zone, configured_zone
+        ), problems
+    for tag, source in _UTC_DATE_TAGS:
+        utc = _utc_stamp(tags.get(tag))
+        if utc is not None:
+            return _from_utc(utc, source, place_zone, configured_zone, default_tz), problems
+    utc = _gps_stamps(tags)
+    if utc is not None:
+        return _from_utc(utc, "gps", place_zone, configured_zone, default_tz), problems
+    from_name = date_from_filename(name)
+    if from_name is not None:
+        return _zoned(from_name, None, "filename", place_zone, configured_zone), problems
+    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0, tzinfo=None)
+    return _from_utc(moment, "mtime", place_zone, configured_zone, default_tz), problems
+
+
+def _embedded_local(tags: Mapping[str, Any], problems: list[str]) -> CaptureTime | None:
     for tag, source in _LOCAL_DATE_TAGS:
         if tag not in tags:
             continue
@@ -131,22 +189,33 @@ def choose_capture_time(
         local, offset = parsed
         if offset is None and tag == "ExifIFD:DateTimeOriginal":
             offset = parse_offset(tags.get("ExifIFD:OffsetTimeOriginal"))
-        return CaptureTime(local, offset, source), problems  # type: ignore[arg-type]
-    utc = _utc_stamp(tags.get("QuickTime:CreateDate"))
-    if utc is not None:
-        return _from_utc(utc, "quicktime-utc", default_tz), problems
-    if sidecar:
-        for tag in _SIDECAR_DATE_TAGS:
-            parsed = parse_stamp(sidecar.get(tag))
-            if parsed is not None:
-                return CaptureTime(parsed[0], parsed[1], "sidecar"), problems
-    gps = _utc_stamp(tags.get("Composite:GPSDateTime"))
-    if gps is not None:
-        return _from_utc(gps, "gps", default_tz), problems
-    from_name = date_from_filename(name)
-    if from_name is not None:
-        return CaptureTime(from_name, None, "filename"), problems
-    return _from_mtime(mtime_ns, default_tz), problems
+        return CaptureTime(local, offset, source, "tag" if offset is not None else None)
+    return None
+
+
+def _gps_stamps(tags: Mapping[str, Any]) -> datetime | None:
+    # GPSDateStamp + GPSTimeStamp when exiftool did not combine them (e.g. not in one group).
+    day, time = tags.get("GPS:GPSDateStamp"), tags.get("GPS:GPSTimeStamp")
+    if isinstance(day, str) and isinstance(time, str):
+        return _utc_stamp(f"{day} {time}Z")
+    return None
+
+
+def _zoned(
+    local: datetime,
+    offset: int | None,
+    source: DateSource,
+    place_zone: tzinfo | None,
+    configured_zone: tzinfo | None,
+) -> CaptureTime:
+    """A wall-clock time; without an offset, the offset of the place's or configured zone."""
+    if offset is not None:
+        return CaptureTime(local, offset, source, "tag")
+    for zone, origin in ((place_zone, "gps-zone"), (configured_zone, "configured")):
+        if zone is not None:
+            aware = local.replace(tzinfo=zone)
+            return CaptureTime(local, _offset_minutes(aware), source, origin)  # type: ignore[arg-type]
+    return CaptureTime(local, None, source)
 
 
 def date_from_filename(name: str) -> datetime | None:
@@ -193,15 +262,19 @@ def _utc_stamp(value: Any) -> datetime | None:
     return moment
 
 
-def _from_utc(utc: datetime, source: DateSource, zone: tzinfo | None) -> CaptureTime:
-    aware = utc.replace(tzinfo=UTC).astimezone(zone or resolve_timezone(None))
-    return CaptureTime(aware.replace(tzinfo=None), _offset_minutes(aware), source)
-
-
-def _from_mtime(mtime_ns: int, zone: tzinfo | None) -> CaptureTime:
-    aware = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
-    aware = aware.astimezone(zone or resolve_timezone(None)).replace(microsecond=0)
-    return CaptureTime(aware.replace(tzinfo=None), _offset_minutes(aware), "mtime")
+def _from_utc(
+    utc: datetime,
+    source: DateSource,
+    place_zone: tzinfo | None,
+    configured_zone: tzinfo | None,
+    default_tz: tzinfo | None,
+) -> CaptureTime:
+    zone: tzinfo = place_zone or configured_zone or default_tz or resolve_timezone(None)
+    origin: OffsetSource = (
+        "gps-zone" if place_zone else "configured" if configured_zone else "default"
+    )
+    aware = utc.replace(tzinfo=UTC).astimezone(zone)
+    return CaptureTime(aware.replace(tzinfo=None), _offset_minutes(aware), source, origin)
 
 
 def _offset_minutes(aware: datetime) -> int:

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 # pillow-heif first: its bundled libheif must bind before libvips loads its heif module,
 # which drags in the system libheif; the other order sends pillow-heif's calls into the
 # wrong library and crashes on the first HEIC.
+import numpy
 import pillow_heif
 import pyvips
 
 from picpipe.errors import OriginalUnreadable, ThumbnailFailed
+from picpipe.pipeline.hdr import is_hdr, tone_map
 from picpipe.pipeline.heifbox import primary_is_transformed
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ def decode(path: str, kind: str, *, max_pixels: int, box: Size) -> Decoded:
     if kind == "raw":
         return _decode_raw(path, max_pixels=max_pixels, box=box)
     if head[4:8] == b"ftyp":
+        if _is_avif(path):
+            return _decode_avif(path, max_pixels=max_pixels)
         return _decode_heif(path, max_pixels=max_pixels)
     return _decode_vips(path, max_pixels=max_pixels, box=box)
 
@@ -160,36 +164,88 @@ def vips_reason(exc: pyvips.Error, path: str = "") -> str:
     return f"corrupt or truncated file: {_short(detail)}"
 
 
-# -- HEIF / HEIC / AVIF: pillow-heif --------------------------------------------------------
+# -- HEIF / HEIC: pillow-heif ---------------------------------------------------------
 
 
 def _decode_heif(path: str, *, max_pixels: int) -> Decoded:
     pillow_heif.options.DECODE_THREADS = _threads["decode"]
     try:
-        heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+        # High bit depths stay 16-bit: PQ and HLG stills are tone-mapped, not truncated.
+        heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)
         picture = heif[heif.primary_index]
         width, height = picture.size  # after the HEIF transforms (irot, imir, clap)
         _check_pixels(width * height, max_pixels)
         data, stride, mode = picture.data, picture.stride, picture.mode
     except (ValueError, RuntimeError, OSError) as exc:
         raise ThumbnailFailed(detail=_heif_reason(exc)) from exc
-    bands = 4 if mode == "RGBA" else 3
-    if mode not in ("RGB", "RGBA"):
+    if mode not in ("RGB", "RGBA", "RGB;16", "RGBA;16"):
         raise ThumbnailFailed(detail=f"unsupported HEIF pixel layout {mode}")
-    if stride != width * bands:  # padded rows: make them contiguous for libvips
-        row = width * bands
-        view = memoryview(data)
-        data = b"".join(view[y * stride : y * stride + row] for y in range(height))
-    image = pyvips.Image.new_from_memory(data, width, height, bands, "uchar").copy(
-        interpretation="srgb"
-    )
-    if icc := picture.info.get("icc_profile"):
+    nclx = picture.info.get("nclx_profile")
+    image = _heif_pixels(data, stride, mode, (width, height), nclx)
+    if (icc := picture.info.get("icc_profile")) and not is_hdr(nclx):
         image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
     # libheif applies irot/imir itself and ignores EXIF; files without either (iPhone 7) are
     # upright only after their EXIF orientation.
     exif = picture.info.get("exif")
     rotated = primary_is_transformed(path)
     orientation = 1 if rotated else _exif_orientation(exif if isinstance(exif, bytes) else None)
+    size = (height, width) if orientation >= 5 else (width, height)
+    return Decoded(image, orientation, size)
+
+
+def _heif_pixels(data: Any, stride: int, mode: str, size: Size, nclx: Any) -> Any:
+    """libheif's rows as an 8-bit sRGB (or ICC-tagged) pyvips image; HDR tone-mapped."""
+    width, height = size
+    bands = 4 if mode.startswith("RGBA") else 3
+    depth = 2 if mode.endswith(";16") else 1
+    rows = numpy.frombuffer(data, dtype="<u2" if depth == 2 else numpy.uint8)
+    pixels = rows.reshape(height, stride // depth)[:, : width * bands].reshape(height, width, bands)
+    if depth == 2 and is_hdr(nclx):
+        pixels = tone_map(pixels[..., :3], nclx)
+        bands = 3
+    elif depth == 2:
+        pixels = (pixels >> 8).astype(numpy.uint8)
+    contiguous = numpy.ascontiguousarray(pixels)
+    return pyvips.Image.new_from_memory(contiguous.tobytes(), width, height, bands, "uchar").copy(
+        interpretation="srgb"
+    )
+
+
+# -- AVIF: Pillow's own decoder (libavif with dav1d; pillow-heif's wheels have no AV1) -------
+
+
+def _is_avif(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return False
+    (size,) = struct.unpack_from(">I", head, 0)
+    brands = head[8 : min(size, len(head))]
+    return any(brands[i : i + 4] in (b"avif", b"avis") for i in range(0, len(brands) - 3, 4))
+
+
+def _decode_avif(path: str, *, max_pixels: int) -> Decoded:
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=["AVIF"]) as picture:
+            width, height = picture.size
+            _check_pixels(width * height, max_pixels)
+            # Pillow reports the file's irot/imir as an EXIF orientation and leaves pixels as
+            # stored: the orientation is applied after the resize, as for JPEG.
+            orientation = picture.getexif().get(0x0112, 1)
+            icc = picture.info.get("icc_profile")
+            rgb = picture.convert("RGBA" if "A" in picture.mode else "RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ThumbnailFailed(detail=f"corrupt or truncated file: {_short(str(exc))}") from exc
+    bands = len(rgb.getbands())
+    image = pyvips.Image.new_from_memory(rgb.tobytes(), width, height, bands, "uchar").copy(
+        interpretation="srgb"
+    )
+    if icc:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
     size = (height, width) if orientation >= 5 else (width, height)
     return Decoded(image, orientation, size)
 

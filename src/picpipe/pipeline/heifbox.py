@@ -39,6 +39,11 @@ def primary_is_transformed(path: str) -> bool:
     return False
 
 
+def top_level_box(handle: BinaryIO, wanted: bytes, limit: int = 16 << 20) -> bytes | None:
+    """The body of the first top-level box named ``wanted`` (at most ``limit`` bytes)."""
+    return _top_level_box(handle, wanted, limit)
+
+
 def _top_level_box(handle: BinaryIO, wanted: bytes, limit: int = 16 << 20) -> bytes | None:
     while header := handle.read(8):
         if len(header) < 8:

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from picpipe.pipeline.dates import CaptureTime, choose_capture_time
+from picpipe.pipeline.descriptive import embedded_fields
+from picpipe.pipeline.places import place_name
 from picpipe.pipeline.truncation import TRUNCATED
+from picpipe.pipeline.zones import ConfiguredZones, zone_at
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -65,14 +68,19 @@ class MediaInfo:
     gps_lat: float | None = None
     gps_lon: float | None = None
     gps_alt: float | None = None
+    city: str | None = None  # the nearest named place to the GPS position (pipeline/places.py)
+    region: str | None = None
+    country: str | None = None
     width: int | None = None
     height: int | None = None
     orientation: int | None = None
     duration: float | None = None
     live_photo_id: str | None = None
+    payload_sha256: str | None = None  # the coded image without metadata (pipeline/payload.py)
     problems: list[str] = field(default_factory=list)
-    # What people add (digiKam and friends): from a sidecar that came with the file, then
-    # from picpipe's own sidecar once it exists (see pipeline/sidecar.py).
+    # What people add (digiKam and friends): embedded in the file (pipeline/descriptive.py),
+    # overridden field by field by a sidecar that came with the file, then by picpipe's own
+    # sidecar once it exists (see pipeline/sidecar.py).
     keywords: list[str] | None = None
     rating: int | None = None
     label: str | None = None
@@ -94,13 +102,30 @@ def media_info(
     mtime_ns: int,
     sidecar: Mapping[str, Any] | None = None,
     default_tz: tzinfo | None = None,
+    zones: ConfiguredZones | None = None,
+    source: str | None = None,
 ) -> MediaInfo:
-    """Build `MediaInfo` from one exiftool record (``{"Group:Tag": value}``)."""
+    """Build `MediaInfo` from one exiftool record (``{"Group:Tag": value}``).
+
+    ``sidecar`` is the record of a sidecar that came with the file: its date and place win.
+    A date without an offset takes it from the zone at the GPS position, else from ``zones``
+    (for ``source`` or the camera); UTC-only dates are shown in those zones or ``default_tz``.
+    """
     file_type = _text(tags.get("File:FileType"))
     mime = _text(tags.get("File:MIMEType"))
+    position, gps_problems = _gps(tags, sidecar)
+    make, model = _first_text(tags, "Make"), _first_text(tags, "Model")
+    place_zone = zone_at(position[0], position[1]) if position is not None else None
     taken, problems = choose_capture_time(
-        tags, name=name, mtime_ns=mtime_ns, sidecar=sidecar, default_tz=default_tz
+        tags,
+        name=name,
+        mtime_ns=mtime_ns,
+        sidecar=sidecar,
+        default_tz=default_tz,
+        place_zone=place_zone,
+        configured_zone=zones.for_file(source, make, model) if zones is not None else None,
     )
+    problems += gps_problems
     detected = _text(tags.get("File:FileTypeExtension"))
     if _is_media(file_type, mime) and detected:
         extension = detected.lower()  # the real type wins: a JPEG named .png is stored as .jpg
@@ -118,16 +143,20 @@ def media_info(
         taken=taken,
         problems=problems,
     )
-    info.make = _first_text(tags, "Make")
-    info.model = _first_text(tags, "Model")
+    info.make, info.model = make, model
     info.lens = _first_text(tags, "LensModel") or _lens(tags)
-    _fill_gps(info, tags, sidecar)
+    if position is not None:
+        info.gps_lat, info.gps_lon, info.gps_alt = position
+        if (named := place_name(position[0], position[1])) is not None:
+            info.city, info.region, info.country = named.city, named.region, named.country
     info.width, info.height = _size(tags)
     info.orientation = _orientation(tags, info.kind)
     info.duration = _positive(_first(tags, "Duration"))
     info.live_photo_id = _first_text(tags, "ContentIdentifier") or _first_text(
         tags, "MediaGroupUUID"
     )
+    for column, value in embedded_fields(tags).catalog_values().items():
+        setattr(info, column, value)
     for key in ("ExifTool:Error", "ExifTool:Warning"):
         if key in tags and not str(tags[key]).startswith("[minor]"):
             message = str(tags[key])
@@ -152,23 +181,26 @@ def _kind(file_type: str | None, mime: str | None) -> str:
     return "photo" if _is_media(file_type, mime) else "unknown"
 
 
-def _fill_gps(info: MediaInfo, tags: Mapping[str, Any], sidecar: Mapping[str, Any] | None) -> None:
-    lat = _number(tags.get("Composite:GPSLatitude"))
-    lon = _number(tags.get("Composite:GPSLongitude"))
-    if (lat is None or lon is None) and sidecar:
-        lat = _number(sidecar.get("XMP-exif:GPSLatitude"))
-        lon = _number(sidecar.get("XMP-exif:GPSLongitude"))
+def _gps(
+    tags: Mapping[str, Any], sidecar: Mapping[str, Any] | None
+) -> tuple[tuple[float, float, float | None] | None, list[str]]:
+    """(lat, lon, alt) rounded, or None; and the problems of an impossible position."""
+    # A sidecar that came with the file is the user's correction: its position wins.
+    lat = _number(sidecar.get("XMP-exif:GPSLatitude")) if sidecar else None
+    lon = _number(sidecar.get("XMP-exif:GPSLongitude")) if sidecar else None
+    if sidecar and lat is not None and lon is not None:
+        alt = _number(sidecar.get("XMP-exif:GPSAltitude"))
+    else:
+        lat = _number(tags.get("Composite:GPSLatitude"))
+        lon = _number(tags.get("Composite:GPSLongitude"))
+        alt = _number(tags.get("Composite:GPSAltitude") or tags.get("GPS:GPSAltitude"))
     if lat is None or lon is None:
-        return
+        return None, []
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        info.problems.append(f"GPS position {lat:.6f},{lon:.6f} is out of range; ignored")
-        return
+        return None, [f"GPS position {lat:.6f},{lon:.6f} is out of range; ignored"]
     if lat == 0 and lon == 0:
-        info.problems.append("GPS position 0,0 is a placeholder without a fix; ignored")
-        return
-    info.gps_lat, info.gps_lon = round(lat, 7), round(lon, 7)
-    alt = _number(tags.get("Composite:GPSAltitude") or tags.get("GPS:GPSAltitude"))
-    info.gps_alt = round(alt, 2) if alt is not None else None
+        return None, ["GPS position 0,0 is a placeholder without a fix; ignored"]
+    return (round(lat, 7), round(lon, 7), round(alt, 2) if alt is not None else None), []
 
 
 def _size(tags: Mapping[str, Any]) -> tuple[int | None, int | None]:

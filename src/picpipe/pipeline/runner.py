@@ -34,6 +34,7 @@ from picpipe.pipeline.record import Recorder, SessionCounts
 from picpipe.pipeline.scan import ScanIndex, folder_digest, folder_of, unchanged
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
+from picpipe.pipeline.zones import configured_zones
 from picpipe.sources.base import ScanProblem, Source
 
 if TYPE_CHECKING:
@@ -333,6 +334,7 @@ def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) 
         default_tz=resolve_timezone(settings.imports.default_timezone),
         fsync=settings.imports.fsync,
         host=settings.runs.host,
+        zones=configured_zones(settings),
     )
 
 

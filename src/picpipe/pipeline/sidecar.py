@@ -292,6 +292,11 @@ def _leaves(value: Any, separator: str) -> tuple[str, ...] | None:
     return _strings([p.rsplit(separator, 1)[-1] for p in paths])
 
 
+def mwg_regions(value: Any) -> tuple[Region, ...] | None:
+    """MWG ``RegionInfo`` (as exiftool's ``-struct`` gives it) → catalog regions; None if absent."""
+    return _regions(value)
+
+
 def _regions(value: Any) -> tuple[Region, ...] | None:
     if not isinstance(value, dict):
         return None

@@ -23,15 +23,17 @@ from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.metadata import media_info
+from picpipe.pipeline.payload import payload_sha256
 from picpipe.pipeline.sidecar import (
     SidecarContent,
     SidecarError,
     SidecarFacts,
     UserFields,
-    read_sidecar,
     write_sidecar,
 )
+from picpipe.pipeline.source_sidecar import read_source_sidecar
 from picpipe.pipeline.truncation import TRUNCATED, jpeg_truncated
+from picpipe.pipeline.zones import ConfiguredZones
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -64,6 +66,7 @@ class StageContext:
     host: str = ""
     # Where tasks find their sources by name (tasks carry names, not live objects).
     sources: dict[str, Source] = field(default_factory=dict)
+    zones: ConfiguredZones = field(default_factory=ConfiguredZones)
 
 
 def hash_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -129,19 +132,27 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         sidecar_path = find_sidecar(path)
         if sidecar_path is not None:
             try:
-                sidecar = read_sidecar(tool, sidecar_path)
+                sidecar, seedable = read_source_sidecar(tool, sidecar_path)
             except SidecarError as exc:
                 sidecar_problem = f"sidecar: {exc.message}"
+            else:
+                sidecar_path = sidecar_path if seedable else None
     info = media_info(
         tags,
         name=entry.name,
         mtime_ns=entry.mtime_ns,
         sidecar=sidecar.record if sidecar is not None else None,
         default_tz=ctx.default_tz,
+        zones=ctx.zones,
+        source=task.source_name,
     )
+    if path is not None:
+        info.payload_sha256 = payload_sha256(path, info.file_type)
     if sidecar is not None:
-        # What people wrote in the sidecar that came with the file seeds picpipe's own.
-        for name, value in sidecar.user.catalog_values().items():
+        # What people wrote in the sidecar that came with the file seeds picpipe's own and
+        # wins, field by field, over what the file says about itself.
+        merged = sidecar.user.over(UserFields.from_info(info))
+        for name, value in merged.catalog_values().items():
             setattr(info, name, value)
         info.source_sidecar = sidecar_path
     if sidecar_problem is not None:
@@ -263,8 +274,9 @@ def find_sidecar(path: str | bytes) -> str | bytes | None:
 
 
 def _extra_args(name: str) -> tuple[str, ...]:
+    # -struct: face regions come as structures (pipeline/descriptive.py).
     # AVCHD keeps its date in H.264 SEI that only exiftool's -ee reaches in every case.
-    return ("-ee",) if name.lower().endswith((".mts", ".m2ts")) else ()
+    return ("-struct", "-ee") if name.lower().endswith((".mts", ".m2ts")) else ("-struct",)
 
 
 def _present(path: Path, size: int) -> bool:

@@ -39,6 +39,7 @@ class FolderOptions(BaseModel):
 
     path: Path
     move: bool = False  # delete each source file once its library copy is verified (inboxes)
+    timezone: str | None = None  # IANA zone for dates without offset or GPS (pipeline/zones.py)
 
 
 class FolderSource:

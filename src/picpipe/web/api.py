@@ -23,6 +23,7 @@ from starlette.responses import Response  # noqa: TC002 - FastAPI reads return a
 
 from picpipe.catalog import browse
 from picpipe.catalog.browse import AssetFilter
+from picpipe.catalog.duplicates import payload_groups
 from picpipe.catalog.queries import asset_counts, find_asset, recent_sessions, session_failures
 from picpipe.catalog.queries import source_summaries as _source_summaries
 from picpipe.hashing import is_sha256
@@ -61,6 +62,18 @@ def list_assets(
     kind: Literal["photo", "raw", "video", "unknown"] | None = None,
     source: Annotated[str | None, Query(max_length=400, description="source name")] = None,
     album: Annotated[str | None, Query(max_length=400, description="album name or id")] = None,
+    keyword: Annotated[str | None, Query(max_length=200, description="one whole keyword")] = None,
+    person: Annotated[
+        str | None, Query(max_length=200, description="a person's name (face region)")
+    ] = None,
+    rating: Annotated[int | None, Query(ge=-1, le=5, description="rated at least this")] = None,
+    label: Annotated[str | None, Query(max_length=64, description="colour label")] = None,
+    place: Annotated[
+        str | None, Query(max_length=200, description="city, region or country name")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in title, description or keywords")
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,
@@ -75,6 +88,12 @@ def list_assets(
         kinds=(kind,) if kind else (),
         source=source,
         album=album,
+        keyword=keyword,
+        person=person,
+        min_rating=rating,
+        label=label,
+        text=q,
+        place=place,
     )
     after = decode_cursor(cursor) if cursor else None
     with ctx.catalog.session() as db:
@@ -83,6 +102,30 @@ def list_assets(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].taken_local, rows[-1].sha256) if more else None
     body = {"assets": [shapes.summary(a) for a in rows], "next_cursor": next_cursor}
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/duplicates", summary="Same picture, different metadata (payload hash groups)")
+def duplicates(
+    ctx: Context,
+    after: Annotated[
+        str | None, Query(max_length=64, description="last payload_sha256 of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> JSONResponse:
+    """``{"groups": [{"payload_sha256", "assets": [...]}], "next_after": "…" | null}``: assets
+    whose coded image is equal while their bytes differ; nothing is merged."""
+    with ctx.catalog.session() as db:
+        groups = payload_groups(db, limit=limit + 1, after=after or "")
+    more = len(groups) > limit
+    groups = groups[:limit]
+    body = {
+        "groups": [
+            {"payload_sha256": g.payload_sha256, "assets": [shapes.summary(a) for a in g.assets]}
+            for g in groups
+        ],
+        "next_after": groups[-1].payload_sha256 if more else None,
+    }
     return JSONResponse(body, headers=NO_STORE)
 
 

@@ -44,10 +44,24 @@ def camera_label(asset: Asset) -> str | None:
     return " ".join(part for part in (make, model) if part) or None
 
 
-def place(asset: Asset) -> dict[str, float | None] | None:
+def place(asset: Asset) -> dict[str, float | str | None] | None:
+    """GPS position and the nearest named place (city, region, country; None when unknown)."""
     if asset.gps_lat is None or asset.gps_lon is None:
         return None
-    return {"lat": asset.gps_lat, "lon": asset.gps_lon, "alt": asset.gps_alt}
+    return {
+        "lat": asset.gps_lat,
+        "lon": asset.gps_lon,
+        "alt": asset.gps_alt,
+        "city": asset.city,
+        "region": asset.region,
+        "country": asset.country,
+    }
+
+
+def place_label(asset: Asset) -> str | None:
+    """``Amesbury, England, United Kingdom``: the place names the catalog has."""
+    parts = [p for p in (asset.city, asset.region, asset.country) if p]
+    return ", ".join(dict.fromkeys(parts)) or None
 
 
 def urls(sha256: str) -> dict[str, str]:
@@ -70,6 +84,8 @@ def summary(asset: Asset) -> dict[str, Any]:
         "height": height,
         "duration": asset.duration,
         "place": place(asset),
+        "rating": asset.rating,
+        "title": asset.title,
         "thumbs": asset.thumbs_state,
         "pair_kind": asset.pair_kind,
         "problems": asset.problems or [],
@@ -83,6 +99,7 @@ def detail(asset: Asset) -> dict[str, Any]:
         "file_type": asset.file_type,
         "taken_local": asset.taken_local.isoformat(),
         "taken_offset_min": asset.taken_offset_min,
+        "offset_source": asset.offset_source,
         "taken_utc": _iso(asset.taken_utc),
         "make": asset.make,
         "model": asset.model,
@@ -99,6 +116,7 @@ def detail(asset: Asset) -> dict[str, Any]:
         "label": asset.label,
         "title": asset.title,
         "description": asset.description,
+        "regions": asset.regions or [],
         "imported_at": _iso(asset.imported_at, utc=True),
         "session_id": asset.session_id,
     }
@@ -134,6 +152,11 @@ def caption_headers(asset: Asset) -> dict[str, str]:
     if asset.gps_lat is not None and asset.gps_lon is not None:
         headers["X-Picpipe-Lat"] = f"{asset.gps_lat:.6f}"
         headers["X-Picpipe-Lon"] = f"{asset.gps_lon:.6f}"
+    if (label := place_label(asset)) is not None:
+        headers["X-Picpipe-Place"] = header_text(label)
+    for name, value in (("City", asset.city), ("Region", asset.region), ("Country", asset.country)):
+        if value:
+            headers[f"X-Picpipe-{name}"] = header_text(value)
     return headers
 
 

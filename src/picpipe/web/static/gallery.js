@@ -142,7 +142,8 @@
     const asset = items[index];
     const [w, hgt] = thumbSize(asset);
     const problems = asset.problems || [];
-    const label = [asset.name, asset.camera, ...problems].filter(Boolean).join(" · ");
+    const label = [asset.name, asset.place && asset.place.city, asset.camera, ...problems]
+      .filter(Boolean).join(" · ");
     return h(
       "a",
       { class: "tile", href: `#${asset.sha256}`, dataset: { index, kind: asset.kind }, title: label },
@@ -333,7 +334,9 @@
       if (!p) return null;
       const lat = `${Math.abs(p.lat).toFixed(5)}° ${p.lat >= 0 ? "N" : "S"}`;
       const lon = `${Math.abs(p.lon).toFixed(5)}° ${p.lon >= 0 ? "E" : "W"}`;
-      return p.alt !== null && p.alt !== undefined ? `${lat}, ${lon}, ${Math.round(p.alt)} m` : `${lat}, ${lon}`;
+      const where = p.alt !== null && p.alt !== undefined ? `${lat}, ${lon}, ${Math.round(p.alt)} m` : `${lat}, ${lon}`;
+      const names = [...new Set([p.city, p.region, p.country].filter(Boolean))].join(", ");
+      return names ? [names, h("span", { class: "muted" }, ` · ${where}`)] : where;
     }
 
     function describe(a) {

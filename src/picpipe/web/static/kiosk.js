@@ -51,10 +51,12 @@
       if (!Number.isNaN(d.getTime())) parts.push(["date", dateFormat.format(d)]);
     }
     if (info.place) {
-      const { lat, lon } = info.place;
+      const { lat, lon, city, region, country } = info.place;
+      const names = [...new Set([city, region, country].filter(Boolean))].join(", ");
       parts.push([
         "place",
-        `${Math.abs(lat).toFixed(4)}° ${lat >= 0 ? "N" : "S"}, ${Math.abs(lon).toFixed(4)}° ${lon >= 0 ? "E" : "W"}`,
+        names ||
+          `${Math.abs(lat).toFixed(4)}° ${lat >= 0 ? "N" : "S"}, ${Math.abs(lon).toFixed(4)}° ${lon >= 0 ? "E" : "W"}`,
       ]);
     }
     if (info.camera) parts.push(["camera", info.camera]);
