@@ -68,15 +68,15 @@ def refuse_missing_library(root: Path, catalog: Catalog) -> None:
         assets = has_assets(db)
     if marker is not None and known is not None and marker.library_id != known:
         raise LibraryMismatch(root=str(root), found=marker.library_id, known=known)
-    if marker is None and (known is not None or assets) and not _holds_originals(root):
+    if marker is None and assets and not _holds_originals(root):
         raise LibraryMissing(root=str(root))
 
 
 def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
     """Check the library before a command writes to it; create or adopt it when that is safe.
 
-    Raises LibraryMissing when the catalog knows a library (or holds assets) and ``root`` is
-    missing or empty (an unmounted NAS: nothing is created then), LibraryMismatch when the
+    Raises LibraryMissing when the catalog holds assets and ``root`` is missing or empty (an
+    unmounted NAS: nothing is created then), LibraryMismatch when the
     marker names another catalog's library, LibraryUnwritable when the marker cannot be
     written. A new library (an empty catalog), or one from before markers (originals there,
     no marker), gets its marker now.
@@ -91,7 +91,9 @@ def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
                 raise LibraryMismatch(root=str(root), found=problem_marker.library_id, known=known)
             set_catalog_fact_once(db, "library_id", problem_marker.library_id)
             return problem_marker
-        if (known is not None or assets) and not _holds_originals(root):
+        # A catalog with assets and no library in sight: an unmounted NAS. (Without assets
+        # there is nothing to split, and another process may be creating the library now.)
+        if assets and not _holds_originals(root):
             raise LibraryMissing(root=str(root))
         library_id = set_catalog_fact_once(db, "library_id", known or uuid.uuid4().hex)
     identity = LibraryIdentity(
