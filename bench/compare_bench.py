@@ -14,7 +14,8 @@ Each tree keeps its own home, library and catalog (a baseline cannot open a newe
 From the repo:
 
     git worktree add ../base 4fffcf9
-    .venv/bin/python bench/compare_bench.py --baseline-src ../base/src [--jpegs N] [--repeat N]
+    .venv/bin/python bench/compare_bench.py --baseline-src ../base/src [--this-src DIR/src]
+        [--jpegs N] [--repeat N]
 
 Progress goes to stderr; the report (with ``--json``, one JSON object) to stdout.
 """
@@ -97,6 +98,9 @@ class Tree:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline-src", type=Path, required=True, help="baseline tree's src/")
+    parser.add_argument(
+        "--this-src", type=Path, default=HERE, help="the tree to measure (default: this one)"
+    )
     parser.add_argument("--jpegs", type=int, default=30, help="12 MP JPEGs (default 30)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per median (default 3)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
@@ -107,7 +111,7 @@ def main() -> None:
     source = args.out / "compare" / "photos"
     files, total = photos(source, args.jpegs)
     work = args.out / "compare" / "work"
-    trees = [Tree("baseline", args.baseline_src, work), Tree("this", HERE, work)]
+    trees = [Tree("baseline", args.baseline_src, work), Tree("this", args.this_src, work)]
     runs: dict[str, list[dict[str, float]]] = {t.name: [] for t in trees}
     for number in range(args.repeat):
         order = trees if number % 2 == 0 else list(reversed(trees))

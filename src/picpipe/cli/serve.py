@@ -11,7 +11,6 @@ import uvicorn
 
 from picpipe.config import Settings
 from picpipe.errors import ServeRefused
-from picpipe.web.auth import OPEN_WARNING
 
 log = logging.getLogger(__name__)
 MIN_TOKEN_CHARS = 16  # below this a token is guessable enough to warn about
@@ -64,6 +63,8 @@ def serve(
                 MIN_TOKEN_CHARS,
             )
     if is_open(settings) and is_loopback(bind_host):
+        from picpipe.web.auth import OPEN_WARNING  # the web stack loads only to serve
+
         log.warning(OPEN_WARNING)
     config = serve_config(settings, bind_host, bind_port)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
