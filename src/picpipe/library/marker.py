@@ -121,6 +121,9 @@ def _write_marker(root: Path, identity: LibraryIdentity) -> None:
     }
     try:
         root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(root / MARKER, (json.dumps(data, indent=2) + "\n").encode(), fsync=True)
+        # A fixed temp name: one left by a kill is overwritten by the next write, never orphaned
+        # in the library root (where no sweep looks).
+        text = (json.dumps(data, indent=2) + "\n").encode()
+        atomic_write_bytes(root / MARKER, text, fsync=True, middle="library-marker")
     except OSError as exc:
         raise LibraryUnwritable(root=str(root), detail=exc.strerror or str(exc)) from exc
