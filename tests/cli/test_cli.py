@@ -44,12 +44,14 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
     summary = json.loads(out)
     assert code == 3, "the sample set holds one empty file"
-    assert {k: summary[k] for k in ("seen", "new", "duplicate", "unchanged", "failed")} == {
-        "seen": 8,
+    keys = ("seen", "new", "duplicate", "unchanged", "failed", "skipped")
+    assert {k: summary[k] for k in keys} == {
+        "seen": 10,
         "new": 6,
         "duplicate": 1,
         "unchanged": 0,
         "failed": 1,
+        "skipped": 2,  # .DS_Store and a .part download, each with its reason
     }
     assert summary["bytes"] == sum(p.path.stat().st_size for p in photos)
     assert summary["failures"] == [
