@@ -83,12 +83,13 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
 
     code, out, _ = cli("sources", "--json")
     (source,) = json.loads(out)
-    assert (source["files"], source["imported"], source["duplicate"], source["failed"]) == (
-        8,
-        6,
-        1,
-        1,
-    )
+    assert (
+        source["files"],
+        source["imported"],
+        source["duplicate"],
+        source["failed"],
+        source["skipped"],
+    ) == (10, 6, 1, 1, 2)
 
     code, out, _ = cli("stats", "--json")
     stats = json.loads(out)

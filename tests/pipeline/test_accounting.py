@@ -185,3 +185,18 @@ def test_dashboard_session_rows_count_skipped(library: LibraryFixture, tmp_path:
         (row,) = [r for r in recent_sessions(db) if r["kind"] == "import"]
         assert db.scalars(select(Source.name)).one() == str(tmp_path / "nas")
     assert (row["skipped"], row["done"], row["seen"]) == (13, 16, 16)
+
+
+def test_api_sessions_and_sources_count_skipped(library: LibraryFixture, tmp_path: Path) -> None:
+    from picpipe.catalog.queries import source_summaries
+    from picpipe.web.app import create_app
+    from tests.web.conftest import TestClient
+
+    nas_tree(tmp_path / "nas")
+    library.import_folder(tmp_path / "nas")
+    with library.catalog.session() as db:
+        (source,) = source_summaries(db)
+    assert (source["files"], source["imported"], source["skipped"]) == (16, 3, 13)
+    with TestClient(create_app(library.settings)) as client:
+        sessions = client.get("/api/sessions").json()["sessions"]
+    assert [s["skipped"] for s in sessions if s["kind"] == "import"] == [13]

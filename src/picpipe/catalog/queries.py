@@ -354,6 +354,7 @@ def source_summaries(db: Session) -> list[dict[str, Any]]:
                 "imported": bucket.get("imported", 0),
                 "duplicate": bucket.get("duplicate", 0),
                 "failed": bucket.get("failed", 0),
+                "skipped": bucket.get("skipped", 0),
                 "gone": bucket["gone"],
                 "last_scan_at": source.last_scan_at.isoformat() + "Z"
                 if source.last_scan_at
