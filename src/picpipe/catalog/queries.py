@@ -305,6 +305,10 @@ def skipped_files(db: Session, session_id: int, limit: int = 1000) -> list[tuple
     return [(f"{r[0]}:{r[1]}", r[2] or "skipped") for r in rows]
 
 
+def session_by_id(db: Session, session_id: int) -> ImportSession | None:
+    return db.get(ImportSession, session_id)
+
+
 def recent_sessions(db: Session, limit: int = 20) -> list[ImportSession]:
     return list(db.scalars(select(ImportSession).order_by(ImportSession.id.desc()).limit(limit)))
 

@@ -14,6 +14,7 @@ from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import (
     asset_counts,
     recent_sessions,
+    session_by_id,
     session_failures,
     skipped_files,
     source_summaries,
@@ -105,7 +106,7 @@ def sessions(
     try:
         with catalog.session() as db:
             if session_id is not None:
-                run = db.get(ImportSession, session_id)
+                run = session_by_id(db, session_id)
                 if run is None:
                     raise ConfigError(detail=f"there is no session {session_id}")
                 runs = [run]
