@@ -90,6 +90,9 @@ IGNORED_NAMES = [
     ".thumbnails",
 ]
 IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"]
+# Files that travel with media but are not imported on their own: sidecars (read with their
+# photo), Apple's edit lists, GoPro and DJI proxies. Skipped by name, never sniffed.
+SIDECAR_EXTENSIONS = ["xmp", "aae", "thm", "lrv", "lrf"]
 
 
 def default_home() -> Path:
@@ -106,10 +109,11 @@ class ScanOptions(BaseModel):
     video_extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS))
     ignored_names: list[str] = Field(default_factory=lambda: list(IGNORED_NAMES))
     ignored_patterns: list[str] = Field(default_factory=lambda: list(IGNORED_PATTERNS))
+    sidecar_extensions: list[str] = Field(default_factory=lambda: list(SIDECAR_EXTENSIONS))
     skip_hidden: bool = True
     follow_symlinks: bool = True
 
-    @field_validator("photo_extensions", "raw_extensions", "video_extensions")
+    @field_validator("photo_extensions", "raw_extensions", "video_extensions", "sidecar_extensions")
     @classmethod
     def _lower_no_dot(cls, value: list[str]) -> list[str]:
         return [ext.lower().lstrip(".") for ext in value]

@@ -7,6 +7,7 @@ from picpipe.config import (
     IGNORED_PATTERNS,
     PHOTO_EXTENSIONS,
     RAW_EXTENSIONS,
+    SIDECAR_EXTENSIONS,
     VIDEO_EXTENSIONS,
 )
 
@@ -67,15 +68,19 @@ def render_template() -> str:
 log_level: INFO
 
 scan:
-  # Extensions (case-insensitive) that count as media; everything else is ignored.
+  # Extensions (case-insensitive) that count as media. Every other file is counted too: files
+  # with another or no extension are recognised by their first bytes and imported when they
+  # are media, else skipped with a reason (`picpipe sessions ID --skipped`).
   photo_extensions: {_flow(PHOTO_EXTENSIONS)}
   raw_extensions: {_flow(RAW_EXTENSIONS)}
   video_extensions: {_flow(VIDEO_EXTENSIONS)}
+  # Sidecars and proxies: skipped (a sidecar is read with its photo), never sniffed.
+  sidecar_extensions: {_flow(SIDECAR_EXTENSIONS)}
   # Names skipped anywhere in a tree (NAS litter, OS metadata).
   ignored_names: {_flow(IGNORED_NAMES)}
   # Glob patterns skipped: AppleDouble files and the temp names of downloaders and copiers.
   ignored_patterns: {_flow(IGNORED_PATTERNS)}
-  # Skip folders whose name starts with a dot.
+  # Skip folders, and files without a media extension, whose name starts with a dot.
   skip_hidden: true
   # Follow symbolic links to files and folders (loops are detected and reported).
   follow_symlinks: true

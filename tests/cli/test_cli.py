@@ -44,12 +44,14 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     code, out, _ = cli("import", str(tmp_path / "dump"), "--json")
     summary = json.loads(out)
     assert code == 3, "the sample set holds one empty file"
-    assert {k: summary[k] for k in ("seen", "new", "duplicate", "unchanged", "failed")} == {
-        "seen": 8,
+    keys = ("seen", "new", "duplicate", "unchanged", "failed", "skipped")
+    assert {k: summary[k] for k in keys} == {
+        "seen": 10,
         "new": 6,
         "duplicate": 1,
         "unchanged": 0,
         "failed": 1,
+        "skipped": 2,  # .DS_Store and a .part download, each with its reason
     }
     assert summary["bytes"] == sum(p.path.stat().st_size for p in photos)
     assert summary["failures"] == [
@@ -81,12 +83,13 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
 
     code, out, _ = cli("sources", "--json")
     (source,) = json.loads(out)
-    assert (source["files"], source["imported"], source["duplicate"], source["failed"]) == (
-        8,
-        6,
-        1,
-        1,
-    )
+    assert (
+        source["files"],
+        source["imported"],
+        source["duplicate"],
+        source["failed"],
+        source["skipped"],
+    ) == (10, 6, 1, 1, 2)
 
     code, out, _ = cli("stats", "--json")
     stats = json.loads(out)
@@ -99,7 +102,7 @@ def test_import_json_summary_then_reports(cli, tmp_path: Path) -> None:  # type:
     }
     assert thumbnails["count"] == 18
     assert thumbnails["bytes"] == sum(n["bytes"] for n in thumbnails["by_size"].values()) > 0
-    assert stats["sources"][0]["files"] == 8
+    assert stats["sources"][0]["files"] == 10  # the two skipped files are accounted for too
 
     code, out, _ = cli("verify", "--json")
     assert code == 0

@@ -176,7 +176,8 @@ def test_litter_hidden_folders_and_partial_downloads_are_skipped(
 
     summary = library.import_folder(source)
 
-    assert (summary.seen, summary.new, summary.failed) == (1, 1, 0)
+    # Each one is accounted for as skipped (the folders as one entry each, not walked).
+    assert (summary.seen, summary.new, summary.failed, summary.skipped) == (11, 1, 0, 10)
 
 
 def test_changed_and_removed_files_are_noticed(library: LibraryFixture, tmp_path: Path) -> None:

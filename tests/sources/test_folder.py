@@ -14,7 +14,12 @@ from picpipe.sources.folder import FolderSource
 
 
 def entries(source: FolderSource) -> dict[str, SourceEntry]:
-    return {e.ref: e for e in iter_entries(source) if isinstance(e, SourceEntry)}
+    """The entries with a media name (neither skipped nor to be sniffed)."""
+    return {
+        e.ref: e
+        for e in iter_entries(source)
+        if isinstance(e, SourceEntry) and e.skipped is None and not e.sniff
+    }
 
 
 def test_folder_kind_is_registered_through_entry_points() -> None:

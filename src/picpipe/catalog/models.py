@@ -144,6 +144,7 @@ class SourceFolder(Base):
     path: Mapped[str] = mapped_column(Text, primary_key=True)
     digest: Mapped[str] = mapped_column(String(32))
     files: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ImportSession(Base):
@@ -167,6 +168,8 @@ class ImportSession(Base):
     duplicate: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Files accounted for but not imported: not media, temp names, hidden, ignored by rule.
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(200))

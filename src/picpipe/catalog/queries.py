@@ -65,6 +65,16 @@ def folder_digests(db: Session, source_id: int) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def folder_skipped(db: Session, source_id: int) -> dict[str, int]:
+    """Folder → how many of its files were skipped when it last settled (folders with any)."""
+    rows = db.execute(
+        select(SourceFolder.path, SourceFolder.skipped).where(
+            SourceFolder.source_id == source_id, SourceFolder.skipped > 0
+        )
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
 def folder_files(db: Session, source_id: int, folder: str) -> dict[str, KnownFile]:
     """Every file the catalog knows in one folder of one source, keyed by ref."""
     rows = db.execute(
@@ -83,16 +93,28 @@ def folder_files(db: Session, source_id: int, folder: str) -> dict[str, KnownFil
 
 
 def save_folder_digests(
-    db: Session, source_id: int, digests: dict[str, str], counts: dict[str, int]
+    db: Session,
+    source_id: int,
+    digests: dict[str, str],
+    counts: dict[str, int],
+    skipped: dict[str, int] | None = None,
 ) -> None:
-    """Store the digests of folders that settled (replacing older ones)."""
+    """Store the digests of folders that settled (replacing older ones), with their file
+    counts and how many of those files were skipped."""
+    skipped = skipped or {}
     paths = list(digests)
     forget_folders(db, source_id, paths)
     if paths:
         db.execute(
             insert(SourceFolder),
             [
-                {"source_id": source_id, "path": p, "digest": digests[p], "files": counts.get(p, 0)}
+                {
+                    "source_id": source_id,
+                    "path": p,
+                    "digest": digests[p],
+                    "files": counts.get(p, 0),
+                    "skipped": skipped.get(p, 0),
+                }
                 for p in paths
             ],
         )
@@ -244,7 +266,7 @@ def update_sidecar_fields(db: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def write_session_counts(db: Session, session_id: int, counts: dict[str, int]) -> None:
-    """Store a run's running totals (seen, new, duplicate, unchanged, failed, bytes)."""
+    """Store a run's running totals (seen, new, duplicate, unchanged, failed, skipped, bytes)."""
     db.execute(update(ImportSession).where(ImportSession.id == session_id).values(**counts))
 
 
@@ -264,6 +286,27 @@ def session_failures(db: Session, session_id: int, limit: int = 1000) -> list[tu
         .limit(limit)
     )
     return [(r[0], r[1]) for r in rows]
+
+
+def skipped_files(db: Session, session_id: int, limit: int = 1000) -> list[tuple[str, str]]:
+    """``(source:ref, reason)`` of the files the sources of an import session skip, as their
+    latest scan left them (an unchanged folder keeps the rows of the scan that examined it)."""
+    run = db.get(ImportSession, session_id)
+    if run is None or run.kind != "import" or not run.device:
+        return []
+    names = run.device.split(", ")  # the run's device is its source names, joined so
+    rows = db.execute(
+        select(Source.name, SourceFile.ref, SourceFile.error)
+        .join(Source, Source.id == SourceFile.source_id)
+        .where(Source.name.in_(names), SourceFile.state == "skipped", SourceFile.gone.is_(False))
+        .order_by(Source.name, SourceFile.ref)
+        .limit(limit)
+    )
+    return [(f"{r[0]}:{r[1]}", r[2] or "skipped") for r in rows]
+
+
+def session_by_id(db: Session, session_id: int) -> ImportSession | None:
+    return db.get(ImportSession, session_id)
 
 
 def recent_sessions(db: Session, limit: int = 20) -> list[ImportSession]:
@@ -315,6 +358,7 @@ def source_summaries(db: Session) -> list[dict[str, Any]]:
                 "imported": bucket.get("imported", 0),
                 "duplicate": bucket.get("duplicate", 0),
                 "failed": bucket.get("failed", 0),
+                "skipped": bucket.get("skipped", 0),
                 "gone": bucket["gone"],
                 "last_scan_at": source.last_scan_at.isoformat() + "Z"
                 if source.last_scan_at

@@ -86,7 +86,7 @@ def totals(db: Session) -> Totals:
 
 def session_row(run: ImportSession) -> dict[str, Any]:
     """One session as the dashboard shows it; ``done`` counts every file with an outcome."""
-    done = run.new + run.duplicate + run.unchanged + run.failed
+    done = run.new + run.duplicate + run.unchanged + run.failed + run.skipped
     return {
         "id": run.id,
         "kind": run.kind,
@@ -99,6 +99,7 @@ def session_row(run: ImportSession) -> dict[str, Any]:
         "duplicate": run.duplicate,
         "unchanged": run.unchanged,
         "failed": run.failed,
+        "skipped": run.skipped,
         "done": done,
         "bytes": run.bytes,
         "pid": run.pid,
@@ -345,6 +346,7 @@ def change_marker(db: Session) -> ChangeMarker:
             ImportSession.unchanged,
             ImportSession.failed,
             ImportSession.bytes,
+            ImportSession.skipped,
             ImportSession.heartbeat_at,
         )
         .order_by(ImportSession.id.desc())
@@ -358,7 +360,7 @@ def change_marker(db: Session) -> ChangeMarker:
     return ChangeMarker(
         sessions=tuple(sorted(sessions)),
         # The heartbeat moves too: a run's progress between two recorder batches.
-        progress=tuple((*(int(v) for v in (r[0], *r[2:8])), _seconds(r[8])) for r in newest),
+        progress=tuple((*(int(v) for v in (r[0], *r[2:9])), _seconds(r[9])) for r in newest),
         failures=db.scalar(select(func.max(SessionFailure.id))),
         replicas=db.scalar(select(func.max(Replica.id))),
     )

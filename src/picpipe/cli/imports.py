@@ -194,7 +194,7 @@ def _print_summary(summary: SessionSummary) -> None:
     console.print(
         f"session {summary.session_id} {summary.status}: "
         f"{summary.seen} seen, {summary.new} new, {summary.duplicate} duplicate, "
-        f"{summary.unchanged} unchanged, {summary.failed} failed, "
+        f"{summary.unchanged} unchanged, {summary.failed} failed, {summary.skipped} skipped, "
         f"{human_bytes(summary.bytes)} added in {summary.seconds:.1f}s"
     )
     print_failures(summary.failures)

@@ -14,7 +14,9 @@ from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import (
     asset_counts,
     recent_sessions,
+    session_by_id,
     session_failures,
+    skipped_files,
     source_summaries,
 )
 from picpipe.catalog.runs import active_runs
@@ -22,6 +24,7 @@ from picpipe.catalog.status import kept_with_problems
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
+from picpipe.errors import ConfigError
 from picpipe.library.layout import THUMB_SIZES, thumb_folder
 from picpipe.library.marker import library_problem
 
@@ -108,22 +111,38 @@ def _print_problems(items: list[dict[str, Any]]) -> None:
 @reports_errors
 def sessions(
     ctx: typer.Context,
+    session_id: int | None = typer.Argument(None, help="Show only this session."),
     limit: int = typer.Option(20, "--limit", min=1, help="How many recent sessions."),
+    skipped: bool = typer.Option(
+        False, "--skipped", help="List each skipped file of the sessions' sources with its reason."
+    ),
     as_json: bool = JsonFlag,
 ) -> None:
-    """Recent import sessions with their counts and failures."""
+    """Recent import sessions with their counts and failures (``ID`` for one session)."""
     settings = state(ctx).settings
     catalog = open_catalog(settings.catalog_url)
     try:
         with catalog.session() as db:
-            rows = [_session_dict(run, db) for run in recent_sessions(db, limit)]
+            if session_id is not None:
+                run = session_by_id(db, session_id)
+                if run is None:
+                    raise ConfigError(detail=f"there is no session {session_id}")
+                runs = [run]
+            else:
+                runs = recent_sessions(db, limit)
+            rows = [_session_dict(run, db) for run in runs]
+            if skipped:
+                for row in rows:
+                    row["skipped_files"] = [
+                        {"path": p, "reason": r} for p, r in skipped_files(db, row["id"])
+                    ]
     finally:
         catalog.close()
     if as_json:
         emit_json(rows)
         return
     table = Table(
-        "id", "kind", "status", "started", "seen", "new", "dup", "unch", "failed", "bytes"
+        "id", "kind", "status", "started", "seen", "new", "dup", "unch", "failed", "skip", "bytes"
     )
     for r in rows:
         table.add_row(
@@ -136,6 +155,7 @@ def sessions(
             str(r["duplicate"]),
             str(r["unchanged"]),
             str(r["failed"]),
+            str(r["skipped"]),
             human_bytes(r["bytes"]),
         )
     console.print(table)
@@ -143,6 +163,8 @@ def sessions(
         if r["kept_with_problems"]:
             console.print(f"session {r['id']}: kept with a problem")
             _print_problems(r["kept_with_problems"])
+        for item in r.get("skipped_files", []):
+            console.print(f"  {r['id']} skipped  {item['path']}: {item['reason']}", markup=False)
 
 
 @reports_errors
@@ -271,6 +293,7 @@ def _session_dict(run: ImportSession, db: Any) -> dict[str, Any]:
         "duplicate": run.duplicate,
         "unchanged": run.unchanged,
         "failed": run.failed,
+        "skipped": run.skipped,
         "bytes": run.bytes,
         "failures": [{"path": p, "reason": r} for p, r in session_failures(db, run.id, 100)],
         "kept_with_problems": kept_with_problems(db, 100, session_id=run.id)[1],

@@ -37,6 +37,7 @@ class SessionCounts:
     duplicate: int = 0
     unchanged: int = 0
     failed: int = 0
+    skipped: int = 0
     bytes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -75,6 +76,8 @@ class Recorder:
             counts.new += 1
         elif task.outcome == "duplicate":
             counts.duplicate += 1
+        elif task.outcome == "skipped":
+            counts.skipped += 1
         else:
             counts.failed += 1
             reason = task.error.reason if task.error else "unknown error"
@@ -154,6 +157,7 @@ class Recorder:
             "duplicate": c.duplicate,
             "unchanged": c.unchanged,
             "failed": c.failed,
+            "skipped": c.skipped,
             "bytes": c.bytes,
         }
 
@@ -221,16 +225,19 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
     }
 
 
+_STATES = {"new": "imported", "duplicate": "duplicate", "skipped": "skipped"}
+
+
 def _source_file_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
-    failed = task.outcome not in ("new", "duplicate")
+    state = _STATES.get(task.outcome or "", "failed")
     error = task.error
     return {
         "size": task.entry.size,
         "mtime_ns": task.entry.mtime_ns,
         "ctime_ns": task.entry.ctime_ns,
-        "sha256": None if failed else task.sha256,
-        "state": "failed" if failed else ("imported" if task.outcome == "new" else "duplicate"),
-        "error": error.message if error is not None else None,
+        "sha256": task.sha256 if state in ("imported", "duplicate") else None,
+        "state": state,
+        "error": error.message if error is not None else task.skip_reason,
         "retryable": bool(error is not None and error.retryable),
         "last_seen": now,
         "gone": False,

@@ -31,7 +31,14 @@ from picpipe.jobs.report import RunReport
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.record import Recorder, SessionCounts
-from picpipe.pipeline.scan import ScanIndex, folder_digest, folder_of, unchanged
+from picpipe.pipeline.scan import (
+    ScanIndex,
+    folder_digest,
+    folder_of,
+    skip_row_current,
+    still_skipped,
+    unchanged,
+)
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
 from picpipe.pipeline.zones import configured_zones
@@ -66,6 +73,7 @@ class SessionSummary:
     seconds: float
     failures: list[dict[str, str]]
     warnings: list[dict[str, str]]
+    skipped: int = 0
 
     def report(self) -> RunReport:
         counts = {
@@ -74,6 +82,7 @@ class SessionSummary:
             "duplicate": self.duplicate,
             "unchanged": self.unchanged,
             "failed": self.failed,
+            "skipped": self.skipped,
         }
         return RunReport(
             "import",
@@ -94,6 +103,7 @@ class SessionSummary:
             "duplicate": self.duplicate,
             "unchanged": self.unchanged,
             "failed": self.failed,
+            "skipped": self.skipped,
         }
 
 
@@ -186,7 +196,8 @@ class ImportRun:
         self.run_lease.report = summary.report()
         c = recorder.counts
         log.info(
-            "session %d %s: %d seen, %d new, %d duplicate, %d unchanged, %d failed, %d bytes",
+            "session %d %s: %d seen, %d new, %d duplicate, %d unchanged, %d failed, %d skipped, "
+            "%d bytes",
             session_id,
             status,
             c.seen,
@@ -194,6 +205,7 @@ class ImportRun:
             c.duplicate,
             c.unchanged,
             c.failed,
+            c.skipped,
             c.bytes,
             extra={
                 "session": summary.as_dict()
@@ -228,11 +240,25 @@ class ImportRun:
             files_in[item.folder] = files_in.get(item.folder, 0) + files
             self._progress("scan", counts.seen)
             if index.is_unchanged(item, folder_digest(item)):
-                counts.unchanged += files
+                skipped = min(files, index.stored_skipped.get(item.folder, 0))
+                counts.skipped += skipped
+                counts.unchanged += files - skipped
                 continue
             known_rows = index.rows(item.folder)
             for entry in item.entries:
                 known = known_rows.pop(entry.ref, None)
+                if entry.skipped is not None or (entry.sniff and still_skipped(known, entry)):
+                    # Accounted for without reading it; a row only where the catalog differs.
+                    if entry.skipped is not None and not skip_row_current(known, entry):
+                        task = ImportTask(source.name, source_id, entry, known=known)
+                        task.outcome, task.skip_reason = "skipped", entry.skipped
+                        self._finished(recorder, task, index, deferred)
+                        continue
+                    counts.skipped += 1
+                    index.count_skipped(item.folder)
+                    if known is not None and known.gone:
+                        reappeared.append(known.id)
+                    continue
                 if unchanged(known, entry.size, entry.mtime_ns, entry.ctime_ns):
                     counts.unchanged += 1
                     if known is not None and known.gone:
@@ -287,6 +313,8 @@ class ImportRun:
             deferred.append(task)
             return
         recorder.add(task)
+        if task.outcome == "skipped":
+            index.count_skipped(folder_of(task.entry.ref))
         if task.error is not None:
             # A folder with a file that did not import is not settled: its failed files are
             # tried again on the next run, even when nothing about them changed.
@@ -321,7 +349,9 @@ class ImportRun:
                 forget_folders(db, index.source_id, vanished)
             mark_present(db, reappeared)
             forget_folders(db, index.source_id, sorted(index.unsettled & set(index.stored)))
-            save_folder_digests(db, index.source_id, index.digests_to_save(), files_in)
+            save_folder_digests(
+                db, index.source_id, index.digests_to_save(), files_in, index.skipped
+            )
             touch_source_scan(db, index.source_id)
 
 
@@ -351,4 +381,5 @@ def _summary(session_id: int, status: str, c: SessionCounts, seconds: float) -> 
         seconds=seconds,
         failures=[{"path": p, "reason": r} for p, r in c.failures],
         warnings=[{"path": p, "problem": r} for p, r in c.warnings],
+        skipped=c.skipped,
     )

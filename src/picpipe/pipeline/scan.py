@@ -13,11 +13,11 @@ import marshal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from picpipe.catalog.queries import KnownFile, folder_digests, folder_files
+from picpipe.catalog.queries import KnownFile, folder_digests, folder_files, folder_skipped
 
 if TYPE_CHECKING:
     from picpipe.catalog.db import Catalog
-    from picpipe.sources.base import FolderListing
+    from picpipe.sources.base import FolderListing, SourceEntry
 
 SETTLED_STATES = frozenset({"imported", "duplicate"})
 
@@ -53,6 +53,34 @@ def unchanged(
     return known.state in SETTLED_STATES
 
 
+def still_skipped(known: KnownFile | None, entry: SourceEntry) -> bool:
+    """A file to sniff that was found not to be media, with the same size, mtime and ctime:
+    skipped again without reading it."""
+    return (
+        known is not None
+        and known.state == "skipped"
+        and unchanged_stat(known, entry.size, entry.mtime_ns, entry.ctime_ns)
+    )
+
+
+def skip_row_current(known: KnownFile | None, entry: SourceEntry) -> bool:
+    """A file skipped by name whose catalog row needs no write: skipped already, same stat,
+    present; or imported before (a rule added since keeps its provenance row as it was)."""
+    if known is None or known.gone:
+        return False
+    if known.state in SETTLED_STATES:
+        return True
+    return known.state == "skipped" and unchanged_stat(
+        known, entry.size, entry.mtime_ns, entry.ctime_ns
+    )
+
+
+def unchanged_stat(known: KnownFile, size: int, mtime_ns: int, ctime_ns: int | None) -> bool:
+    if known.size != size or known.mtime_ns != mtime_ns:
+        return False
+    return known.ctime_ns is None or ctime_ns is None or known.ctime_ns == ctime_ns
+
+
 @dataclass(slots=True)
 class ScanIndex:
     """What the catalog knows of one source: folder digests now, file rows on demand."""
@@ -63,11 +91,17 @@ class ScanIndex:
     seen: dict[str, str] = field(default_factory=dict)  # folder → digest in this scan
     unsettled: set[str] = field(default_factory=set)  # folders that must not be trusted yet
     gone: dict[str, list[int]] = field(default_factory=dict)  # folder → rows not seen again
+    stored_skipped: dict[str, int] = field(default_factory=dict)  # folder → skipped files
+    skipped: dict[str, int] = field(default_factory=dict)  # folder → skipped in this scan
 
     @classmethod
     def load(cls, catalog: Catalog, source_id: int) -> ScanIndex:
         with catalog.session() as db:
-            return cls(catalog, source_id, folder_digests(db, source_id))
+            digests = folder_digests(db, source_id)
+            return cls(catalog, source_id, digests, stored_skipped=folder_skipped(db, source_id))
+
+    def count_skipped(self, folder: str) -> None:
+        self.skipped[folder] = self.skipped.get(folder, 0) + 1
 
     def is_unchanged(self, group: FolderListing, digest: str) -> bool:
         """Record the folder as seen; True when all of it is as the catalog last settled it."""

@@ -1,4 +1,4 @@
-"""The import stages: hash, dedupe, metadata, place, sidecar. Each is ``(ctx, task) -> None``.
+"""The import stages: sniff, hash, dedupe, metadata, place, sidecar; each ``(ctx, task) -> None``.
 
 Stages only fill in the task or raise an ``ItemError``; the runner decides what runs next and
 records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``; a new
@@ -34,6 +34,7 @@ from picpipe.pipeline.sidecar import (
 from picpipe.pipeline.source_sidecar import read_source_sidecar
 from picpipe.pipeline.truncation import TRUNCATED, jpeg_truncated
 from picpipe.pipeline.zones import ConfiguredZones
+from picpipe.sources.sniff import HEADER_BYTES, media_format
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -67,6 +68,30 @@ class StageContext:
     # Where tasks find their sources by name (tasks carry names, not live objects).
     sources: dict[str, Source] = field(default_factory=dict)
     zones: ConfiguredZones = field(default_factory=ConfiguredZones)
+
+
+NOT_MEDIA = "not a photo or video (no media extension, content not recognised)"
+
+
+def sniff_stage(ctx: StageContext, task: ImportTask) -> None:
+    """A file whose name says nothing (`SourceEntry.sniff`): read its first bytes and skip it
+    unless they are a photo or video signature. Other files pass untouched."""
+    entry = task.entry
+    if not entry.sniff:
+        return
+    head = b""
+    if entry.size > 0:
+        with ctx.sources[task.source_name].open(entry) as stream:
+            try:
+                head = stream.read(HEADER_BYTES)
+            except OSError as exc:
+                raise UnreadableFile(path=entry.ref, detail=exc.strerror or str(exc)) from exc
+    found = media_format(head)
+    if found is None:
+        task.outcome = "skipped"
+        task.skip_reason = NOT_MEDIA if head else "empty file without a media extension"
+        return
+    log.debug("%s recognised as %s by its content", task.display, found)
 
 
 def hash_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -246,7 +271,13 @@ def sidecar_stage(ctx: StageContext, task: ImportTask, naming: str = "sha") -> N
     info.sidecar_mtime_ns = written.mtime_ns
 
 
-IMPORT_STAGES: tuple[Stage, ...] = (hash_stage, dedupe_stage, metadata_stage, place_stage)
+IMPORT_STAGES: tuple[Stage, ...] = (
+    sniff_stage,
+    hash_stage,
+    dedupe_stage,
+    metadata_stage,
+    place_stage,
+)
 
 
 def import_stages(settings: Settings) -> tuple[Stage, ...]:

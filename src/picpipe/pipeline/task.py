@@ -38,6 +38,7 @@ class ImportTask:
     deferred: bool = False  # waits for a twin (this run or another) holding that claim
     written: bool = False  # this task wrote the original (bytes added to the library)
     restores: bool = False  # the content is catalogued but its original was missing
+    skip_reason: str | None = None  # outcome "skipped": why (not media, temp name, rule ...)
 
     @property
     def display(self) -> str:

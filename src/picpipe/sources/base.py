@@ -2,8 +2,9 @@
 
 Contract (every kind, checked by ``tests/conformance``):
 - ``listing`` reads no file content and never modifies anything. It yields each folder's files
-  in one `FolderListing` (a folder listed in two pieces is allowed but loses the rescan
-  shortcut of folder digests). Problems with one folder or file are yielded as `ScanProblem`
+  (every file: those it will not import carry ``skipped`` with the reason) in one
+  `FolderListing` (a folder listed in two pieces is allowed but loses the rescan shortcut of
+  folder digests). Problems with one folder or file are yielded as `ScanProblem`
   values, and the listing goes on.
 - ``open`` yields a binary stream of the entry's bytes. It raises an ``ItemError``: VanishedFile
   when the entry is gone, UnreadableFile when it cannot be read, TornRead when the bytes changed
@@ -53,6 +54,12 @@ class SourceEntry(NamedTuple):
     extras: dict[str, Any] | None = None
     # Where the source has one: a chmod or a same-mtime rewrite changes it, so it is a change.
     ctime_ns: int | None = None
+    # Why the source accounts for this file without importing it (temp name, hidden, ignored
+    # by rule, sidecar); None for a file to import.
+    skipped: str | None = None
+    # The name says nothing about the content (unknown or missing extension): the import
+    # reads its first bytes (`sources/sniff.py`) and skips it when it is not media.
+    sniff: bool = False
 
 
 class FolderListing:

@@ -1,8 +1,10 @@
 """A local folder (or a mounted share) as a source: the first and simplest kind.
 
 The listing uses ``os.scandir`` and stats each media file once (size, mtime_ns), so a rescan
-decides "unchanged" without reading content. Hidden folders, NAS litter (``@eaDir``,
-``#recycle``) and the temp names of downloaders and copiers are skipped.
+decides "unchanged" without reading content. Every file is listed: hidden folders, NAS litter
+(``@eaDir``, ``#recycle``), sidecars and the temp names of downloaders and copiers as skipped
+entries with their reason (by name, without a stat); a file whose extension says nothing is
+stat'ed and marked for sniffing (its first bytes are read by the import, not here).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import stat as stat_module
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from pydantic import BaseModel
 
@@ -62,6 +64,7 @@ class FolderSource:
         patterns = "|".join(fnmatch.translate(p) for p in self.scan.ignored_patterns)
         self._ignored = re.compile(patterns) if patterns else None
         self._ignored_file = _file_filter(self.scan.ignored_patterns, self._extensions)
+        self._sidecars = frozenset(self.scan.sidecar_extensions)
 
     @property
     def location(self) -> str:
@@ -100,7 +103,9 @@ class FolderSource:
                 yield ScanProblem(prefix.rstrip("/") or ".", _folder_reason(exc))
                 continue
             subfolders: list[tuple[str, str]] = []
-            rows: list[tuple[str, int, int, int]] = []
+            # Media rows are (name, size, mtime_ns, ctime_ns); files to sniff add a fifth
+            # element ""; files skipped by name are (name, reason), with no stat at all.
+            rows: list[tuple[Any, ...]] = []
             for child in children:
                 name = child.name
                 dot = name.rfind(".")
@@ -110,8 +115,11 @@ class FolderSource:
                         name in ignored_names
                         or name.startswith(ignored_starts)
                         or (ignored_match is not None and ignored_match(name))
-                        or (not follow and child.is_symlink())
                     ):
+                        rows.append((name, self._rule_reason(name)))
+                        continue
+                    if not follow and child.is_symlink():
+                        rows.append((name, _SYMLINK))
                         continue
                     try:
                         st = child.stat()
@@ -125,9 +133,11 @@ class FolderSource:
                         rows.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
                         continue
                     if not is_directory(st.st_mode):
+                        rows.append((name, _NOT_REGULAR))
                         continue
                     # a folder named like a photo: walk it like any other folder
                 elif name in ignored_names:
+                    rows.append((name, self._rule_reason(name)))
                     continue
                 try:
                     is_dir = child.is_dir(follow_symlinks=follow)
@@ -135,8 +145,15 @@ class FolderSource:
                     yield ScanProblem(prefix + _display(name), _folder_reason(exc))
                     continue
                 if not is_dir:
+                    problem = self._other_file(child, rows)
+                    if problem is not None:
+                        yield ScanProblem(prefix + _display(name), problem)
                     continue
-                if (skip_hidden and name[0] == ".") or (ignored and ignored.match(name)):
+                if skip_hidden and name[0] == ".":
+                    rows.append((name, "hidden folder (not scanned)"))
+                    continue
+                if ignored and ignored.match(name):
+                    rows.append((name, f"{self._rule_reason(name)}; folder not scanned"))
                     continue
                 ref = prefix + _display(name)
                 try:
@@ -185,14 +202,21 @@ class FolderSource:
     def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
         """Poll the tree; yields the entries that appeared or changed since the last look."""
         known = {
-            e.ref: (e.size, e.mtime_ns) for e in iter_entries(self) if isinstance(e, SourceEntry)
+            e.ref: (e.size, e.mtime_ns)
+            for e in iter_entries(self)
+            if isinstance(e, SourceEntry) and e.skipped is None
         }
         while not stop.wait(2.0):
             changed: list[SourceEntry] = []
             for item in iter_entries(self):
-                if isinstance(item, SourceEntry) and known.get(item.ref) != (
-                    item.size,
-                    item.mtime_ns,
+                if (
+                    isinstance(item, SourceEntry)
+                    and item.skipped is None
+                    and known.get(item.ref)
+                    != (
+                        item.size,
+                        item.mtime_ns,
+                    )
                 ):
                     known[item.ref] = (item.size, item.mtime_ns)
                     changed.append(item)
@@ -208,28 +232,77 @@ class FolderSource:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _other_file(self, child: os.DirEntry[str], rows: list[tuple[Any, ...]]) -> str | None:
+        """Account for a file without a media extension: skipped by name (sidecar, temp
+        name, hidden, rule) with no stat, else stat'ed and marked for sniffing. Returns a
+        problem when it cannot be stat'ed."""
+        name = child.name
+        dot = name.rfind(".")
+        if dot > 0 and name[dot + 1 :].lower() in self._sidecars:
+            rows.append((name, f"sidecar or proxy file (.{name[dot + 1 :].lower()})"))
+            return None
+        if name in self._ignored_names or (self._ignored and self._ignored.match(name)):
+            rows.append((name, self._rule_reason(name)))
+            return None
+        if self.scan.skip_hidden and name[0] == ".":
+            rows.append((name, "hidden file"))
+            return None
+        if not self.scan.follow_symlinks and child.is_symlink():
+            rows.append((name, _SYMLINK))
+            return None
+        try:
+            st = child.stat()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and child.is_symlink():
+                return "broken symbolic link"
+            return _file_reason(exc, name)
+        if not stat_module.S_ISREG(st.st_mode):
+            rows.append((name, _NOT_REGULAR))
+            return None
+        rows.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, ""))
+        return None
+
+    def _rule_reason(self, name: str) -> str:
+        """Why a name is skipped by the scan rules (only called for skipped names)."""
+        if name in self._ignored_names:
+            return f"ignored by rule ({name})"
+        for pattern in self.scan.ignored_patterns:
+            if fnmatch.fnmatchcase(name, pattern):
+                kind = "temporary name" if pattern in TEMP_PATTERNS else "ignored by rule"
+                return f"{kind} ({pattern})"
+        return "ignored by rule"
+
     def _path(self, entry: SourceEntry) -> str | bytes:
         if entry.local_path is not None:
             return entry.local_path
         return os.path.join(self.root, entry.ref)
 
 
-def _entries(path: str, prefix: str, rows: list[tuple[str, int, int, int]]) -> list[SourceEntry]:
+def _entries(path: str, prefix: str, rows: list[tuple[Any, ...]]) -> list[SourceEntry]:
     """Turn one folder's fingerprint rows into entries (only for folders that changed)."""
     out: list[SourceEntry] = []
-    for name, size, mtime_ns, ctime_ns in rows:
+    for row in rows:
+        name = row[0]
         shown = _display(name)
         extras = None if shown == name else {"problem": _NOT_UTF8}
+        full = os.path.join(path, name)
+        if len(row) == 2:  # skipped by name: stat'ed only now, for the catalog row
+            try:
+                st = os.lstat(full)
+                size, mtime_ns, ctime_ns = st.st_size, st.st_mtime_ns, st.st_ctime_ns
+            except OSError:
+                size, mtime_ns, ctime_ns = 0, 0, None
+            out.append(
+                SourceEntry(
+                    prefix + shown, shown, size, mtime_ns, full, None, extras, ctime_ns, row[1]
+                )
+            )
+            continue
+        size, mtime_ns, ctime_ns = row[1], row[2], row[3]
+        sniff = len(row) == 5
         out.append(
             SourceEntry(
-                prefix + shown,
-                shown,
-                size,
-                mtime_ns,
-                os.path.join(path, name),
-                None,
-                extras,
-                ctime_ns,
+                prefix + shown, shown, size, mtime_ns, full, None, extras, ctime_ns, None, sniff
             )
         )
     return out
@@ -259,6 +332,11 @@ def _file_filter(
     regex = re.compile("|".join(fnmatch.translate(p) for p in complex_patterns))
     return tuple(prefixes), regex.match
 
+
+# The default patterns that name downloaders' and copiers' files still being written.
+TEMP_PATTERNS = frozenset({"*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"})
+_SYMLINK = "symbolic link (scan.follow_symlinks is off)"
+_NOT_REGULAR = "not a regular file (device, pipe or socket)"
 
 _NOT_UTF8 = "file name is not valid UTF-8; catalogued with \\xNN escapes"
 

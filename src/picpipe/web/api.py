@@ -225,6 +225,7 @@ def sessions(ctx: Context, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> J
                 "duplicate": run.duplicate,
                 "unchanged": run.unchanged,
                 "failed": run.failed,
+                "skipped": run.skipped,
                 "bytes": run.bytes,
                 "failures": [
                     {"path": path, "reason": reason}

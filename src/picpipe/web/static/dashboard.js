@@ -83,6 +83,7 @@
             `${count(run.new)} new · ${count(run.duplicate)} duplicate · `,
             `${count(run.unchanged)} unchanged · `,
             h("span", { class: run.failed ? "bad" : null }, `${count(run.failed)} failed`),
+            ` · ${count(run.skipped || 0)} skipped`,
             ` · ${bytes(run.bytes)} written`,
           ),
         );
@@ -164,6 +165,7 @@
           { label: "duplicate", num: true, value: (s) => count(s.duplicate) },
           { label: "unchanged", num: true, value: (s) => count(s.unchanged) },
           { label: "failed", num: true, value: (s) => h("span", { class: s.failed ? "bad" : null }, count(s.failed)) },
+          { label: "skipped", num: true, value: (s) => count(s.skipped || 0) },
           { label: "bytes", num: true, value: (s) => bytes(s.bytes) },
         ],
         status.recent_sessions,
