@@ -64,43 +64,47 @@ def refuse_missing_library(root: Path, catalog: Catalog) -> None:
     """For commands that read the library (sync, thumbnails, serving): raise the problem."""
     marker = read_marker(root)
     with catalog.session() as db:
-        known = catalog_fact(db, "library_id")
-        assets = has_assets(db)
-    if marker is not None and known is not None and marker.library_id != known:
-        raise LibraryMismatch(root=str(root), found=marker.library_id, known=known)
-    if marker is None and assets and not _holds_originals(root):
-        raise LibraryMissing(root=str(root))
+        _refuse(root, marker, catalog_fact(db, "library_id"), has_assets(db))
 
 
 def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
     """Check the library before a command writes to it; create or adopt it when that is safe.
 
     Raises LibraryMissing when the catalog holds assets and ``root`` is missing or empty (an
-    unmounted NAS: nothing is created then), LibraryMismatch when the
-    marker names another catalog's library, LibraryUnwritable when the marker cannot be
-    written. A new library (an empty catalog), or one from before markers (originals there,
-    no marker), gets its marker now.
+    unmounted NAS: nothing is created then), LibraryMismatch when the marker names another
+    catalog's library, LibraryUnwritable when the marker cannot be written. A new library (an
+    empty catalog), or one from before markers (originals there, no marker), gets its marker
+    now. A library already known by its marker costs one read, no write.
     """
-    problem_marker = read_marker(root)
+    marker = read_marker(root)
+    with catalog.session() as db:
+        known = catalog_fact(db, "library_id")
+        _refuse(root, marker, known, has_assets(db))
+        settled = catalog_fact(db, "catalog_id") is not None
+    if marker is not None and settled and known == marker.library_id:
+        return marker
     with catalog.write() as db:
         known = catalog_fact(db, "library_id")
-        assets = has_assets(db)
+        _refuse(root, marker, known, has_assets(db))
         catalog_id = set_catalog_fact_once(db, "catalog_id", uuid.uuid4().hex)
-        if problem_marker is not None:
-            if known is not None and problem_marker.library_id != known:
-                raise LibraryMismatch(root=str(root), found=problem_marker.library_id, known=known)
-            set_catalog_fact_once(db, "library_id", problem_marker.library_id)
-            return problem_marker
-        # A catalog with assets and no library in sight: an unmounted NAS. (Without assets
-        # there is nothing to split, and another process may be creating the library now.)
-        if assets and not _holds_originals(root):
-            raise LibraryMissing(root=str(root))
-        library_id = set_catalog_fact_once(db, "library_id", known or uuid.uuid4().hex)
+        wanted = marker.library_id if marker is not None else known or uuid.uuid4().hex
+        library_id = set_catalog_fact_once(db, "library_id", wanted)
+    if marker is not None:
+        return marker
     identity = LibraryIdentity(
         library_id, catalog_id, datetime.now(UTC).replace(microsecond=0).isoformat()
     )
     _write_marker(root, identity)
     return identity
+
+
+def _refuse(root: Path, marker: LibraryIdentity | None, known: str | None, assets: bool) -> None:
+    if marker is not None and known is not None and marker.library_id != known:
+        raise LibraryMismatch(root=str(root), found=marker.library_id, known=known)
+    # A catalog with assets and no library in sight: an unmounted NAS. (Without assets there
+    # is nothing to split, and another process may be creating the library right now.)
+    if marker is None and assets and not _holds_originals(root):
+        raise LibraryMissing(root=str(root))
 
 
 def _holds_originals(root: Path) -> bool:
