@@ -270,14 +270,21 @@ class FaultProxy:
             piece = pending if total is None else pending[: total - sent]
             pending = pending[len(piece) :]
             if point is not None and fault is not None and sent + len(piece) >= point:
+                if fault.kind in ("drop", "reset"):
+                    # At the request's end the server may answer before close() below runs;
+                    # the client must see no answer, so answers stop before the last bytes go.
+                    link.mute()
                 link.upstream.sendall(piece[: point - sent])
                 piece, sent, point = piece[point - sent :], point, None
                 if not self._fire(link, fault):
                     return b""
             link.upstream.sendall(piece)
             sent += len(piece)
-        if point is not None and fault is not None and not self._fire(link, fault):
-            return b""  # an empty unit: the point was its end
+        if point is not None and fault is not None:
+            if fault.kind in ("drop", "reset"):
+                link.mute()
+            if not self._fire(link, fault):
+                return b""  # an empty unit: the point was its end
         if cut and fault is not None:
             link.arm_cut(self._fault_point(fault, None))
         return pending
@@ -350,6 +357,7 @@ class _Link:
     _stall_until: float = 0.0
     _answered: int = 0
     _cut_at: int | None = None  # answer byte at which to close (a planned "cut")
+    _muted: bool = False  # a drop or reset is firing: no more answer bytes reach the client
 
     def close(self, *, reset: bool = False) -> None:
         with self._lock:
@@ -389,9 +397,15 @@ class _Link:
         if missed:  # the previous answer was shorter than its cut point
             self.count("missed")
 
+    def mute(self) -> None:
+        with self._lock:
+            self._muted = True
+
     def send_answer(self, data: bytes) -> bool:
         """Pass answer bytes to the client, cutting where armed; False once closed."""
         with self._lock:
+            if self._muted:
+                return False
             cut, self._cut_at = self._cut_at, None
         if cut is not None and self._answered + len(data) >= cut:
             self.client.sendall(data[: cut - self._answered])
