@@ -148,6 +148,7 @@ def _register() -> None:
         duplicates,
         imports,
         info,
+        repair,
         serve,
         sidecars,
         sync,
@@ -159,6 +160,7 @@ def _register() -> None:
     imports.register(app)
     info.register(app)
     verify.register(app)
+    repair.register(app)
     sidecars.register(app)
     thumbs.register(app)
     sync.register(app)

@@ -1,11 +1,12 @@
 """Full resolution: the library original when reachable, else the cache; JPEG when asked.
 
-Order of places for an original: the library (opened, and its size checked against the
-catalog, before any header is sent), then the full-resolution cache, which fetches a missing
-original from a verified replica or a source and keeps it (``library/cache.py``,
-``web/origins.py``). With ``as_jpeg`` an original that is not a JPEG (HEIC, RAW, TIFF, PNG, a
-video's still) is converted upright once (``web/convert.py``) and the JPEG kept in the same
-cache as ``<sha256>-upright.jpg``, under the same limits.
+Order of places for an original: the library (opened, and its size and, once per file
+identity (``web/verified.py``), its SHA-256 checked against the catalog before any header is
+sent), then the full-resolution cache, which fetches a missing or corrupt original from a
+verified replica or a source and keeps it (``library/cache.py``, ``web/origins.py``).
+With ``as_jpeg`` an original that is not a JPEG (HEIC, RAW, TIFF, PNG, a video's still) is
+converted upright once (``web/convert.py``) and the JPEG kept in the same cache as
+``<sha256>-upright.jpg``, under the same limits.
 
 Concurrent requests for one missing entry share one fetch or conversion: the first starts a
 task, the others wait for it, and each gets its own duplicate of the resulting descriptor (the
@@ -41,6 +42,7 @@ from picpipe.web.origins import (
 )
 from picpipe.web.ranged import FdResponse
 from picpipe.web.thumbmemo import cache_control, not_modified
+from picpipe.web.verified import VerifiedOriginals
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -124,6 +126,7 @@ class FullResolution:
         except OSError as exc:  # a read-only home: the library still serves
             log.warning("the full-resolution cache cannot be used: %s", exc.strerror or exc)
         self.origins = Origins(settings, catalog)
+        self.verified = VerifiedOriginals()
         self.converter = Converter(max_pixels=settings.thumbs.max_pixels)
         self.limiter = anyio.CapacityLimiter(FULL_THREADS)
         self._flights: dict[str, _Flight] = {}
@@ -198,6 +201,11 @@ class FullResolution:
     async def _original(self, facts: AssetFacts) -> _Opened:
         root = self.settings.library_root
         fd = await self._run(open_library_file, root, facts)
+        # Hashed once per file identity before its first answer (web/verified.py): a corrupt
+        # original is never sent; the cache, a replica or a source gives the bytes, or 503.
+        if fd is not None and not await self._run(self._intact, fd, facts):
+            os.close(fd)
+            fd = None
         if fd is not None:
             return _Opened(fd, facts.size, f"library/{facts.library_path}")
         cache = self._require_cache(facts)
@@ -228,6 +236,13 @@ class FullResolution:
             sink.write(data)
 
         return await self._run(cache.get_or_fill, name, len(data), write)
+
+    def _intact(self, fd: int, facts: AssetFacts) -> bool:
+        try:
+            return self.verified.matches(fd, facts)
+        except OSError as exc:  # a read error on the NAS: as good as missing
+            log.warning("library original of %s unreadable: %s", facts.sha256[:12], exc)
+            return False
 
     def _require_cache(self, facts: AssetFacts) -> FullCache:
         if self.cache is None:

@@ -45,7 +45,7 @@ def asset_facts(catalog: Catalog, sha256: str) -> AssetFacts | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Copy:
+class Copy:
     """One place that should hold the bytes: a label for the log and a way to read them."""
 
     label: str
@@ -65,7 +65,7 @@ class Origins:
         """A cache producer writing ``facts``' original from the first copy that matches."""
 
         def produce(sink: CacheSink) -> None:
-            copies = self._copies(facts.sha256)
+            copies = self.copies(facts.sha256)
             for copy in copies:
                 try:
                     if self._write_verified(copy, facts, sink):
@@ -92,22 +92,24 @@ class Origins:
 
     # -- the copies ------------------------------------------------------------------------
 
-    def _copies(self, sha256: str) -> list[_Copy]:
+    def copies(self, sha256: str) -> list[Copy]:
+        """Every place that should hold ``sha256``'s bytes, in the order they are tried
+        (also what `picpipe repair` restores from); each is checked by its reader's caller."""
         with self.catalog.session() as db:
             replicas = queries.verified_replicas(db, sha256)
             sources = queries.folder_source_files(db, sha256)
-        copies: list[_Copy] = []
+        copies: list[Copy] = []
         for name, key in replicas:
-            destination = self._destination(name)
+            destination = self.destination(name)
             if destination is not None and key:
-                copies.append(_Copy(f"replica {name!r}", _reader(destination, key)))
+                copies.append(Copy(f"replica {name!r}", _reader(destination, key)))
         for name, location, ref in sources:
             path = _inside(Path(location), ref)
             if path is not None:
-                copies.append(_Copy(f"source {name!r}", _file_reader(path)))
+                copies.append(Copy(f"source {name!r}", _file_reader(path)))
         return copies
 
-    def _destination(self, name: str) -> DestinationKind | None:
+    def destination(self, name: str) -> DestinationKind | None:
         """The configured destination ``name``, opened once; None when it is not configured."""
         with self._lock:
             if name in self._destinations:
@@ -125,7 +127,7 @@ class Origins:
             return opened
 
     @staticmethod
-    def _write_verified(copy: _Copy, facts: AssetFacts, sink: CacheSink) -> bool:
+    def _write_verified(copy: Copy, facts: AssetFacts, sink: CacheSink) -> bool:
         digest = new_hasher()
         size = 0
         try:
@@ -197,4 +199,4 @@ def open_library_file(root: Path, facts: AssetFacts) -> int | None:
     return fd
 
 
-__all__ = ["AssetFacts", "Origins", "asset_facts", "open_library_file"]
+__all__ = ["AssetFacts", "Copy", "Origins", "asset_facts", "open_library_file"]
