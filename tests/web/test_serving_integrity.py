@@ -1,0 +1,97 @@
+"""The server never sends bytes that do not match their hash: a corrupt library original is
+served from a verified replica or a source copy, or answered 503; never as it is."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import select
+
+from picpipe.catalog.models import Asset
+from tests.web.test_media import (  # noqa: F401 (fixtures)
+    MediaSite,
+    app_for,
+    drop_replicas,
+    get,
+    media_site,
+    moved_away,
+    no_paths,
+    register_replica,
+)
+
+
+def library_file(site: MediaSite, sha: str) -> Path:
+    from picpipe.catalog.db import open_catalog
+
+    catalog = open_catalog(site.settings.catalog_url)
+    try:
+        with catalog.session() as db:
+            rel = db.scalar(select(Asset.library_path).where(Asset.sha256 == sha))
+    finally:
+        catalog.close()
+    assert rel is not None
+    return site.settings.library_root / rel
+
+
+@contextmanager
+def corrupted(path: Path, *, keep_mtime: bool = False) -> Iterator[bytes]:
+    """Flip one byte in the middle of ``path`` in place (same size, same inode); put it back."""
+    saved = path.read_bytes()
+    st = path.stat()
+    bad = bytearray(saved)
+    bad[len(bad) // 2] ^= 0xFF
+    with open(path, "r+b") as out:
+        out.write(bad)
+    if keep_mtime:  # as bit rot or a careless tool would leave it: only ctime tells
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    try:
+        yield bytes(bad)
+    finally:
+        with open(path, "r+b") as out:
+            out.write(saved)
+
+
+def test_a_corrupt_original_is_503_when_no_good_copy_exists(media_site: MediaSite) -> None:
+    sha, data = sorted(media_site.photos.items())[0]
+    path = library_file(media_site, sha)
+    with app_for(media_site.settings) as app:
+        first = get(app, f"/api/assets/{sha}/full")
+        assert (first.status_code, first.content) == (200, data)
+        verified = app.state.ctx.media.full.verified
+        assert verified.hashed == 1
+        assert get(app, f"/api/assets/{sha}/full").content == data
+        assert verified.hashed == 1  # remembered by its identity: not read again
+        with moved_away(media_site.root / "in"), corrupted(path, keep_mtime=True) as bad:
+            for url in (f"/api/assets/{sha}/full", f"/files/{sha}.jpg?size=full"):
+                response = get(app, url)
+                assert response.status_code == 503, url
+                assert response.content != bad
+                no_paths(response.text, media_site)
+            assert verified.refused >= 1
+        # Put right: served from the library again (hashed once more, then remembered).
+        assert get(app, f"/api/assets/{sha}/full").content == data
+
+
+def test_a_corrupt_original_is_served_from_a_verified_replica(
+    media_site: MediaSite, tmp_path: Path, drop_replicas: None
+) -> None:
+    sha, data = sorted(media_site.photos.items())[1]
+    settings = register_replica(media_site.settings, sha, data, tmp_path / "nas")
+    path = library_file(media_site, sha)
+    with moved_away(media_site.root / "in"), corrupted(path) as bad, app_for(settings) as app:
+        response = get(app, f"/api/assets/{sha}/full")
+        assert response.status_code == 200, response.text
+        assert response.content == data != bad
+        assert app.state.ctx.media.cache_stats()["fetches"] == 1
+
+
+def test_a_corrupt_original_is_served_from_a_matching_source_copy(media_site: MediaSite) -> None:
+    sha, data = sorted(media_site.photos.items())[2]
+    path = library_file(media_site, sha)
+    with corrupted(path) as bad, app_for(media_site.settings) as app:
+        response = get(app, f"/api/assets/{sha}/full")
+        assert response.status_code == 200
+        assert response.content == data != bad
