@@ -317,7 +317,10 @@ class ServeRefused(PicpipeError):
 
 
 class IntegrityProblems(PicpipeError):
-    template = "verify found {count} problem(s) in the library; see the report"
+    template = (
+        "verify found {count} problem(s) in the library; the report says which, and its "
+        "`next:` lines the command that puts them right (`picpipe repair` for damaged originals)"
+    )
     exit_code = ExitCode.INTEGRITY
 
 

@@ -32,6 +32,12 @@ def test_verify_finds_every_kind_of_problem(library: LibraryFixture, tmp_path: P
     assert report.untracked == [str(stray.relative_to(library.root))]
     assert len(report.temp_files) == 1
     assert report.problems == 4
+    steps = report.as_dict()["next"]  # each problem names the command that puts it right
+    assert [step.split(":")[0] for step in steps] == [
+        "picpipe repair",
+        "picpipe import",
+        "picpipe import PATH",
+    ]
 
     sampled = verify_library(library.catalog, library.root, sample_percent=0)
     assert (sampled.checked, sampled.untracked) == (0, [])

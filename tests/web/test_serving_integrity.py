@@ -6,21 +6,40 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from picpipe.catalog.models import Asset
-from tests.web.test_media import (  # noqa: F401 (fixtures)
+from picpipe.samples import make_jpeg
+from tests.conftest import open_library
+from tests.web.test_media import (
     MediaSite,
     app_for,
-    drop_replicas,
     get,
-    media_site,
     moved_away,
     no_paths,
     register_replica,
 )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, exiftool_available: None) -> MediaSite:
+    """Three photos imported from the folder source ``in/phone`` (kept: a source copy)."""
+    root = tmp_path_factory.mktemp("integrity")
+    phone = root / "in" / "phone"
+    for i in range(3):
+        make_jpeg(phone / f"p{i}.jpg", size=(320, 240), taken=datetime(2022, 6, 1 + i), seed=i)
+    with open_library(root) as lib:
+        lib.run(lib.folder(phone, "phone"), workers=2)
+        found = MediaSite(root, lib.settings)
+        with lib.catalog.session() as db:
+            for asset in db.scalars(select(Asset)):
+                data = (lib.settings.library_root / asset.library_path).read_bytes()
+                found.photos[asset.sha256] = data
+    return found
 
 
 def library_file(site: MediaSite, sha: str) -> Path:
@@ -54,44 +73,44 @@ def corrupted(path: Path, *, keep_mtime: bool = False) -> Iterator[bytes]:
             out.write(saved)
 
 
-def test_a_corrupt_original_is_503_when_no_good_copy_exists(media_site: MediaSite) -> None:
-    sha, data = sorted(media_site.photos.items())[0]
-    path = library_file(media_site, sha)
-    with app_for(media_site.settings) as app:
+def test_a_corrupt_original_is_503_when_no_good_copy_exists(site: MediaSite) -> None:
+    sha, data = sorted(site.photos.items())[0]
+    path = library_file(site, sha)
+    with app_for(site.settings) as app:
         first = get(app, f"/api/assets/{sha}/full")
         assert (first.status_code, first.content) == (200, data)
         verified = app.state.ctx.media.full.verified
         assert verified.hashed == 1
         assert get(app, f"/api/assets/{sha}/full").content == data
         assert verified.hashed == 1  # remembered by its identity: not read again
-        with moved_away(media_site.root / "in"), corrupted(path, keep_mtime=True) as bad:
+        with moved_away(site.root / "in"), corrupted(path, keep_mtime=True) as bad:
             for url in (f"/api/assets/{sha}/full", f"/files/{sha}.jpg?size=full"):
                 response = get(app, url)
                 assert response.status_code == 503, url
                 assert response.content != bad
-                no_paths(response.text, media_site)
+                no_paths(response.text, site)
             assert verified.refused >= 1
         # Put right: served from the library again (hashed once more, then remembered).
         assert get(app, f"/api/assets/{sha}/full").content == data
 
 
 def test_a_corrupt_original_is_served_from_a_verified_replica(
-    media_site: MediaSite, tmp_path: Path, drop_replicas: None
+    site: MediaSite, tmp_path: Path
 ) -> None:
-    sha, data = sorted(media_site.photos.items())[1]
-    settings = register_replica(media_site.settings, sha, data, tmp_path / "nas")
-    path = library_file(media_site, sha)
-    with moved_away(media_site.root / "in"), corrupted(path) as bad, app_for(settings) as app:
+    sha, data = sorted(site.photos.items())[1]
+    settings = register_replica(site.settings, sha, data, tmp_path / "nas")
+    path = library_file(site, sha)
+    with moved_away(site.root / "in"), corrupted(path) as bad, app_for(settings) as app:
         response = get(app, f"/api/assets/{sha}/full")
         assert response.status_code == 200, response.text
         assert response.content == data != bad
         assert app.state.ctx.media.cache_stats()["fetches"] == 1
 
 
-def test_a_corrupt_original_is_served_from_a_matching_source_copy(media_site: MediaSite) -> None:
-    sha, data = sorted(media_site.photos.items())[2]
-    path = library_file(media_site, sha)
-    with corrupted(path) as bad, app_for(media_site.settings) as app:
+def test_a_corrupt_original_is_served_from_a_matching_source_copy(site: MediaSite) -> None:
+    sha, data = sorted(site.photos.items())[2]
+    path = library_file(site, sha)
+    with corrupted(path) as bad, app_for(site.settings) as app:
         response = get(app, f"/api/assets/{sha}/full")
         assert response.status_code == 200
         assert response.content == data != bad

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from picpipe.catalog.db import open_catalog
+from picpipe.catalog.queries import add_session_failures
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
 from picpipe.errors import ItemsFailed
 from picpipe.jobs.runs import LeasedRun
@@ -49,6 +50,11 @@ def repair(
             ) as run:
                 report = repair_library(settings, catalog, tools=tools, run_id=run.id)
                 run.report = report.report(run.id)
+                # Kept with the run: `picpipe sessions N` lists what could not be restored.
+                failures = [(f["path"], f["reason"]) for f in run.report.failures]
+                if failures:
+                    with catalog.write() as db:
+                        add_session_failures(db, run.id, failures)
                 run.status = run.report.status
                 run_id = run.id
     finally:
@@ -67,10 +73,10 @@ def _print_report(report: RepairReport) -> None:
         console.print(f"checked {report.checked} originals: nothing to repair")
         return
     done = [item for item in report.items if item.outcome != "unrestored"]
-    verb = "would restore" if report.dry_run else "restored"
+    verb = "would put right" if report.dry_run else "put right"
     console.print(
         f"checked {report.checked} originals: {len(report.items)} problem(s), "
-        f"{verb} {len(done)} ({human_bytes(report.bytes)}), "
+        f"{verb} {len(done)} ({human_bytes(report.bytes)} of originals), "
         f"{len(report.unrestored)} could not be restored"
     )
     for item in report.items:

@@ -48,5 +48,7 @@ def verify(
             console.print(f"  unfinished {path}", markup=False)
         for note in report.notes:
             console.print(f"  note     {note['path']}: {note['note']}", markup=False)
+        for step in report.next_steps():
+            console.print(f"next: {step}", markup=False)
     if not report.clean:
         raise IntegrityProblems(count=report.problems)

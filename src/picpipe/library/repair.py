@@ -8,8 +8,8 @@ restores each:
   configured destination, then every folder-source file the catalog recorded with that hash
   (``web/origins.py`` lists and reads them). The bytes are hashed as they are written to a temp
   file beside the original, which is renamed into place only when size and SHA-256 match
-  (``library/atomic.py``: temp, fsync, rename, fsync the folder); the file is then read back
-  and hashed again. A copy that does not match is discarded and the next one is tried.
+  (``library/atomic.py``'s temp name, fsync, rename, fsync of the folder); the file is then
+  read back and hashed again. A copy that does not match is discarded and the next one is tried.
 - a **sidecar** from a verified replica's ``<key>.xmp`` (or ``<key stem>.xmp``) when one is
   there and reads as XMP, else regenerated from the catalog (picpipe's fields and the user
   fields it last read: edits made since then in another tool are lost, the report says so).
@@ -38,7 +38,7 @@ from picpipe.catalog.queries import (
 from picpipe.errors import PicpipeError
 from picpipe.hashing import new_hasher, sha256_file
 from picpipe.jobs.report import RunReport
-from picpipe.library.atomic import atomic_path
+from picpipe.library.atomic import atomic_path, rename_over, temp_path, unlink_quietly
 from picpipe.library.layout import run_temp_tag, sidecar_path, written_sidecar_paths
 from picpipe.library.verify import verify_library
 from picpipe.pipeline.sidecar import UserFields, alternate_sidecar_path, read_sidecar, write_sidecar
@@ -247,7 +247,7 @@ def _restore_original(
                 run_id=run_id,
             )
         except (PicpipeError, OSError) as exc:
-            problem = f"cannot be read ({_short(exc)})"
+            problem = f"cannot be read: {_short(exc)}"
         if problem is None:
             item.outcome = "would restore" if dry_run else "restored"
             item.origin = copy.label
@@ -276,28 +276,33 @@ def _copy_into(
             digest.update(chunk)
         return _mismatch(seen, size, digest.hexdigest(), sha256)
     final.parent.mkdir(parents=True, exist_ok=True)
-    middle = f"{run_temp_tag(run_id)}repair-{secrets.token_hex(6)}"
     fsync = settings.imports.fsync
+    # A copy loop of its own (as writer.py's): the bytes are hashed on the way to the temp
+    # file, and it is renamed over the original only when they are the asset's.
+    temp = temp_path(final, f"{run_temp_tag(run_id)}repair-{secrets.token_hex(6)}")
+    problem: str | None = None
     try:
-        with atomic_path(final, fsync=fsync, middle=middle) as temp:
-            with open(temp, "wb") as out:
-                for chunk in copy.read():
-                    seen += len(chunk)
-                    if seen > size:
-                        raise _Refused(f"larger than the asset's {size} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-            problem = _mismatch(seen, size, digest.hexdigest(), sha256)
-            if problem is not None:
-                raise _Refused(problem)  # the temp file goes, the original stays as it was
-    except _Refused as refused:
-        return str(refused)
+        with open(temp, "wb") as out:
+            for chunk in copy.read():
+                seen += len(chunk)
+                if seen > size:
+                    problem = f"larger than the asset's {size} bytes"
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+            if fsync and problem is None:
+                out.flush()
+                os.fsync(out.fileno())
+        problem = problem or _mismatch(seen, size, digest.hexdigest(), sha256)
+        if problem is not None:
+            unlink_quietly(temp)  # the original stays as it was
+            return problem
+        rename_over(temp, final, fsync=fsync)
+    except BaseException:
+        unlink_quietly(temp)
+        raise
     again, length = sha256_file(final)  # what the disk now gives back
     return _mismatch(length, size, again, sha256, "after writing: ")
-
-
-class _Refused(Exception):
-    """A copy that is not the asset's bytes (internal: aborts one atomic write)."""
 
 
 def _mismatch(seen: int, size: int, got: str, want: str, prefix: str = "") -> str | None:
@@ -396,4 +401,9 @@ def _settled(catalog: Catalog, sha256: str, mtime_ns: int) -> None:
 
 
 def _short(exc: BaseException) -> str:
+    """A reason for the report: picpipe's message, or the OS error without the path."""
+    if isinstance(exc, FileNotFoundError):
+        return "the file is not there any more"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
     return exc.message if isinstance(exc, PicpipeError) else str(exc)

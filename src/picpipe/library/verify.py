@@ -60,6 +60,26 @@ class VerifyReport:
     def clean(self) -> bool:
         return self.problems == 0
 
+    def next_steps(self) -> list[str]:
+        """The commands that put right what was found, for people and for ``--json``."""
+        steps: list[str] = []
+        if self.missing or self.corrupt:
+            steps.append(
+                "picpipe repair: restores missing and corrupt originals from a verified replica "
+                "or a source copy whose hash matches (--dry-run shows what it would do)"
+            )
+        if self.temp_files:
+            steps.append(
+                "picpipe import: an interrupted run left unfinished files; the next run "
+                "removes them and copies what was not finished"
+            )
+        if self.untracked:
+            steps.append(
+                "picpipe import PATH: files under originals/ that the catalog does not know "
+                "are never served or replicated; import them from where they came from"
+            )
+        return steps
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "checked": self.checked,
@@ -72,6 +92,7 @@ class VerifyReport:
             "temp_files": self.temp_files,
             "notes": self.notes,
             "clean": self.clean,
+            "next": self.next_steps(),
         }
 
 
