@@ -49,7 +49,10 @@ def test_an_unmounted_library_is_refused_and_never_recreated(
     assert run_cli("import", str(tmp_path / "phone"), env=env).returncode == 0
 
     shutil.move(library, tmp_path / "elsewhere")  # the NAS is not mounted: no folder at all
-    for args in (("import", str(tmp_path / "phone")), ("sync",), ("thumbs", "--all"), ("init",)):
+    serve = ("serve", "--port", "1")  # refused before it binds: no port is needed
+    every = (("import", str(tmp_path / "phone")), ("sync",), ("thumbs", "--all"), serve)
+    every += (("repair",),)
+    for args in (*every, ("repair", "--dry-run"), ("init",)):
         assert "library not found at" in refuses(env, *args)
         assert "is the NAS mounted?" in refuses(env, *args)
         assert not library.exists(), f"{args} created a library on the local disk"
@@ -58,7 +61,7 @@ def test_an_unmounted_library_is_refused_and_never_recreated(
     assert status["library_reachable"] is False
 
     library.mkdir(parents=True)  # an empty mount point
-    for args in (("import", str(tmp_path / "phone")), ("sync",), ("thumbs", "--all")):
+    for args in every:
         assert "library not found at" in refuses(env, *args)
     assert list(library.iterdir()) == [], "nothing written into the empty mount point"
 

@@ -114,3 +114,26 @@ def test_a_corrupt_original_is_served_from_a_matching_source_copy(site: MediaSit
         response = get(app, f"/api/assets/{sha}/full")
         assert response.status_code == 200
         assert response.content == data != bad
+
+
+def test_health_is_503_with_the_problem_when_the_library_goes_away(site: MediaSite) -> None:
+    library = site.settings.library_root
+    with app_for(site.settings) as app:
+        healthy = get(app, "/health")
+        assert healthy.status_code == 200
+        assert healthy.json()["library_problem"] is None
+        with moved_away(library):  # the NAS unmounted while serving
+            gone = get(app, "/health")
+            library.mkdir()  # and an empty mount point
+            try:
+                empty = get(app, "/health")
+            finally:
+                library.rmdir()
+        for response in (gone, empty):
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "error"
+            assert body["database"] == "ok"
+            assert "is the NAS mounted?" in body["library_problem"]
+            no_paths(response.text, site)
+        assert get(app, "/health").status_code == 200

@@ -51,6 +51,7 @@ def serve(
     bind_host = host or settings.serve.host
     bind_port = port or settings.serve.port
     check_bind(settings, bind_host, insecure=insecure_open or settings.serve.insecure)
+    refuse_unmounted_library(settings)
     for name, secret in (
         ("token", settings.serve.token),
         ("read_token", settings.serve.read_token),
@@ -70,6 +71,22 @@ def serve(
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     console.print(f"picpipe serving on http://{shown}:{bind_port}/  (Ctrl+C to stop)")
     uvicorn.Server(config).run()
+
+
+def refuse_unmounted_library(settings: Settings) -> None:
+    """Exit 6 with one line when the catalog knows a library that is not there (a NAS not
+    mounted: the folder missing, or an empty mount point), as import and sync do. Reads only.
+
+    Once serving, ``/health`` says the same (503) if the library goes away.
+    """
+    from picpipe.catalog.db import open_catalog
+    from picpipe.library.marker import refuse_missing_library
+
+    catalog = open_catalog(settings.catalog_url)
+    try:
+        refuse_missing_library(settings.library_root, catalog)
+    finally:
+        catalog.close()
 
 
 def is_loopback(host: str) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -26,6 +26,7 @@ from picpipe.catalog.browse import AssetFilter
 from picpipe.catalog.queries import find_asset
 from picpipe.catalog.shuffle import Shuffle
 from picpipe.errors import CatalogError
+from picpipe.library.marker import library_problem
 from picpipe.web import shapes
 from picpipe.web.auth import OPEN_WARNING, guard_of, require_read, wants_html
 from picpipe.web.context import WebContext, get_context
@@ -239,22 +240,41 @@ def service_info(request: Request) -> Response:
 
 @router.get("/health", summary="Liveness and catalog health (no token needed)")
 async def health(ctx: Context, request: Request) -> JSONResponse:
-    """``{"status": "ok"|"error", "database": "ok"|"error", "watcher": …, "library": …}``;
-    503 when the catalog does not answer. ``library`` is ``unreachable`` when the library
-    folder cannot be seen (thumbnails still serve then)."""
+    """``{"status": "ok"|"error", "database": "ok"|"error", "watcher": …, "library": …,
+    "library_problem": None|"…"}``; 503 when the catalog does not answer, or when the library
+    the catalog knows is gone (a NAS unmounted while serving: ``library_problem`` says so in
+    the words of ``status --json``; thumbnails still serve then). ``library`` is
+    ``unreachable`` when the library folder cannot be seen."""
     database = await _probe(lambda: _database_ok(ctx))
     library = await _probe(lambda: (ctx.library_root / "originals").is_dir())
-    body = {
-        "status": "ok" if database else "error",
+    problem = await _library_problem(ctx) if database else None
+    healthy = database and problem is None
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "error",
         "database": "ok" if database else "error",
         "watcher": WATCHER,
-        "library": "ok" if library else "unreachable",
+        "library": "ok" if library and problem is None else "unreachable",
+        "library_problem": problem,
     }
     if guard_of(request).open:
         body["warning"] = OPEN_WARNING
     return JSONResponse(
-        body, status_code=200 if database else 503, headers={"Cache-Control": "no-store"}
+        body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"}
     )
+
+
+async def _library_problem(ctx: WebContext) -> str | None:
+    """`library_problem` in a worker thread; a hung mount counts as a problem, not a hang."""
+    try:
+        problem = await asyncio.wait_for(
+            asyncio.to_thread(library_problem, ctx.library_root, ctx.catalog), HEALTH_TIMEOUT
+        )
+    except TimeoutError:
+        return "the library does not answer (a hung mount?)"
+    except (OSError, SQLAlchemyError, CatalogError):
+        return None  # the database probe reports those
+    # /health answers without a token: no local path in it (the server's log has the path).
+    return None if problem is None else problem.replace(str(ctx.library_root), "<library>")
 
 
 async def _probe(check: Callable[[], object]) -> bool:
