@@ -27,7 +27,9 @@ def photos(folder: Path, count: int = 3) -> None:
 
 
 def cli_base(lib: LibraryFixture, tmp_path: Path, destinations: dict[str, Any]) -> list[str]:
-    config = {"import": {"fsync": False}, "destinations": destinations}
+    config: dict[str, Any] = {"import": {"fsync": False}, "destinations": destinations}
+    if lib.settings.database_url is not None:  # PostgreSQL
+        config["database_url"] = lib.settings.database_url.get_secret_value()
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     s = lib.settings
@@ -162,15 +164,15 @@ def test_repair_restores_from_s3(
 
 
 def test_repair_restores_from_a_matching_source_copy(
-    sqlite_library: LibraryFixture, tmp_path: Path
+    library: LibraryFixture, tmp_path: Path
 ) -> None:
     card = tmp_path / "card"
     photos(card, 2)
-    sqlite_library.import_folder(card)
-    base = cli_base(sqlite_library, tmp_path, {})
-    first, second = assets(sqlite_library)
-    (sqlite_library.root / first.library_path).unlink()
-    path = sqlite_library.root / second.library_path
+    library.import_folder(card)
+    base = cli_base(library, tmp_path, {})
+    first, second = assets(library)
+    (library.root / first.library_path).unlink()
+    path = library.root / second.library_path
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     source_before = tree_digest(card)
 

@@ -377,7 +377,8 @@ def _replica_sidecars(origins: Origins, sha256: str) -> Iterator[tuple[str, byte
         replicas = verified_replicas(db, sha256)
     for name, key in replicas:
         destination = origins.destination(name)
-        if destination is None or not key:
+        # A kind that names objects itself (Immich) holds no sidecar files beside them.
+        if destination is None or not key or destination.caps.keyed_by_server:
             continue
         stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
         for candidate in dict.fromkeys((f"{key}.xmp", f"{stem}.xmp")):
