@@ -48,7 +48,9 @@ def repair(
                 options=settings.runs,
                 library_root=settings.library_root,
             ) as run:
-                report = repair_library(settings, catalog, tools=tools, run_id=run.id)
+                report = repair_library(
+                    settings, catalog, tools=tools, run_id=run.id, stop=run.lost.is_set
+                )
                 run.report = report.report(run.id)
                 # Kept with the run: `picpipe sessions N` lists what could not be restored.
                 failures = [(f["path"], f["reason"]) for f in run.report.failures]

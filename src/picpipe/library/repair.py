@@ -46,7 +46,7 @@ from picpipe.pipeline.sidecar_sync import facts_of, vars_of
 from picpipe.web.origins import Origins
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
@@ -140,11 +140,14 @@ def repair_library(
     tools: ExifToolPool,
     dry_run: bool = False,
     run_id: int = 0,
+    stop: Callable[[], bool] = lambda: False,
 ) -> RepairReport:
     """Find and restore missing or corrupt originals and missing sidecars (see the module doc).
 
     The caller has checked that the library is there (an unmounted NAS must not be "repaired"
     onto the local disk). Item problems end up in the report; nothing raises for one asset.
+    ``stop`` is asked before each item (a run that lost its lease stops; what is left is
+    reported unrestored, "stopped").
     """
     started = time.monotonic()
     root = settings.library_root
@@ -160,14 +163,13 @@ def repair_library(
     _name_items(catalog, report.items)
     origins = Origins(settings, catalog)
     try:
-        restored: set[str] = set()
-        for item in report.items:
-            if item.what == "original":
+        # Originals first: a sidecar is only put beside an original that is there.
+        for item in sorted(report.items, key=lambda i: i.what != "original"):
+            if stop():
+                item.origin = "stopped before it was tried (the run lost its lease)"
+            elif item.what == "original":
                 _restore_original(origins, root, item, settings, dry_run, run_id, report)
-                if item.outcome != "unrestored":
-                    restored.add(item.sha256)
-        for item in report.items:
-            if item.what == "sidecar":
+            else:
                 _restore_sidecar(origins, catalog, root, item, tools, settings, dry_run, run_id)
     finally:
         origins.close()
