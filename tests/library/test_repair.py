@@ -238,3 +238,51 @@ def test_repair_refuses_an_unmounted_library(
         assert done.returncode == 6, done.stdout + done.stderr
         assert "is the NAS mounted?" in done.stdout + done.stderr
         assert list(sqlite_library.root.iterdir()) == []
+
+
+def test_a_replica_that_does_not_match_is_passed_over_for_a_source_copy(
+    sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    from picpipe.catalog.models import Destination
+
+    card = tmp_path / "card"
+    photos(card, 1)
+    sqlite_library.import_folder(card)
+    (asset,) = assets(sqlite_library)
+    good = (sqlite_library.root / asset.library_path).read_bytes()
+    nas = tmp_path / "nas"
+    (nas / "2021").mkdir(parents=True)
+    (nas / "2021" / "bad.jpg").write_bytes(good[:-1] + b"\x00")  # same size, other bytes
+    now = datetime.now()
+    with sqlite_library.catalog.write() as db:
+        target = Destination(name="nas", kind="filesystem", created_at=now)
+        db.add(target)
+        db.flush()
+        db.add(
+            Replica(
+                sha256=asset.sha256,
+                destination_id=target.id,
+                remote_key="2021/bad.jpg",
+                state="verified",
+                updated_at=now,
+                verified_at=now,
+            )
+        )
+    base = cli_base(sqlite_library, tmp_path, {"nas": {"kind": "filesystem", "path": str(nas)}})
+    (sqlite_library.root / asset.library_path).unlink()
+
+    code, report = repair(base)
+
+    assert code == 0, report
+    (item,) = report["items"]
+    assert item["origin"] == f"source {str(card)!r}"
+    assert (sqlite_library.root / asset.library_path).read_bytes() == good
+
+    shutil.rmtree(card)  # now only the bad replica is left
+    (sqlite_library.root / asset.library_path).unlink()
+    code, report = repair(base)
+    assert code == 3
+    (item,) = report["items"]
+    assert "replica 'nas': content does not match the asset's SHA-256" in item["origin"]
+    assert not (sqlite_library.root / asset.library_path).exists()
+    assert not list(sqlite_library.root.rglob(".picpipe-tmp-*"))
