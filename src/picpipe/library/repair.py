@@ -10,9 +10,8 @@ restores each:
   file beside the original, which is renamed into place only when size and SHA-256 match
   (``library/atomic.py``'s temp name, fsync, rename, fsync of the folder); the file is then
   read back and hashed again. A copy that does not match is discarded and the next one is tried.
-- a **sidecar** from a verified replica's ``<key>.xmp`` (or ``<key stem>.xmp``) when one is
-  there and reads as XMP, else regenerated from the catalog (picpipe's fields and the user
-  fields it last read: edits made since then in another tool are lost, the report says so).
+- a **sidecar** from a verified replica's ``<key>.xmp`` when one is there and reads as XMP,
+  else regenerated from the catalog (``library/repair_sidecars.py``).
 
 Sources and replicas are only read. With ``dry_run`` nothing is written: each copy is still
 read and hashed, so the report says what a real run would restore and from where.
@@ -28,25 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.origins import verified_replicas
-from picpipe.catalog.queries import (
-    asset_provenance,
-    assets_by_sha,
-    sidecar_refs,
-    update_sidecar_fields,
-)
+from picpipe.catalog.queries import asset_provenance, assets_by_sha, sidecar_refs
 from picpipe.errors import PicpipeError
 from picpipe.hashing import new_hasher, sha256_file
 from picpipe.jobs.report import RunReport
-from picpipe.library.atomic import atomic_path, rename_over, temp_path, unlink_quietly
+from picpipe.library.atomic import rename_over, temp_path, unlink_quietly
 from picpipe.library.layout import run_temp_tag, sidecar_path, written_sidecar_paths
+from picpipe.library.repair_sidecars import restore_sidecar, short_reason
 from picpipe.library.verify import verify_library
-from picpipe.pipeline.sidecar import UserFields, alternate_sidecar_path, read_sidecar, write_sidecar
-from picpipe.pipeline.sidecar_sync import facts_of, vars_of
+from picpipe.pipeline.sidecar import alternate_sidecar_path
 from picpipe.web.origins import Origins
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
@@ -55,7 +48,6 @@ if TYPE_CHECKING:
     from picpipe.web.origins import Copy
 
 log = logging.getLogger(__name__)
-SIDECAR_LIMIT = 16 << 20  # a remote "sidecar" larger than this is not one
 
 
 @dataclass(slots=True)
@@ -170,7 +162,16 @@ def repair_library(
             elif item.what == "original":
                 _restore_original(origins, root, item, settings, dry_run, run_id, report)
             else:
-                _restore_sidecar(origins, catalog, root, item, tools, settings, dry_run, run_id)
+                item.outcome, item.origin = restore_sidecar(
+                    origins,
+                    root,
+                    item.sha256,
+                    item.path,
+                    tools,
+                    settings,
+                    dry_run=dry_run,
+                    run_id=run_id,
+                )
     finally:
         origins.close()
     report.seconds = time.monotonic() - started
@@ -249,7 +250,7 @@ def _restore_original(
                 run_id=run_id,
             )
         except (PicpipeError, OSError) as exc:
-            problem = f"cannot be read: {_short(exc)}"
+            problem = f"cannot be read: {short_reason(exc)}"
         if problem is None:
             item.outcome = "would restore" if dry_run else "restored"
             item.origin = copy.label
@@ -313,100 +314,3 @@ def _mismatch(seen: int, size: int, got: str, want: str, prefix: str = "") -> st
     if got != want:
         return f"{prefix}content does not match the asset's SHA-256"
     return None
-
-
-# -- sidecars -------------------------------------------------------------------------------
-
-
-def _restore_sidecar(
-    origins: Origins,
-    catalog: Catalog,
-    root: Path,
-    item: RepairItem,
-    tools: ExifToolPool,
-    settings: Settings,
-    dry_run: bool,
-    run_id: int,
-) -> None:
-    with catalog.session() as db:
-        asset = assets_by_sha(db, [item.sha256]).get(item.sha256)
-        provenance = asset_provenance(db, [item.sha256]).get(item.sha256, [])
-        if asset is None:
-            item.origin = "the catalog no longer knows this asset"
-            return
-        facts, user = facts_of(asset, provenance), UserFields.from_values(vars_of(asset))
-        library_path = asset.library_path
-    if not (root / library_path).is_file() and not dry_run:
-        item.origin = "its original is missing and could not be restored"
-        return
-    tool = tools.get()
-    fsync = settings.imports.fsync
-    for label, data in _replica_sidecars(origins, item.sha256):
-        final = root / item.path
-        if dry_run:
-            item.outcome, item.origin = "would restore", label
-            return
-        middle = f"{run_temp_tag(run_id)}repair-{secrets.token_hex(6)}.xmp"
-        try:
-            with atomic_path(final, fsync=fsync, middle=middle) as temp:
-                temp.write_bytes(data)
-                read_sidecar(tool, temp)  # only XMP that exiftool reads goes into place
-        except (PicpipeError, OSError) as exc:
-            log.warning("%s: the sidecar of %s is not usable: %s", label, item.sha256[:12], exc)
-            continue
-        _settled(catalog, item.sha256, final.stat().st_mtime_ns)
-        item.outcome, item.origin = "restored", label
-        return
-    why = "no replica holds it; regenerated from the catalog (edits made in other tools "
-    why += "since picpipe last read the sidecar are not in it)"
-    if dry_run:
-        item.outcome, item.origin = "would be regenerated", why
-        return
-    try:
-        written = write_sidecar(
-            tool, root, library_path, facts, user, fsync=fsync, run_id=run_id, name=item.path
-        )
-    except PicpipeError as exc:
-        item.origin = f"could not be regenerated ({_short(exc)})"
-        return
-    _settled(catalog, item.sha256, written.mtime_ns)
-    item.outcome, item.origin = "regenerated", why
-
-
-def _replica_sidecars(origins: Origins, sha256: str) -> Iterator[tuple[str, bytes]]:
-    """The sidecar bytes beside each verified replica of ``sha256``, read one at a time."""
-    with origins.catalog.session() as db:
-        replicas = verified_replicas(db, sha256)
-    for name, key in replicas:
-        destination = origins.destination(name)
-        # A kind that names objects itself (Immich) holds no sidecar files beside them.
-        if destination is None or not key or destination.caps.keyed_by_server:
-            continue
-        stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
-        for candidate in dict.fromkeys((f"{key}.xmp", f"{stem}.xmp")):
-            try:
-                if (remote := destination.stat(candidate)) is None:
-                    continue
-                if remote.size > SIDECAR_LIMIT:
-                    continue
-                data = b"".join(destination.read(candidate))
-            except (PicpipeError, OSError) as exc:
-                log.warning("replica %r: cannot read %s: %s", name, candidate, _short(exc))
-                continue
-            yield f"replica {name!r}", data
-            break
-
-
-def _settled(catalog: Catalog, sha256: str, mtime_ns: int) -> None:
-    """The sidecar in place is the one picpipe knows (its user fields are the catalog's)."""
-    with catalog.write() as db:
-        update_sidecar_fields(db, [{"sha256": sha256, "sidecar_mtime_ns": mtime_ns}])
-
-
-def _short(exc: BaseException) -> str:
-    """A reason for the report: picpipe's message, or the OS error without the path."""
-    if isinstance(exc, FileNotFoundError):
-        return "the file is not there any more"
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return exc.message if isinstance(exc, PicpipeError) else str(exc)
