@@ -24,6 +24,7 @@ from picpipe.jobs.cards import CardService, run_removable
 from picpipe.sources.removable import RemovableOptions
 from tests.conftest import LibraryFixture
 from tests.destinations.contract import photo
+from tests.sources.test_removable import fat_card  # noqa: F401 - a fixture
 
 MEDIA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "media"
 PHOTOS = 4
@@ -155,9 +156,9 @@ def test_a_card_pulled_halfway_resumes_with_nothing_copied_twice(
     with lib.catalog.session() as db:
         runs = list(
             db.scalars(
-                select(ImportSession).where(ImportSession.kind == "import").order_by(
-                    ImportSession.id
-                )
+                select(ImportSession)
+                .where(ImportSession.kind == "import")
+                .order_by(ImportSession.id)
             )
         )
     assert len(runs) == 2
@@ -185,8 +186,8 @@ def test_a_card_with_an_unreadable_file_never_becomes_safe(
     # A damaged directory entry: a name whose content is nowhere (FAT has no symlinks; a
     # dangling one is the plain-folder stand-in for a cluster chain that leads nowhere).
     os.symlink(folder / "IMG_0002.JPG.lost", folder / "IMG_0002.JPG")
-    # A file whose every read fails with EIO, as a bad sector does.
-    os.symlink("/proc/self/mem", folder / "IMG_0003.JPG")
+    # What a camera that lost power mid-write leaves: the entry, with no bytes behind it.
+    (folder / "IMG_0003.JPG").write_bytes(b"")
     svc = service(lib, settings, root)
     insert(svc, staging, root, "BROKEN")
     for _ in range(2):  # inserted again: still not safe
@@ -195,6 +196,9 @@ def test_a_card_with_an_unreadable_file_never_becomes_safe(
         blocking = {b["path"]: b["reason"] for b in row.blocking or []}
         assert set(blocking) == {"DCIM/100CANON/IMG_0002.JPG", "DCIM/100CANON/IMG_0003.JPG"}
         assert "IMG_0001.JPG" not in " ".join(blocking)
+        assert blocking["DCIM/100CANON/IMG_0002.JPG"] == "cannot be read: broken symbolic link"
+        assert blocking["DCIM/100CANON/IMG_0003.JPG"].startswith("read error: ")
+        assert "file is empty" in blocking["DCIM/100CANON/IMG_0003.JPG"]
         os.rename(root / "BROKEN", staging)
         svc.tick(threading.Event())
         insert(svc, staging, root, "BROKEN")
@@ -241,3 +245,19 @@ def test_run_removable_serves_until_stopped(sqlite_library: LibraryFixture, tmp_
     assert not thread.is_alive()
     [row] = sessions(sqlite_library)
     assert (row.state, row.files) == ("safe", 0)  # an empty card holds nothing to lose
+
+
+@pytest.mark.slow
+def test_a_loop_mounted_fat_card_ends_safe_to_format(
+    sqlite_library: LibraryFixture,
+    tmp_path: Path,
+    fat_card: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    settings = card_settings(sqlite_library, tmp_path)
+    svc = service(sqlite_library, settings, fat_card.parent)
+    stop = threading.Event()
+    svc.tick(stop)
+    svc.tick(stop)
+    [row] = sessions(sqlite_library)
+    assert (row.label, row.state, row.files) == ("EOS_DIGITAL", "safe", 1)
+    assert not row.uuid.startswith("folder-")

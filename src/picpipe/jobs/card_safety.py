@@ -76,9 +76,11 @@ def check_card(
             if source.disposable(item.ref):
                 report.disposable += 1
             else:
-                report.block(item.ref, f"skipped: {row.error or item.skipped or 'not imported'}")
+                why = row.error or item.skipped or "not imported"
+                report.block(item.ref, f"skipped: {why}")
         elif row.state == "failed":
-            report.block(item.ref, f"read error: {row.error or 'failed'}")
+            error = (row.error or "failed").removeprefix(f"{catalog_source}:")
+            report.block(item.ref, f"read error: {error.removeprefix(f'{item.ref}: ')}")
         elif row.state not in READ_STATES or row.sha256 is None:
             report.block(item.ref, "not read from the card yet")
         else:
