@@ -261,3 +261,28 @@ def test_a_loop_mounted_fat_card_ends_safe_to_format(
     [row] = sessions(sqlite_library)
     assert (row.label, row.state, row.files) == ("EOS_DIGITAL", "safe", 1)
     assert not row.uuid.startswith("folder-")
+
+
+def test_a_session_stopped_midway_ends_interrupted_and_resumes(
+    sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    settings = card_settings(sqlite_library, tmp_path, destinations=0)
+    root = tmp_path / "media"
+    root.mkdir()
+    staging = tmp_path / "staging" / "CARD"
+    (staging / "DCIM" / "100CANON").mkdir(parents=True)
+    (staging / "DCIM" / "100CANON" / "IMG_0001.JPG").write_bytes(photo(8, 20_000))
+    svc = service(sqlite_library, settings, root, safe_replicas=1)
+    stop = threading.Event()
+    os.rename(staging, root / "CARD")
+    svc.tick(stop)
+    svc.sinks = [lambda event: stop.set()]  # picpipe asked to stop while the card is read
+    svc.tick(stop)
+    [row] = sessions(sqlite_library)
+    assert (row.state, row.error) == ("interrupted", "picpipe was stopped while it was being read")
+    fresh = service(sqlite_library, settings, root, safe_replicas=1)  # picpipe started again
+    go = threading.Event()
+    fresh.tick(go)
+    fresh.tick(go)
+    [row] = sessions(sqlite_library)
+    assert (row.state, row.insertions, row.files) == ("safe", 2, 1)

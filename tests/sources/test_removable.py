@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from picpipe.sources.base import SourceEntry, iter_entries
-from picpipe.sources.card_detect import CardWatcher, blkid_facts, identify_card
+from picpipe.sources.card_detect import CardWatcher, blkid_facts, identify_card, udev_facts
 from picpipe.sources.removable import RemovableSource
 from tests.destinations.contract import photo
 
@@ -148,3 +148,27 @@ def test_a_loop_mounted_fat_card_is_known_by_its_label_and_volume_serial(
     watcher.poll()
     assert watcher.poll() == ([str(fat_card)], [])
     assert "DCIM/100CANON/IMG_0001.JPG" in listing(RemovableSource("card", fat_card))
+
+
+def test_udev_events_wake_the_watcher_where_udev_is_there(tmp_path: Path) -> None:
+    watcher = CardWatcher([tmp_path], [], udev=True)
+    try:
+        if watcher._monitor is None:
+            pytest.skip("no udev netlink socket here: the watcher polls alone")
+        stop = threading.Event()
+        watcher._wake.set()  # what a block event does
+        watcher.wait(stop, 30)  # returns at once
+    finally:
+        watcher.close()
+    assert watcher._monitor is None
+
+
+def test_udev_facts_read_removable_on_the_parent_disk() -> None:
+    if not Path("/dev/loop0").exists():
+        pytest.skip("no /dev/loop0 to ask udev about")
+    facts = udev_facts("/dev/loop0")
+    if not facts:
+        pytest.skip("udev knows nothing of block devices here")
+    assert facts["DEVTYPE"] == "disk"
+    assert facts["removable"] in ("0", "1")  # read from the disk, where the kernel keeps it
+    assert udev_facts("/dev/no-such-device") == {}

@@ -84,7 +84,9 @@ def udev_facts(device: str) -> dict[str, str]:
     """udev's properties of a block device (and ``removable`` of its disk), or {}."""
     try:
         import pyudev  # type: ignore[import-untyped]
-
+    except ImportError:
+        return {}
+    try:
         context = pyudev.Context()
         found = pyudev.Devices.from_device_file(context, device)
         facts = {k: str(found.properties[k]) for k in found.properties}
@@ -94,7 +96,7 @@ def udev_facts(device: str) -> dict[str, str]:
             if flag is not None:
                 facts["removable"] = flag.decode().strip()
         return facts
-    except (ImportError, OSError, LookupError, ValueError) as exc:  # no pyudev/libudev/sysfs
+    except (pyudev.DeviceNotFoundError, OSError, LookupError, ValueError) as exc:  # none here
         log.debug("no udev facts for %s: %s", device, exc)
         return {}
 
