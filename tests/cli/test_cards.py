@@ -60,3 +60,32 @@ def test_cards_lists_sessions_with_what_blocks_them(
     assert text.exit_code == 0
     assert "EOS_DIGITAL" in text.stdout
     assert "1 verified copies of 2 needed" in text.stdout
+
+
+def test_test_connection_checks_a_removable_sources_mount_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "media").mkdir()
+    (tmp_path / "nas").mkdir()
+    (home / "config.yaml").write_text(
+        "sources:\n"
+        f"  cards: {{kind: removable, mount_roots: [{tmp_path / 'media'}]}}\n"
+        f"  gone: {{kind: removable, mount_roots: [{tmp_path / 'nope'}]}}\n"
+        "destinations:\n"
+        f"  nas: {{kind: filesystem, path: {tmp_path / 'nas'}}}\n"
+    )
+    monkeypatch.setenv("PICPIPE_HOME", str(home))
+    monkeypatch.setenv("PICPIPE_LIBRARY", str(tmp_path / "library"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["test-connection", "--json"], catch_exceptions=False)
+    assert result.exit_code == 11  # one source cannot see its cards
+    by_name = {r["name"]: r for r in json.loads(result.stdout)["results"]}
+    assert by_name["cards"]["ok"]
+    assert not by_name["gone"]["ok"]
+    assert by_name["gone"]["detail"] == f"no mount root can be read ({tmp_path / 'nope'})"
+    # a plain import leaves cards to `picpipe watch`; naming one says so
+    named = runner.invoke(app, ["import", "cards"], catch_exceptions=False)
+    assert named.exit_code == 4
+    assert "picpipe watch" in named.stderr
