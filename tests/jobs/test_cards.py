@@ -24,7 +24,7 @@ from picpipe.jobs.cards import CardService, run_removable
 from picpipe.sources.removable import RemovableOptions
 from tests.conftest import LibraryFixture
 from tests.destinations.contract import photo
-from tests.sources.test_removable import fat_card  # noqa: F401 - a fixture
+from tests.sources.test_removable import loop_card  # noqa: F401 - a fixture
 
 MEDIA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "media"
 PHOTOS = 4
@@ -248,19 +248,22 @@ def test_run_removable_serves_until_stopped(sqlite_library: LibraryFixture, tmp_
 
 
 @pytest.mark.slow
-def test_a_loop_mounted_fat_card_ends_safe_to_format(
+def test_a_loop_mounted_card_ends_safe_to_format(
     sqlite_library: LibraryFixture,
     tmp_path: Path,
-    fat_card: Path,  # noqa: F811 - the fixture imported above
+    loop_card: Path,  # noqa: F811 - the fixture imported above
 ) -> None:
     settings = card_settings(sqlite_library, tmp_path)
-    svc = service(sqlite_library, settings, fat_card.parent)
+    svc = service(sqlite_library, settings, loop_card.parent)
     stop = threading.Event()
     svc.tick(stop)
     svc.tick(stop)
     [row] = sessions(sqlite_library)
     assert (row.label, row.state, row.files) == ("EOS_DIGITAL", "safe", 1)
     assert not row.uuid.startswith("folder-")
+    assert row.reader not in (None, "folder")
+    for dest in ("nas1", "nas2"):
+        assert len([p for p in files_under(tmp_path / dest) if p.suffix != ".xmp"]) == 1
 
 
 def test_a_session_stopped_midway_ends_interrupted_and_resumes(

@@ -198,9 +198,9 @@ class CardSession:
             now = identify_card(Path(self.card.path))
         except OSError:
             raise CardPulled(f"card pulled {when}") from None
-        if (now.uuid, now.label) != (self.card.uuid, self.card.label) or not os.path.isdir(
-            self.card.path
-        ):
+        if (now.uuid, now.label) != (self.card.uuid, self.card.label):
+            raise CardPulled(f"card pulled {when}: {now.label} ({now.uuid}) is there now")
+        if not os.path.isdir(self.card.path):
             raise CardPulled(f"card pulled {when}")
 
     def _set(self, **fields: Any) -> None:

@@ -54,7 +54,9 @@ def identify_card(path: Path) -> CardIdentity:
     capacity = fs.f_blocks * fs.f_frsize
     mount = mount_of(real, read_mounts())
     if mount is not None and mount.mount_point == real and mount.source.startswith("/dev/"):
-        facts = udev_facts(mount.source) or blkid_facts(mount.source)
+        # The file system's own label and UUID from blkid (it reads the device): udev's copy
+        # may be missing (containers) or, just after a card change, still the last card's.
+        facts = udev_facts(mount.source) | blkid_facts(mount.source)
         label = facts.get("ID_FS_LABEL") or Path(real).name
         uuid = facts.get("ID_FS_UUID") or _derived_uuid(label, capacity)
         reader = " ".join(v for v in (facts.get("ID_VENDOR"), facts.get("ID_MODEL")) if v) or str(
@@ -102,19 +104,28 @@ def udev_facts(device: str) -> dict[str, str]:
 
 
 def blkid_facts(device: str) -> dict[str, str]:
-    """``blkid -o export`` of a device as udev-style keys (``ID_FS_LABEL``...), or {}."""
-    try:
-        done = subprocess.run(
-            ["blkid", "-o", "export", device],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
+    """``blkid`` of a device as udev-style keys (``ID_FS_LABEL``...), or {}.
+
+    ``-p`` probes the device itself (root, or read access to it): blkid's cache may still hold
+    the file system that was on a reused loop device or in a reader before this card. Without
+    that access, the cached answer is the best there is."""
     facts: dict[str, str] = {}
-    for line in done.stdout.splitlines():
+    for args in (["-p", "-o", "export"], ["-o", "export"]):
+        try:
+            done = subprocess.run(
+                ["blkid", *args, device], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        facts = _blkid_keys(done.stdout)
+        if facts:
+            break
+    return facts
+
+
+def _blkid_keys(text: str) -> dict[str, str]:
+    facts: dict[str, str] = {}
+    for line in text.splitlines():
         key, _, value = line.partition("=")
         if key in ("LABEL", "UUID", "TYPE"):
             facts[f"ID_FS_{key}"] = value
