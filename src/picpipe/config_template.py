@@ -130,6 +130,7 @@ sources: {{}}
 #   icloud:  {{kind: folder, path: /srv/icloudpd}}
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
 #   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
+#   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
 
 # Time zone of camera clocks, for dates without an offset in photos without GPS.
 cameras: {{}}

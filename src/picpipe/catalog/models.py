@@ -343,3 +343,33 @@ class WebSession(Base):
     role: Mapped[str] = mapped_column(String(1))  # w (full token) | r (read token)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=False), index=True)
+
+
+class CardSession(Base):
+    """One insertion of a removable card (or its resumption): from reading to safe to format.
+
+    ``state``: reading → replicating → checking → safe | not_safe, or interrupted when the card
+    was pulled (the same uuid and label inserted again resumes the session).
+    """
+
+    __tablename__ = "card_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_name: Mapped[str] = mapped_column(String(400))  # the configured removable source
+    label: Mapped[str] = mapped_column(String(200))
+    uuid: Mapped[str] = mapped_column(String(100))
+    capacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    reader: Mapped[str | None] = mapped_column(Text)
+    mount_path: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    insertions: Mapped[int] = mapped_column(Integer, default=1)
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    blocking: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    import_session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
+    sync_session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
+
+    __table_args__ = (Index("ix_card_session_card", "uuid", "label"),)

@@ -145,6 +145,7 @@ def human_bytes(n: int | float) -> str:
 
 def _register() -> None:
     from picpipe.cli import (
+        cards,
         duplicates,
         imports,
         info,
@@ -167,6 +168,7 @@ def _register() -> None:
     serve.register(app)
     views.register(app)
     duplicates.register(app)
+    cards.register(app)
 
 
 _register()

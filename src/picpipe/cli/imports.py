@@ -152,7 +152,8 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
     """Turn arguments into sources: configured names first, then folder paths."""
     configured = settings.sources
     if not names:
-        names = list(configured)
+        # Cards are read when inserted (`picpipe watch`), not by a plain import of everything.
+        names = [n for n, o in configured.items() if str(o.get("kind", "folder")) != "removable"]
         if not names:
             raise ConfigError(
                 detail="no folder given and no sources configured; try `picpipe import DIR`"
@@ -187,6 +188,11 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
         folder = Path(parsed.path).expanduser()
         refuse_own_folder(settings, folder, f"sources.{name}:")
         return FolderSource(name, folder, settings.scan)
+    if kind == "removable":
+        raise ConfigError(
+            detail=f"sources.{name}: a removable source is read when a card is inserted; "
+            "run `picpipe watch` (and `picpipe cards` for its sessions)"
+        )
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

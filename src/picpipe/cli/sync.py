@@ -243,6 +243,8 @@ def _concurrency(settings: Settings, name: str) -> int:
 
 def _source_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
     kind = str(options.get("kind", "folder"))
+    if kind == "removable":
+        return _card_roots_report(name, options)
     path = Path(str(options.get("path", ""))).expanduser()
     readable = path.is_dir() and os.access(path, os.R_OK | os.X_OK)
     detail = "" if readable else f"{path} is missing or not readable"
@@ -264,6 +266,24 @@ def _source_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
         "authenticated": True,
         "readable": readable,
         "detail": detail,
+    }
+
+
+def _card_roots_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A removable source is testable as far as its mount roots: can cards be seen there."""
+    roots = [
+        *(options.get("mount_roots") or ["/media", "/run/media"]),
+        *(options.get("paths") or []),
+    ]
+    readable = [str(r) for r in roots if os.access(Path(str(r)), os.R_OK | os.X_OK)]
+    return {
+        "name": name,
+        "kind": "removable",
+        "ok": bool(readable),
+        "reachable": bool(readable),
+        "authenticated": True,
+        "readable": bool(readable),
+        "detail": "" if readable else f"no mount root can be read ({', '.join(map(str, roots))})",
     }
 
 

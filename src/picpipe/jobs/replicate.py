@@ -64,6 +64,7 @@ class SyncRun(ReplicaOutcomes):
         sinks: Sequence[EventSink] = (),
         stop: threading.Event | None = None,
         runs: RunOptions | None = None,
+        only: frozenset[str] | None = None,
     ) -> None:
         self.catalog = catalog
         self.library_root = library_root
@@ -80,6 +81,7 @@ class SyncRun(ReplicaOutcomes):
         self._lease: LeasedRun | None = None
         self._report = SyncReport(None, "new", dry_run)
         self._planner = SyncPlanner(catalog, verify=verify, host=self.runs.host)
+        self._planner.only = only
         if not dry_run:  # a dry run makes no remote call it does not need
             self._planner.reachable = self._reachable
         self._planned = 0

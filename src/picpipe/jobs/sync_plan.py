@@ -76,6 +76,8 @@ class SyncPlanner:
         # Asked before a target's first remote call; False drops the target's work (it is
         # unreachable: one line for it, the other destinations go on). None: no check.
         self.reachable: Callable[[SyncTarget], bool] | None = None
+        # Only these assets (a card session replicates the card's assets first); None: all.
+        self.only: frozenset[str] | None = None
 
     def pages(self, targets: Sequence[SyncTarget]) -> Iterator[list[SyncJob]]:
         """Jobs in sha256 order, one per asset, grouped from every destination's plan."""
@@ -99,7 +101,8 @@ class SyncPlanner:
             if not page:
                 return
             for row in page:
-                yield target, row
+                if self.only is None or row.sha256 in self.only:
+                    yield target, row
             after = page[-1].sha256
 
     def _jobs(self, rows: dict[str, list[tuple[SyncTarget, q.PlannedAsset]]]) -> list[SyncJob]:

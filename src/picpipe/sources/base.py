@@ -36,6 +36,8 @@ class SourceCaps:
     server_checksum: str | None = None
     can_remove: bool = False
     local_paths: bool = False  # entries have a local file path tools such as exiftool can read
+    # A volume that comes and goes (a camera card): sessions per insertion, "safe to format".
+    removable: bool = False
 
 
 class SourceEntry(NamedTuple):
