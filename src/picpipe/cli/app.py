@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from picpipe import __version__
 from picpipe.config import Settings, load_settings
@@ -41,11 +42,14 @@ class CliState:
 
     flags: dict[str, Any]
     _settings: Settings | None = None
+    config_may_be_missing: bool = False  # init creates the file --config names
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(**self.flags)
+            self._settings = load_settings(
+                config_may_be_missing=self.config_may_be_missing, **self.flags
+            )
             setup_logging(self.flags.get("log_level") or self._settings.log_level)
         return self._settings
 
@@ -99,7 +103,10 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except PicpipeError as exc:
             log.debug("command failed", exc_info=True)
-            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True)
+            # The message is text: a path or pattern with [brackets] or :emoji: prints as is.
+            line = Text("error:", style="bold red")
+            line.append(f" {exc.message}")
+            err_console.print(line, emoji=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -175,7 +182,7 @@ def main() -> None:
     try:
         app()
     except PicpipeError as exc:  # raised before a command ran (e.g. settings)
-        err_console.print(f"error: {exc.message}")
+        err_console.print(f"error: {exc.message}", markup=False, emoji=False)
         sys.exit(exc.exit_code)
     except Exception:
         log.exception("internal error")

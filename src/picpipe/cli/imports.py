@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
 
-from picpipe.catalog.db import open_catalog
+from picpipe.catalog.db import open_catalog, private_sqlite_file
 from picpipe.cli.app import (
     console,
     emit_json,
@@ -22,15 +21,14 @@ from picpipe.cli.app import (
 )
 from picpipe.cli.progress import run_progress
 from picpipe.config import Settings, mask_url
-from picpipe.config_template import render_template
+from picpipe.config_template import render_template, write_private_file
 from picpipe.errors import ConfigError, ItemsFailed
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.redact import validation_problems
-from picpipe.sources.base import Source, load_source_kind
+from picpipe.sources.base import Source, source_options
 from picpipe.sources.folder import FolderSource
 
 if TYPE_CHECKING:
@@ -50,15 +48,18 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create the local root, the library root, a commented config file and the catalog."""
+    state(ctx).config_may_be_missing = True
     settings = state(ctx).settings
     version = exiftool_version()
     home = settings.home_root
-    home.mkdir(parents=True, exist_ok=True)
-    created_config = False
-    if not settings.config_file.exists():
-        settings.config_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.config_file.write_text(render_template(), encoding="utf-8")
-        created_config = True
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        created_config = write_private_file(settings.config_file, render_template())
+        private_sqlite_file(settings.catalog_url)
+    except OSError as exc:
+        raise ConfigError(
+            detail=f"cannot create {exc.filename or home}: {exc.strerror or exc}"
+        ) from None
     catalog = open_catalog(settings.catalog_url)
     try:
         # Before anything is created there: a catalog whose library is on an unmounted NAS
@@ -175,14 +176,7 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
 
 def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
     kind = str(options.get("kind", "folder"))
-    cls = load_source_kind(kind)
-    fields = {k: v for k, v in options.items() if k != "kind"}
-    try:
-        parsed = cls.Options(**fields)
-    except ValidationError as exc:
-        # "key: problem" only: pydantic's own text repeats the values (a password, a key).
-        problems = validation_problems(exc, prefix=f"sources.{name}.")
-        raise ConfigError(detail="; ".join(problems)) from None
+    parsed = source_options(name, options)
     if kind == "folder":
         folder = Path(parsed.path).expanduser()
         refuse_own_folder(settings, folder, f"sources.{name}:")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from picpipe.config import ScanOptions
 from picpipe.errors import SymlinkLoop, TornRead, UnreadableFile, VanishedFile
@@ -38,6 +38,8 @@ from functools import partial
 
 class FolderOptions(BaseModel):
     """Options of a ``kind: folder`` source entry in the config file."""
+
+    model_config = ConfigDict(extra="forbid")  # `mvoe: true` must not pass silently
 
     path: Path
     move: bool = False  # delete each source file once its library copy is verified (inboxes)
