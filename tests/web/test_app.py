@@ -26,7 +26,16 @@ def test_fixture_site_has_every_role(web_site: WebSite) -> None:
 def test_openapi_and_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/files" in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Offline: every asset the page loads is served here, none from a CDN.
+    assert "cdn.jsdelivr" not in docs.text
+    assert "unpkg" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/assets/{asset}" in docs.text
+        answer = client.get(f"/docs/assets/{asset}")
+        assert answer.status_code == 200, asset
+        assert len(answer.content) > 10_000
 
 
 def test_each_app_is_built_fresh(web_site: WebSite) -> None:

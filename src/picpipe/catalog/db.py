@@ -95,18 +95,24 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def sqlite_catalog_path(url: str) -> Path | None:
+    """The file of a SQLite catalog URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def private_sqlite_file(url: str) -> None:
     """Create a SQLite catalog's file mode 0600 before SQLite does (it would use the umask).
 
     The catalog holds source paths and destination names; others on the machine need not.
     Other URLs and existing files are left alone.
     """
-    if not url.startswith("sqlite"):
+    path = sqlite_catalog_path(url)
+    if path is None:
         return
-    path = url.split("///", 1)[-1]
-    if not path or path == ":memory:":
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 

@@ -54,6 +54,34 @@ class CliState:
         return self._settings
 
 
+def _plain_help_types() -> None:
+    """Help lists ``--json``, not ``--json <bool>``, and ``paths...`` without ``<list[str]>``.
+
+    Typer prints every parameter's Python type in the rich help; for flags and arguments
+    that says nothing a user needs (the values an option takes still show, e.g. ``<path>``).
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    option_type = TyperOption.display_type_rich
+
+    def option_display(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        shown = option_type(self, ctx)
+        if shown and shown.startswith("<list[") and shown.endswith("]>"):
+            shown = f"<{shown[6:-2]}>..."  # repeatable: `-d nas -d cloud`
+        return shown.replace("<str>", "<text>") if shown else shown
+
+    def argument_display(self: TyperArgument, ctx: Any) -> str | None:
+        return None
+
+    TyperOption.display_type_rich = option_display  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument_display  # type: ignore[method-assign,assignment]
+
+
+_plain_help_types()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"picpipe {__version__}")

@@ -106,6 +106,8 @@ def import_(
 ) -> None:
     """Import folders into the library: hash, deduplicate, date, and place every original."""
     settings = state(ctx).settings
+    if move:
+        refuse_move_outside_inboxes(settings, paths or list(settings.sources))
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
@@ -147,6 +149,30 @@ def _print_thumbs(thumbs: dict[str, Any] | None) -> None:
     console.print(f"thumbnails: {thumbs['made']} made, {thumbs['failed']} failed")
     for failure in thumbs.get("_failures", [])[:20]:
         console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
+
+
+def refuse_move_outside_inboxes(settings: Settings, names: list[str]) -> None:
+    """``--move`` deletes source files: only configured inbox sources (``move: true``) allow it.
+
+    A folder given by path counts when it is an inbox's path. Everything else is refused
+    before anything is read, so a mistyped folder never loses its files.
+    """
+    inboxes = {
+        name: Path(str(options.get("path", ""))).expanduser().resolve()
+        for name, options in settings.sources.items()
+        if options.get("move") is True
+    }
+    refused = [
+        name
+        for name in names
+        if name not in inboxes and Path(name).expanduser().resolve() not in inboxes.values()
+    ]
+    if refused:
+        known = ", ".join(sorted(inboxes)) or "none configured"
+        raise ConfigError(
+            detail=f"--move deletes source files and is allowed only for inbox sources "
+            f"(a source with `move: true`); not an inbox: {', '.join(refused)}; inboxes: {known}"
+        )
 
 
 def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from picpipe.catalog.db import open_catalog
+from picpipe.catalog.db import open_catalog, sqlite_catalog_path
 from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import (
     asset_counts,
@@ -44,6 +44,10 @@ JsonFlag = typer.Option(False, "--json", help="Print the result as JSON.")
 def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     """Where the library is, what it holds, and how the last import went."""
     settings = state(ctx).settings
+    if (missing := sqlite_catalog_path(settings.catalog_url)) and not missing.exists():
+        # Looking creates nothing: no home, no catalog, no library folder.
+        _status_uninitialised(settings, missing, as_json)
+        return
     catalog = open_catalog(settings.catalog_url)
     try:
         with catalog.session() as db:
@@ -100,6 +104,24 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     if problem_count:
         console.print(f"problems  {problem_count} kept with a problem (newest first):")
         _print_problems(problem_items)
+
+
+def _status_uninitialised(settings: Any, catalog_path: Path, as_json: bool) -> None:
+    result = {
+        "library": str(settings.library_root),
+        "home": str(settings.home_root),
+        "catalog": mask_url(settings.catalog_url),
+        "initialised": False,
+        "library_reachable": False,
+        "library_problem": f"no catalog at {catalog_path}: run `picpipe init`",
+        "assets": 0,
+        "bytes": 0,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"library   {result['library']} (not initialised)", markup=False)
+    console.print(f"          {result['library_problem']}", markup=False)
 
 
 def _print_problems(items: list[dict[str, Any]]) -> None:

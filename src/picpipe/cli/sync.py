@@ -169,7 +169,11 @@ def check_connections(
     wanted = set(name or [])
     unknown = wanted - set(settings.sources) - set(settings.destinations)
     if unknown:
-        raise ConfigError(detail=f"no source or destination named {', '.join(sorted(unknown))}")
+        known = sorted({*settings.sources, *settings.destinations})
+        raise ConfigError(
+            detail=f"no source or destination named {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(known) or 'none configured'}"
+        )
     reports: list[dict[str, Any]] = []
     for source, options in settings.sources.items():
         if not wanted or source in wanted:
@@ -227,7 +231,9 @@ def open_destinations(settings: Settings, only: list[str]) -> dict[str, Destinat
         )
     unknown = [n for n in only if n not in configured]
     if unknown:
-        raise ConfigError(detail=f"no destination named {', '.join(unknown)}")
+        raise ConfigError(
+            detail=f"no destination named {', '.join(unknown)}; known: {', '.join(configured)}"
+        )
     names = only or list(configured)
     for name in names:
         options = configured[name]

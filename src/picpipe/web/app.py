@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from picpipe import __version__
 from picpipe.catalog.db import open_catalog
@@ -136,7 +137,20 @@ def _add_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_read)])
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="picpipe API")
+        # Swagger UI from the swagger-ui-bundle package, served here: /docs works offline.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="picpipe API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    app.mount(
+        "/docs/assets",
+        StaticFiles(directory=swagger_ui_path, html=False, check_dir=False),
+        "docs-assets",
+    )
 
 
 __all__ = ["create_app"]

@@ -1,0 +1,117 @@
+"""The small guard rails of the CLI: ports in use, looking without creating, names listed."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from picpipe.cli.app import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PICPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PICPIPE_LIBRARY", str(tmp_path / "library"))
+    monkeypatch.delenv("PICPIPE_CONFIG", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def _config(tmp_path: Path, data: dict[str, object]) -> None:
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_4(cli) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code, out, err = cli("serve", "--port", str(port))
+    assert code == 4
+    assert "serving" not in out
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "choose --port" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_status_on_a_missing_home_creates_nothing(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli("status", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["initialised"] is False
+    assert "picpipe init" in result["library_problem"]
+    assert not (tmp_path / "home").exists()
+    assert not (tmp_path / "library").exists()
+    code, out, _ = cli("status")
+    assert code == 0
+    assert "not initialised" in out
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_missing_config_file_named_by_flag_is_an_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("--config", str(tmp_path / "typo.yaml"), "status")
+    assert code == 4
+    assert "typo.yaml does not exist" in err
+
+
+def test_config_typos_are_reported_by_picpipe_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _config(tmp_path, {"serve": {"tokn": "x" * 20}})
+    code, out, err = cli("config")
+    assert code == 4
+    assert "serve.tokn: unknown key (did you mean token?)" in err
+    assert out == ""
+
+
+def test_sync_with_an_unknown_destination_lists_the_names(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    _config(tmp_path, {"destinations": {"nas": {"kind": "filesystem", "path": str(backup)}}})
+    code, _, err = cli("sync", "-d", "nsa")
+    assert code == 4
+    assert "no destination named nsa; known: nas" in err
+
+
+def test_move_is_refused_for_folders_that_are_not_inboxes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _config(
+        tmp_path,
+        {
+            "sources": {
+                "camera": {"kind": "folder", "path": str(folder)},
+                "inbox": {"kind": "folder", "path": str(inbox), "move": True},
+            }
+        },
+    )
+    for target in (str(folder), "camera"):
+        code, _, err = cli("import", "--move", target)
+        assert code == 4, err
+        assert "allowed only for inbox sources" in err
+        assert "inboxes: inbox" in err
+    code, _, err = cli("import", "--move")  # every source: camera is not an inbox
+    assert code == 4
+    assert (folder / "a.jpg").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["import"], ["sync"], ["serve"]])
+def test_help_shows_flags_without_python_types(cli, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli(*command, "--help")
+    assert code == 0
+    assert "<bool>" not in out
+    assert "<list[str]>" not in out
+    assert "--help" in out
