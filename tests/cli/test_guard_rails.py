@@ -115,3 +115,64 @@ def test_help_shows_flags_without_python_types(cli, command: list[str]) -> None:
     assert "<bool>" not in out
     assert "<list[str]>" not in out
     assert "--help" in out
+
+
+def _odd_folder(tmp_path: Path) -> Path:
+    from picpipe.samples import make_jpeg
+
+    source = tmp_path / "src"
+    make_jpeg(source / "good.jpg")
+    for folder in ("smile:thumbs_up:", "[bold]x"):
+        (source / folder).mkdir(parents=True)
+        (source / folder / "it's empty.jpg").write_bytes(b"")
+    (source / "sub").mkdir()
+    (source / "sub" / "loop").symlink_to(source)
+    return source
+
+
+def test_failures_print_names_as_they_are_and_paste_into_a_shell(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exiftool_available: None
+) -> None:
+    import shlex
+
+    monkeypatch.setenv("PICPIPE_IMPORT__FSYNC", "false")
+    source = _odd_folder(tmp_path)
+    assert cli("init")[0] == 0
+    for _run in range(2):  # an unchanged folder still reports its failed files, exit 3
+        code, out, _ = cli("import", "--no-thumbs", str(source))
+        assert code == 3
+        failed = [line for line in out.splitlines() if line.startswith("  failed  ")]
+        assert len(failed) == 2, out  # the two empty files; the symlink loop is a skip
+        for line in failed:
+            pasted = shlex.split(line.removeprefix("  failed  "))[0]
+            assert Path(pasted).is_file(), line
+            assert Path(pasted).parent.name in ("smile:thumbs_up:", "[bold]x")
+        assert "👍" not in out
+    code, out, _ = cli("sessions", "2", "--skipped")
+    assert code == 0
+    assert "failures" in out  # the status column, never cut
+    assert "[bold]x" in out
+    assert "smile:thumbs_up:" in out
+    assert "symbolic link loop" in out
+    assert "skipped" in out
+    table = out.split("\nsession ")[0]  # failure lines hold whole paths, to be pasted
+    for line in table.splitlines():
+        assert len(line) <= 80, line
+
+
+def test_sessions_table_fits_80_columns(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exiftool_available: None
+) -> None:
+    monkeypatch.setenv("PICPIPE_IMPORT__FSYNC", "false")
+    source = _odd_folder(tmp_path)
+    assert cli("init")[0] == 0
+    cli("import", "--no-thumbs", str(source))
+    code, out, _ = cli("sessions")
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split() == [
+        "id", "kind", "status", "started", "UTC", "seen", "new", "dup", "unch", "fail", "skip",
+        "bytes",
+    ]  # fmt: skip
+    assert "failures" in row.split()
+    assert all(len(line) <= 80 for line in out.splitlines())

@@ -32,8 +32,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a folder named `smile:thumbs_up:` prints as is (markup=False alone keeps codes).
+console = Console(stderr=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 @dataclass(slots=True)
@@ -149,10 +150,19 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_failures(failures: list[dict[str, str]], *, limit: int = 50) -> None:
-    """The first ``limit`` failed items with their reasons (all of them are in --json)."""
+def print_failures(
+    failures: list[dict[str, str]], *, limit: int = 50, roots: dict[str, str] | None = None
+) -> None:
+    """The first ``limit`` failed items with their reasons (all of them are in --json).
+
+    With ``roots`` (source name → folder), ``source:ref`` paths are printed as local paths,
+    shell-quoted so that a line can be pasted into a shell.
+    """
+    from picpipe.cli.report_text import failure_path
+
     for failure in failures[:limit]:
-        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
+        path = failure_path(failure["path"], roots) if roots is not None else failure["path"]
+        console.print(f"  failed  {path}  {failure['reason']}", markup=False)
     if len(failures) > limit:
         console.print(f"  … and {len(failures) - limit} more (see --json)")
 

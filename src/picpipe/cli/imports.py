@@ -133,7 +133,7 @@ def import_(
     if as_json:
         emit_json(result.as_dict())
     else:
-        _print_summary(summary)
+        _print_summary(summary, source_roots(settings))
         _print_thumbs(result.thumbs)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
@@ -210,11 +210,20 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 
-def _print_summary(summary: SessionSummary) -> None:
+def source_roots(settings: Settings) -> dict[str, str]:
+    """Configured folder sources by name → their folder (for printing local paths)."""
+    return {
+        name: str(Path(str(options["path"])).expanduser())
+        for name, options in settings.sources.items()
+        if options.get("kind", "folder") == "folder" and options.get("path")
+    }
+
+
+def _print_summary(summary: SessionSummary, roots: dict[str, str]) -> None:
     console.print(
         f"session {summary.session_id} {summary.status}: "
         f"{summary.seen} seen, {summary.new} new, {summary.duplicate} duplicate, "
         f"{summary.unchanged} unchanged, {summary.failed} failed, {summary.skipped} skipped, "
         f"{human_bytes(summary.bytes)} added in {summary.seconds:.1f}s"
     )
-    print_failures(summary.failures)
+    print_failures(summary.failures, roots=roots)

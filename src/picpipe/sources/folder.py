@@ -126,6 +126,9 @@ class FolderSource:
                     try:
                         st = child.stat()
                     except OSError as exc:
+                        if exc.errno == errno.ELOOP:
+                            rows.append((name, _LOOP))
+                            continue
                         ref = prefix + _display(name)
                         broken = exc.errno == errno.ENOENT and child.is_symlink()
                         reason = "broken symbolic link" if broken else _file_reason(exc, ref)
@@ -161,10 +164,15 @@ class FolderSource:
                 try:
                     st = child.stat(follow_symlinks=True)
                 except OSError as exc:
-                    yield ScanProblem(ref, _folder_reason(exc))
+                    if exc.errno == errno.ELOOP:
+                        rows.append((name, _LOOP))
+                    else:
+                        yield ScanProblem(ref, _folder_reason(exc))
                     continue
                 if (st.st_dev, st.st_ino) in visited:
-                    yield ScanProblem(ref, SymlinkLoop(path=ref).message)
+                    # A loop (or a second path to a folder walked already) is a skip with its
+                    # reason, not a failure that marks every later run "with failures".
+                    rows.append((name, _LOOP))
                     continue
                 visited.add((st.st_dev, st.st_ino))
                 subfolders.append((child.path, ref + "/"))
@@ -255,6 +263,9 @@ class FolderSource:
         try:
             st = child.stat()
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                rows.append((name, _LOOP))
+                return None
             if exc.errno == errno.ENOENT and child.is_symlink():
                 return "broken symbolic link"
             return _file_reason(exc, name)
@@ -339,6 +350,7 @@ def _file_filter(
 TEMP_PATTERNS = frozenset({"*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"})
 _SYMLINK = "symbolic link (scan.follow_symlinks is off)"
 _NOT_REGULAR = "not a regular file (device, pipe or socket)"
+_LOOP = "symbolic link loop (leads to a folder already scanned); not followed"
 
 _NOT_UTF8 = "file name is not valid UTF-8; catalogued with \\xNN escapes"
 
