@@ -114,3 +114,23 @@ def test_picpipe_serve_answers_and_stops_cleanly(web_site: WebSite) -> None:
     assert server.returncode in (0, -signal.SIGTERM), err.decode()
     assert b"Application shutdown complete" in err
     assert f"http://127.0.0.1:{port}/".encode() in out
+
+
+def test_login_looks_like_the_other_pages_and_says_where_the_token_is(
+    client: TestClient,
+) -> None:
+    page = client.get("/login").text
+    assert "/static/picpipe.css" in page
+    assert 'class="topbar"' in page
+    assert "serve.token" in page
+    assert "PICPIPE_SERVE__TOKEN" in page
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in page
+
+
+def test_dashboard_fits_a_phone_and_says_at_least_while_counting(client: TestClient) -> None:
+    page = client.get("/dashboard", headers={"Accept": "text/html"}).text
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in page
+    css = client.get("/static/picpipe.css").text
+    assert "@media (max-width: 600px)" in css
+    script = client.get("/static/dashboard.js").text
+    assert "of at least" in script
