@@ -176,3 +176,48 @@ def test_sessions_table_fits_80_columns(  # type: ignore[no-untyped-def]
     ]  # fmt: skip
     assert "failures" in row.split()
     assert all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_import_takes_single_files_without_touching_their_folder(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exiftool_available: None
+) -> None:
+    from datetime import datetime
+
+    from picpipe.samples import make_jpeg
+
+    monkeypatch.setenv("PICPIPE_IMPORT__FSYNC", "false")
+    folder = tmp_path / "dump"
+    one = make_jpeg(folder / "one.jpg", taken=datetime(2021, 1, 1)).path
+    make_jpeg(folder / "two.jpg", taken=datetime(2021, 1, 2))
+    assert cli("init")[0] == 0
+    code, out, err = cli("import", "--no-thumbs", "--json", str(one))
+    assert code == 0, err
+    assert (json.loads(out)["seen"], json.loads(out)["new"]) == (1, 1)
+    code, out, _ = cli("import", "--no-thumbs", "--json", str(folder))
+    assert (json.loads(out)["new"], json.loads(out)["duplicate"]) == (1, 1)
+
+
+def test_import_dry_run_lists_what_it_would_read_and_writes_nothing(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exiftool_available: None
+) -> None:
+    monkeypatch.setenv("PICPIPE_IMPORT__FSYNC", "false")
+    source = _odd_folder(tmp_path)
+    (source / "notes.xmp").write_text("<x/>")
+    code, out, _ = cli("import", "--dry-run", "--json", str(source))
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["dry_run"] is True
+    assert sorted(Path(i["ref"]).name for i in plan["would_read"]) == [
+        "good.jpg", "it's empty.jpg", "it's empty.jpg",
+    ]  # fmt: skip
+    reasons = {Path(s["ref"]).name: s["reason"] for s in plan["skipped"]}
+    assert "loop" in reasons["loop"]
+    assert "sidecar" in reasons["notes.xmp"]
+    assert not (tmp_path / "home").exists()  # no catalog, no home
+    assert not (tmp_path / "library").exists()
+    assert cli("init")[0] == 0
+    cli("import", "--no-thumbs", str(source))
+    code, out, _ = cli("import", "--dry-run", str(source))
+    assert code == 0
+    assert "1 unchanged" in out  # good.jpg; the failed ones would be read again
+    assert "nothing was written" in out

@@ -30,6 +30,7 @@ from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
 from picpipe.sources.base import Source, source_options
 from picpipe.sources.folder import FolderSource
+from picpipe.sources.single_file import SingleFileSource
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
@@ -91,7 +92,8 @@ def init(
 def import_(
     ctx: typer.Context,
     paths: list[str] = typer.Argument(
-        None, help="Folders to import, or names of sources in the config (default: all)."
+        None,
+        help="Folders or files to import, or names of sources in the config (default: all).",
     ),
     move: bool = typer.Option(
         False,
@@ -102,12 +104,18 @@ def import_(
     no_thumbs: bool = typer.Option(
         False, "--no-thumbs", help="Make no thumbnails now (later: `picpipe thumbs`)."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List what would be read and skipped; write nothing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the session summary as JSON."),
 ) -> None:
     """Import folders into the library: hash, deduplicate, date, and place every original."""
     settings = state(ctx).settings
     if move:
         refuse_move_outside_inboxes(settings, paths or list(settings.sources))
+    if dry_run:
+        _dry_run(settings, resolve_sources(settings, paths or []), as_json)
+        return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
@@ -151,6 +159,41 @@ def _print_thumbs(thumbs: dict[str, Any] | None) -> None:
         console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
 
 
+def _dry_run(settings: Settings, sources: list[Source], as_json: bool) -> None:
+    """The plan of an import: read-only on the catalog, which is not even created."""
+    from picpipe.catalog.db import sqlite_catalog_path
+    from picpipe.cli.report_text import failure_path
+    from picpipe.pipeline.dry_run import plan_import
+
+    path = sqlite_catalog_path(settings.catalog_url)
+    catalog = None
+    if path is None or path.exists():
+        catalog = open_catalog(settings.catalog_url, migrate=False)
+    try:
+        plan = plan_import(catalog, sources)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    if as_json:
+        emit_json(plan.as_dict())
+        return
+    roots = {**source_roots(settings), **{s.name: s.location for s in sources}}
+    for item in plan.would_read[:200]:
+        shown = failure_path(f"{item['source']}:{item['ref']}", roots)
+        console.print(f"  would read  {shown}  {human_bytes(item['size'])}", markup=False)
+    if len(plan.would_read) > 200:
+        console.print(f"  … and {len(plan.would_read) - 200} more (see --json)")
+    for problem in plan.problems:
+        shown = failure_path(f"{problem['source']}:{problem['ref']}", roots)
+        console.print(f"  problem  {shown}  {problem['reason']}", markup=False)
+    total = human_bytes(sum(i["size"] for i in plan.would_read))
+    console.print(
+        f"dry run: {len(plan.would_read)} file(s) would be read ({total}; new ones imported, "
+        f"duplicates recognised by their hash), {plan.unchanged} unchanged, "
+        f"{len(plan.skipped)} skipped, {len(plan.problems)} problem(s); nothing was written"
+    )
+
+
 def refuse_move_outside_inboxes(settings: Settings, names: list[str]) -> None:
     """``--move`` deletes source files: only configured inbox sources (``move: true``) allow it.
 
@@ -192,8 +235,13 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
         path = Path(name).expanduser()
         if not path.exists():
             raise ConfigError(detail=f"{name}: no such folder and no source of that name")
+        if path.is_file():
+            resolved = path.resolve()
+            refuse_own_folder(settings, resolved.parent, "import file")
+            sources.append(SingleFileSource(resolved, settings.scan))
+            continue
         if not path.is_dir():
-            raise ConfigError(detail=f"{name}: not a folder (import takes folders)")
+            raise ConfigError(detail=f"{name}: neither a folder nor a regular file")
         resolved = path.resolve()
         refuse_own_folder(settings, resolved, "import folder")
         sources.append(FolderSource(str(resolved), resolved, settings.scan))

@@ -62,6 +62,8 @@ def failure_path(display: str, roots: Mapping[str, str]) -> str:
         root = roots.get(name) or (name if name.startswith("/") else None)
         if root is not None and os.path.isdir(root):
             return shell_quote(os.path.join(root, ref))
+        if root is not None and os.path.basename(root) == ref:  # a file imported by itself
+            return shell_quote(root)
     return shell_quote(display)
 
 

@@ -378,3 +378,7 @@ def _file_reason(exc: OSError, ref: str) -> str:
     if exc.errno == errno.ENOENT:
         return VanishedFile(path=ref).message
     return UnreadableFile(path=ref, detail=exc.strerror or str(exc)).message
+
+
+# For sources that list one folder's files themselves (`sources/single_file.py`).
+folder_entries = _entries
