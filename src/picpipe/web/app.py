@@ -11,9 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
@@ -146,11 +146,18 @@ def _add_docs(app: FastAPI) -> None:
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
         )
 
-    app.mount(
-        "/docs/assets",
-        StaticFiles(directory=swagger_ui_path, html=False, check_dir=False),
-        "docs-assets",
-    )
+    # Guarded like /docs (the login cookie goes with the page's requests): the public routes
+    # stay the few SECURITY.md lists.
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=[Depends(require_read)])
+    def docs_asset(name: str) -> FileResponse:
+        if name not in _DOCS_ASSETS:
+            raise HTTPException(status_code=404)
+        return FileResponse(
+            Path(swagger_ui_path) / name, headers={"Cache-Control": "max-age=86400"}
+        )
+
+
+_DOCS_ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
 
 
 __all__ = ["create_app"]
