@@ -221,3 +221,15 @@ def test_import_dry_run_lists_what_it_would_read_and_writes_nothing(  # type: ig
     assert code == 0
     assert "1 unchanged" in out  # good.jpg; the failed ones would be read again
     assert "nothing was written" in out
+
+
+def test_init_on_a_home_that_cannot_be_created_is_one_line(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, exiftool_available: None
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = cli("--home", str(blocker / "home"), "init")
+    assert code == 4
+    assert "Not a directory" in err  # one line naming the path, whichever step meets it
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
