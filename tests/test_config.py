@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,129 @@ def test_template_documents_every_setting() -> None:
         "default_timezone",
     ):
         assert nested in text
+
+
+# -- strictness: typos and bad values at every level, each one line naming the key ----------
+
+
+@pytest.mark.parametrize(
+    ("data", "fragments"),
+    [
+        ({"serve": {"tokn": "x" * 20}}, ["serve.tokn: unknown key", "did you mean token?"]),
+        ({"import": {"fsycn": False}}, ["import.fsycn: unknown key", "known: default_timezone"]),
+        ({"thumbs": {"fromat": "webp"}}, ["thumbs.fromat: unknown key", "did you mean format?"]),
+        ({"replicas": {"targt": 3}}, ["replicas.targt: unknown key", "did you mean target?"]),
+        ({"scan": {"skip_hiden": True}}, ["scan.skip_hiden: unknown key"]),
+        ({"consumers": {"immich": {"url": "u", "api_key": "k", "import_path": "/p", "nmae": 1}}},
+         ["consumers.immich.nmae: unknown key", "known: api_key"]),
+        ({"wokers": 2}, ["wokers: unknown key", "did you mean workers?"]),
+        ({"log_level": "LOUD"}, ["log_level: must be one of DEBUG, INFO", "(got 'LOUD')"]),
+        ({"thumbs": {"format": "gif"}}, ["thumbs.format:", "'jpeg' or 'webp'", "(got 'gif')"]),
+        ({"thumbs": {"quality": 500}}, ["thumbs.quality:", "less than or equal to 100", "500"]),
+        ({"serve": {"port": "http"}}, ["serve.port:", "valid integer", "(got 'http')"]),
+        ({"replicas": {"target": 0}}, ["replicas.target:", "greater than or equal to 1"]),
+        ({"views": {"layouts": ["by-dat"]}}, ["views.layouts.0:", "'by-date'", "(got 'by-dat')"]),
+        ({"sources": {"phone": {"kind": "folder", "pth": "/p"}}},
+         ["sources.phone.pth: unknown key", "did you mean path?"]),
+        ({"sources": {"phone": {"kind": "folder", "path": "/p", "mvoe": True}}},
+         ["sources.phone.mvoe: unknown key", "did you mean move?"]),
+        ({"sources": {"phone": {"kind": "floder", "path": "/p"}}},
+         ["sources.phone.kind: unknown kind 'floder'; known: folder"]),
+        ({"sources": {"phone": {"kind": "folder", "path": "/p", "move": "perhaps"}}},
+         ["sources.phone.move:", "valid boolean", "(got 'perhaps')"]),
+        ({"destinations": {"nas": {"kind": "filesystem", "path": "/n", "fsnyc": True}}},
+         ["destinations.nas.fsnyc: unknown key", "did you mean fsync?"]),
+        ({"destinations": {"nas": {"kind": "ftp", "path": "/n"}}},
+         ["destinations.nas.kind must be one of", "filesystem"]),
+        ({"destinations": {"box": {"kind": "smb", "server": "s", "share": "x", "port": "a"}}},
+         ["destinations.box.port:", "valid integer"]),
+    ],
+)  # fmt: skip
+def test_config_typos_and_bad_values_name_the_key(
+    tmp_path: Path, data: dict[str, object], fragments: list[str]
+) -> None:
+    write_config(tmp_path / "config.yaml", data)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(home=tmp_path)
+    message = caught.value.message
+    assert "\n" not in message
+    assert "pydantic" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_secret_values_are_never_echoed_in_errors(tmp_path: Path) -> None:
+    write_config(
+        tmp_path / "config.yaml",
+        {
+            "serve": {"token": ["hunter2-hunter2"]},
+            "destinations": {"b": {"kind": "smb", "server": "s", "share": "x", "password": 7}},
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(home=tmp_path)
+    assert "serve.token" in caught.value.message
+    assert "hunter2" not in caught.value.message
+    assert "(got 7)" not in caught.value.message
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope\.yaml does not exist"):
+        load_settings(config=missing)
+    monkeypatch.setenv("PICPIPE_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(home=tmp_path)
+    # init creates the file it names; the default file under the home may be missing
+    assert load_settings(config=missing, config_may_be_missing=True).config_file == missing
+    monkeypatch.delenv("PICPIPE_CONFIG")
+    assert load_settings(home=tmp_path / "fresh").workers >= 1
+
+
+def _sections(text: str) -> list[list[str]]:
+    blocks: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if not line.strip():
+            blocks.append([])
+        else:
+            blocks[-1].append(line)
+    return [block for block in blocks if block]
+
+
+# A commented setting: "# key: value" (indent kept), never a prose line ("# Log level: ...").
+_COMMENTED_SETTING = re.compile(r"^(\s*)# (\s*(?:[\w-]+|\"[^\"]+\"):(?:\s|$).*)$")
+
+
+def test_template_uncommented_section_by_section_loads(tmp_path: Path) -> None:
+    sections = _sections(render_template())
+    uncommented_any = 0
+    for index, block in enumerate(sections):
+        changed = [_COMMENTED_SETTING.sub(r"\1\2", line) for line in block]
+        if changed == block:
+            continue
+        uncommented_any += 1
+        others = ["\n".join(b) for i, b in enumerate(sections) if i != index]
+        text = "\n\n".join([*others, "\n".join(changed)]) + "\n"
+        home = tmp_path / f"h{index}"
+        home.mkdir()
+        (home / "config.yaml").write_text(text, encoding="utf-8")
+        try:
+            load_settings(home=home)
+        except ConfigError as exc:
+            pytest.fail(f"section {changed[0]!r} uncommented: {exc.message}")
+    assert uncommented_any >= 8
+
+
+def test_init_creates_config_and_catalog_private(tmp_path: Path) -> None:
+    from picpipe.catalog.db import open_catalog
+    from picpipe.config_template import write_private_file
+
+    config = tmp_path / "home" / "config.yaml"
+    assert write_private_file(config, render_template())
+    assert not write_private_file(config, "other")  # an existing file is left alone
+    assert config.stat().st_mode & 0o777 == 0o600
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}")
+    catalog.close()
+    assert (tmp_path / "home" / "catalog.db").stat().st_mode & 0o777 == 0o600

@@ -110,13 +110,17 @@ def test_picpipe_config_masks_misspelt_and_url_secrets(tmp_path: Path) -> None:
                     "s3": {
                         "kind": "s3",
                         "bucket": "b",
-                        "acess_id": CANARY,
+                        "secret_access_key": CANARY,
                         "endpoint_url": f"http://ak:{CANARY}@127.0.0.1:1",
                     },
-                    "immich": {"kind": "immich", "url": f"https://{CANARY}@immich.example"},
+                    "immich": {
+                        "kind": "immich",
+                        "url": f"https://{CANARY}@immich.example",
+                        "api_key_env": "IMMICH_KEY",
+                    },
                     "azure": {
                         "kind": "azure",
-                        "container": "c",
+                        "container": "photos",
                         "account_url": f"https://a.blob.core.windows.net/?sv=1&sig={CANARY}",
                     },
                 },
@@ -128,6 +132,14 @@ def test_picpipe_config_masks_misspelt_and_url_secrets(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert CANARY not in result.stdout + result.stderr
         assert MASK in result.stdout
+    # a misspelt secret key is an error now, and the error does not show its value either
+    config = yaml.safe_load((home / "config.yaml").read_text())
+    config["destinations"]["s3"]["acess_id"] = CANARY
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("--home", str(home), "config", timeout=60)
+    assert result.returncode == 4, result.stderr
+    assert "destinations.s3.acess_id: unknown key" in result.stderr
+    assert CANARY not in result.stdout + result.stderr
 
 
 def test_source_option_errors_name_the_key_not_the_value(tmp_path: Path) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,13 +103,25 @@ IGNORED_PATTERNS = ["._*", "*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".pi
 SIDECAR_EXTENSIONS = ["xmp", "aae", "thm", "lrv", "lrf"]
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class StrictOptions(BaseModel):
+    """Base of every options model: an unknown key is an error, never silently ignored.
+
+    A typo such as ``serve.tokn`` must not leave a server open without its token.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def default_home() -> Path:
     """``$XDG_DATA_HOME/picpipe``, i.e. ``~/.local/share/picpipe`` on most systems."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "picpipe"
 
 
-class ScanOptions(BaseModel):
+class ScanOptions(StrictOptions):
     """What a folder scan picks up and what it skips."""
 
     photo_extensions: list[str] = Field(default_factory=lambda: list(PHOTO_EXTENSIONS))
@@ -122,14 +142,14 @@ class ScanOptions(BaseModel):
         return frozenset(self.photo_extensions + self.raw_extensions + self.video_extensions)
 
 
-class ImportOptions(BaseModel):
+class ImportOptions(StrictOptions):
     """How originals are placed in the library."""
 
     fsync: bool = True
     default_timezone: str | None = None  # IANA name for UTC-only dates; None = this machine's
 
 
-class ThumbOptions(BaseModel):
+class ThumbOptions(StrictOptions):
     """Thumbnails kept in the local root: tiny (150), small (500), medium (1920x1080)."""
 
     format: Literal["jpeg", "webp"] = "jpeg"
@@ -139,7 +159,7 @@ class ThumbOptions(BaseModel):
     on_import: bool = True  # make them as part of every import
 
 
-class SidecarOptions(BaseModel):
+class SidecarOptions(StrictOptions):
     """XMP sidecars written beside each original and read back when someone edits them."""
 
     write: bool = True
@@ -151,7 +171,7 @@ ViewLayout = Literal["by-date", "by-album", "by-source", "by-camera"]
 VIEW_LAYOUTS: tuple[ViewLayout, ...] = ("by-date", "by-album", "by-source", "by-camera")
 
 
-class ViewOptions(BaseModel):
+class ViewOptions(StrictOptions):
     """Browsable trees of links to the originals (``picpipe views``, after every import)."""
 
     path: Path | None = None  # default: the library's views/ folder
@@ -161,7 +181,7 @@ class ViewOptions(BaseModel):
     templates: dict[ViewLayout, str] = Field(default_factory=dict)
 
 
-class ImmichConsumerOptions(BaseModel):
+class ImmichConsumerOptions(StrictOptions):
     """An Immich server that reads the library as a read-only external library."""
 
     url: str
@@ -171,13 +191,13 @@ class ImmichConsumerOptions(BaseModel):
     verify_tls: bool = True
 
 
-class ConsumerOptions(BaseModel):
+class ConsumerOptions(StrictOptions):
     """Tools that read the library in place and that picpipe keeps informed."""
 
     immich: ImmichConsumerOptions | None = None
 
 
-class ReplicaOptions(BaseModel):
+class ReplicaOptions(StrictOptions):
     """How ``picpipe sync`` replicates the library to the configured destinations."""
 
     target: int = Field(default=2, ge=1)  # verified copies per asset, the library's own included
@@ -187,7 +207,7 @@ class ReplicaOptions(BaseModel):
     backoff_max: float = Field(default=30.0, ge=0)  # seconds; the longest wait between attempts
 
 
-class ServeOptions(BaseModel):
+class ServeOptions(StrictOptions):
     """``picpipe serve``: where it listens and who may read."""
 
     host: str = "127.0.0.1"
@@ -216,7 +236,7 @@ class ServeOptions(BaseModel):
         return [host.strip().lower().rstrip(".") for host in value if host.strip()]
 
 
-class RunOptions(BaseModel):
+class RunOptions(StrictOptions):
     """``runs:`` how runs hold their leases in the catalog (shared by every machine on it)."""
 
     # A run renews its lease every third of this; another run may recover it once it lapsed.
@@ -228,7 +248,7 @@ class RunOptions(BaseModel):
     busy_timeout: float = Field(default=30.0, ge=0.1, le=600.0)
 
 
-class CacheOptions(BaseModel):
+class CacheOptions(StrictOptions):
     """The full-resolution cache under ``$PICPIPE_HOME/cache/full`` (least recently used)."""
 
     max_size_gb: float = Field(default=10.0, gt=0)
@@ -268,6 +288,22 @@ class Settings(BaseSettings):
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # IANA zone per camera (model or "make model") for dates without an offset or GPS.
     cameras: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+
+    @field_validator(
+        "sources", "destinations", "cameras", "scan", "imports", "thumbs", "sidecars", "views",
+        "consumers", "replicas", "serve", "cache", "runs", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_section(cls, value: object) -> object:
+        # `sources:` with every entry commented out (the template's style) reads as null.
+        return {} if value is None else value
 
     @classmethod
     def settings_customise_sources(
@@ -337,28 +373,34 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def _load(self) -> dict[str, Any]:
         if self._data is None:
-            self._data = read_config_file(_config_path_hint())
+            path, required = _config_path_hint()
+            self._data = read_config_file(path, required=required)
         return self._data
 
 
-# The YAML source must know the file before the settings exist; flags hand it over here.
-_path_hint: ContextVar[Path | None] = ContextVar("picpipe_config_path", default=None)
+# The YAML source must know the file before the settings exist; flags hand it over here, with
+# whether the file must exist (a file named by --config or PICPIPE_CONFIG must, except for init).
+_path_hint: ContextVar[tuple[Path, bool] | None] = ContextVar("picpipe_config_path", default=None)
 
 
-def _config_path_hint() -> Path:
+def _config_path_hint() -> tuple[Path, bool]:
     if (hinted := _path_hint.get()) is not None:
         return hinted
     if env := os.environ.get("PICPIPE_CONFIG"):
-        return Path(env).expanduser()
+        return Path(env).expanduser(), True
     home = os.environ.get("PICPIPE_HOME")
-    return (Path(home).expanduser() if home else default_home()) / "config.yaml"
+    return (Path(home).expanduser() if home else default_home()) / "config.yaml", False
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse the YAML config; a missing file is an empty config, a broken one a ConfigError."""
+def read_config_file(path: Path, *, required: bool = False) -> dict[str, Any]:
+    """Parse the YAML config; a missing file is an empty config (an error when ``required``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                detail=f"config file {path} does not exist (create it with `picpipe init`)"
+            ) from None
         return {}
     except OSError as exc:
         raise ConfigError(detail=f"cannot read {path}: {exc.strerror}") from exc
@@ -372,25 +414,64 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(
-    *, config: Path | None = None, home: Path | None = None, **flags: Any
+    *,
+    config: Path | None = None,
+    home: Path | None = None,
+    config_may_be_missing: bool = False,
+    check_entries: bool = True,
+    **flags: Any,
 ) -> Settings:
-    """Build the effective settings: YAML < environment < ``flags`` (None flags are ignored)."""
+    """Build the effective settings: YAML < environment < ``flags`` (None flags are ignored).
+
+    ``check_entries`` validates every source and destination entry against its kind's options
+    now, so a typo is found at start rather than at first use. ``config_may_be_missing`` is for
+    ``init``, which creates the file that ``--config`` names.
+    """
     overrides = {k: v for k, v in flags.items() if v is not None}
     if home is not None:
         overrides["home"] = home
     if config is not None:
         overrides["config"] = config
-    hint = None
+    hint: tuple[Path, bool] | None = None
     if config is not None:
-        hint = config.expanduser()
-    elif home is not None and not os.environ.get("PICPIPE_CONFIG"):
-        hint = home.expanduser() / "config.yaml"
+        hint = (config.expanduser(), not config_may_be_missing)
+    elif env := os.environ.get("PICPIPE_CONFIG"):
+        hint = (Path(env).expanduser(), not config_may_be_missing)
+    elif home is not None:
+        hint = (home.expanduser() / "config.yaml", False)
     token = _path_hint.set(hint)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         # `from None`: pydantic's own text repeats the input values (secrets included), and
         # a traceback at DEBUG would print it.
-        raise ConfigError(detail="; ".join(validation_problems(exc))) from None
+        raise ConfigError(detail="; ".join(validation_problems(exc, model=Settings))) from None
     finally:
         _path_hint.reset(token)
+    if check_entries:
+        check_source_and_destination_entries(settings)
+    return settings
+
+
+def check_source_and_destination_entries(settings: Settings) -> None:
+    """Every ``sources.*`` and ``destinations.*`` entry checked against its kind's options.
+
+    All problems in one error, one ``key: problem`` part each. Imported here: the kinds'
+    modules import this one.
+    """
+    from picpipe.destinations.base import destination_options
+    from picpipe.sources.base import source_options
+
+    problems: list[str] = []
+    for name, raw in settings.sources.items():
+        try:
+            source_options(name, raw)
+        except ConfigError as exc:
+            problems.append(str(exc.fields.get("detail") or exc.message))
+    for name, raw in settings.destinations.items():
+        try:
+            destination_options(name, raw)
+        except ConfigError as exc:
+            problems.append(str(exc.fields.get("detail") or exc.message))
+    if problems:
+        raise ConfigError(detail="; ".join(problems))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from picpipe.config import (
     IGNORED_NAMES,
     IGNORED_PATTERNS,
@@ -11,9 +14,26 @@ from picpipe.config import (
     VIDEO_EXTENSIONS,
 )
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 def _flow(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' if not i[0].isalnum() else i for i in items) + "]"
+
+
+# Example values of destination options that an entry needs (required, or one of a choice),
+# where "..." or "null" would not load uncommented.
+_EXAMPLES = {
+    "url": "https://photos.example.org",
+    "account_url": "https://ACCOUNT.blob.core.windows.net",
+    "container": "photos",
+    "bucket": "photos",
+    "server": "nas.local",
+    "share": "photos",
+    "path": "/mnt/backup/photos",
+    "api_key_env": "IMMICH_API_KEY",
+}
 
 
 def destination_kinds_block() -> str:
@@ -34,13 +54,21 @@ def destination_kinds_block() -> str:
         for name in fields:
             field = options.model_fields[name]
             default = field.get_default(call_default_factory=True)
-            shown = "..." if field.is_required() or default is None else _scalar(default)
+            # Uncommented, the example must load: "null" is "not set", "..." a placeholder.
+            if field.is_required():
+                shown = _EXAMPLES.get(name, "...")
+            elif default is None and name in _EXAMPLES:
+                shown = _EXAMPLES[name]
+            else:
+                shown = _scalar(default)
             note = f"  # {field.description}" if field.description else ""
             lines.append(f"#     {name}: {shown}{note}")
     return "\n".join(lines) + "\n"
 
 
 def _scalar(value: object) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value == "":
@@ -122,10 +150,10 @@ consumers:
   # Immich reading the library as a read-only external library: picpipe creates it, sets
   # its import path and exclusions, and asks for a scan after each import that added photos.
   # immich: {{url: http://immich:2283, api_key: ..., import_path: /mnt/picpipe}}
-  immich: null
 
-# Named sources. `picpipe import` with no arguments imports all of them.
-sources: {{}}
+# Named sources. `picpipe import` with no arguments imports all of them. A source with
+# `move: true` is an inbox: `picpipe import --move` deletes its files once they are stored.
+sources:
 #   phone:   {{kind: folder, path: /srv/phone-dump}}
 #   icloud:  {{kind: folder, path: /srv/icloudpd}}
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
@@ -133,7 +161,7 @@ sources: {{}}
 #   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
 
 # Time zone of camera clocks, for dates without an offset in photos without GPS.
-cameras: {{}}
+cameras:
 #   "Canon EOS 5D": Europe/Berlin
 
 replicas:
@@ -178,10 +206,25 @@ runs:
   # This machine's name in run owners (default: its host name); containers that share a host
   # name need distinct ones.
   # host: nas-1
-  # SQLite: seconds a write waits for another process before it is a catalog error (exit 5).
+  # Seconds a SQLite write waits for another process before it is a catalog error (exit 5).
   busy_timeout: 30.0
 
 # Named destinations (replicas): `picpipe sync` keeps a verified copy of every asset in each.
-# Secrets: give `<secret>_env: VARIABLE` or `<secret>_file: /path` rather than the value.
-destinations: {{}}
+# For a secret prefer `<secret>_env: VARIABLE` or `<secret>_file: /path` to the value.
+destinations:
 {destination_kinds_block()}"""
+
+
+def write_private_file(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text``, readable by its owner only (0600: it may hold secrets).
+
+    False when the file already exists (it is left alone).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return True

@@ -8,20 +8,23 @@
   (``acess_key``, ``pasword``, ``secrt``), so a value under a mistyped key is masked too.
 - `mask_values`: plain data (the effective config) with secret-named values masked and
   every URL-shaped string passed through `mask_url`.
-- `validation_problems`: a pydantic ``ValidationError`` as ``key: problem`` lines, never
-  with the input values (pydantic's own text repeats them, secrets included).
+- `validation_problems`: a pydantic ``ValidationError`` as ``key: problem`` lines; the input
+  value only when neither the key nor the value looks secret (pydantic's own text repeats
+  every value).
 
 Nothing here raises; a value it cannot parse is returned masked rather than shown.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
 MASK = "********"
 
@@ -141,19 +144,96 @@ def mask_values(value: Any, key: str = "") -> Any:
     return value
 
 
-def validation_problems(exc: ValidationError, prefix: str = "") -> list[str]:
-    """Each error of ``exc`` as ``key: problem``, the input value left out.
+def validation_problems(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[str]:
+    """Each error of ``exc`` as one ``key: problem`` line.
 
     ``prefix`` (``destinations.nas.``) is put before each location. Unknown keys read
-    "unknown key" rather than pydantic's "Extra inputs are not permitted".
+    "unknown key" rather than pydantic's "Extra inputs are not permitted", with the keys that
+    are allowed there when ``model`` (the validated model) is given. The input value is shown
+    (``got 'LOUD'``) unless the key looks secret or the value could be a key or token
+    (a secret pasted under the wrong name must not be echoed either).
     """
     lines = []
-    for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = (prefix + ".".join(str(part) for part in error.get("loc", ()))).rstrip(".")
-        problem = "unknown key" if error.get("type") == "extra_forbidden" else error["msg"]
-        problem = problem.removeprefix("Value error, ")  # our validators' own words
+    for error in exc.errors(include_url=False, include_context=False):
+        loc = tuple(error.get("loc", ()))
+        where = (prefix + ".".join(str(part) for part in loc)).rstrip(".")
+        if error.get("type") == "extra_forbidden":
+            problem = "unknown key"
+            known = _known_keys(model, loc[:-1]) if model is not None else []
+            if known:
+                close = difflib.get_close_matches(str(loc[-1]) if loc else "", known, n=1)
+                if close:
+                    problem += f" (did you mean {close[0]}?)"
+                problem += f"; known: {', '.join(known)}"
+        else:
+            problem = error["msg"].removeprefix("Value error, ")  # our validators' own words
+            shown = _shown_input(loc, error.get("input"))
+            if shown is not None:
+                problem += f" (got {shown})"
         lines.append(f"{where}: {problem}" if where else problem)
     return lines or ["invalid settings"]
+
+
+def _shown_input(loc: tuple[Any, ...], value: Any) -> str | None:
+    """The offending value as ``repr``, or None when it may be a secret or says nothing."""
+    if any(looks_secret(str(part)) for part in loc):
+        return None
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    if isinstance(value, str) and not _looks_like_token(value):
+        text = mask_urls_in(value)
+        return repr(text if len(text) <= 60 else text[:57] + "...")
+    return None
+
+
+def _looks_like_token(text: str) -> bool:
+    """A value that may be a key pasted under the wrong name: long, no spaces, mixed
+    letters and digits (or just long). ``LOUD``, ``gif``, ``by-dat`` are shown."""
+    if any(ch.isspace() for ch in text) or len(text) < 12:
+        return False
+    mixed = any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
+    return mixed or len(text) >= 24
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model at ``loc`` (inside ``model``) accepts; [] when it is not a model."""
+    from pydantic import BaseModel as _BaseModel
+
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, _BaseModel)):
+            return []
+        fields = current.model_fields
+        field = fields.get(str(part)) or next(
+            (f for f in fields.values() if str(part) in _aliases(f)), None
+        )
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+    if not (isinstance(current, type) and issubclass(current, _BaseModel)):
+        return []
+    return sorted(f.serialization_alias or name for name, f in current.model_fields.items())
+
+
+def _aliases(field: Any) -> set[str]:
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", None)
+    if choices is not None:
+        return {c for c in choices if isinstance(c, str)}
+    names = {field.alias, field.serialization_alias, alias if isinstance(alias, str) else None}
+    return {n for n in names if n}
+
+
+def _model_of(annotation: Any) -> Any:
+    """``X`` for ``X | None`` annotations (the optional sub-models), else the annotation."""
+    from pydantic import BaseModel as _BaseModel
+
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, _BaseModel):
+            return arg
+    return annotation
 
 
 __all__ = [

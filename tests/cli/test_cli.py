@@ -114,7 +114,7 @@ def test_human_output_names_failures(cli, tmp_path: Path) -> None:  # type: igno
     code, out, err = cli("import", str(tmp_path / "dump"))
     assert code == 3
     assert "2 new" in out
-    assert "empty.jpg: file is empty" in out
+    assert "empty.jpg  file is empty" in out  # the path, pasteable, then the reason
     assert "completed with 1 failed item(s)" in err
 
 

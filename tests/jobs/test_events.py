@@ -52,10 +52,12 @@ def test_import_sync_and_thumbnails_publish_one_stream_and_one_report_shape(
     assert sorted(e.outcome for e in done) == ["duplicate", "new", "new", "new", "new"]
     assert [e.path.rsplit(":", 1)[1] for e in failed] == ["empty.jpg"]
     assert failed[0].reason == "file is empty (0 bytes); nothing to import"
-    scans = [e for e in between if isinstance(e, Progress)]
+    progress = [e for e in between if isinstance(e, Progress)]
+    scans = [e for e in progress if e.stage == "scan"]
     assert scans
-    assert scans[-1].stage == "scan"
     assert scans[-1].done == 6
+    # then one "import" event: the listing is complete, 6 is the final count
+    assert (progress[-1].stage, progress[-1].done) == ("import", 6)
     assert finished.status == "completed_with_failures"
     assert finished.report is not None
     assert finished.report.as_dict() | summary.as_dict() == summary.as_dict()

@@ -26,7 +26,16 @@ def test_fixture_site_has_every_role(web_site: WebSite) -> None:
 def test_openapi_and_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/files" in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Offline: every asset the page loads is served here, none from a CDN.
+    assert "cdn.jsdelivr" not in docs.text
+    assert "unpkg" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/assets/{asset}" in docs.text
+        answer = client.get(f"/docs/assets/{asset}")
+        assert answer.status_code == 200, asset
+        assert len(answer.content) > 10_000
 
 
 def test_each_app_is_built_fresh(web_site: WebSite) -> None:
@@ -105,3 +114,23 @@ def test_picpipe_serve_answers_and_stops_cleanly(web_site: WebSite) -> None:
     assert server.returncode in (0, -signal.SIGTERM), err.decode()
     assert b"Application shutdown complete" in err
     assert f"http://127.0.0.1:{port}/".encode() in out
+
+
+def test_login_looks_like_the_other_pages_and_says_where_the_token_is(
+    client: TestClient,
+) -> None:
+    page = client.get("/login").text
+    assert "/static/picpipe.css" in page
+    assert 'class="topbar"' in page
+    assert "serve.token" in page
+    assert "PICPIPE_SERVE__TOKEN" in page
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in page
+
+
+def test_dashboard_fits_a_phone_and_says_at_least_while_counting(client: TestClient) -> None:
+    page = client.get("/dashboard", headers={"Accept": "text/html"}).text
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in page
+    css = client.get("/static/picpipe.css").text
+    assert "@media (max-width: 600px)" in css
+    script = client.get("/static/dashboard.js").text
+    assert "of at least" in script

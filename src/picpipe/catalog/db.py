@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+import os
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,15 +95,35 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def sqlite_catalog_path(url: str) -> Path | None:
+    """The file of a SQLite catalog URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create a SQLite catalog's file mode 0600 before SQLite does (it would use the umask).
+
+    The catalog holds source paths and destination names; others on the machine need not.
+    Other URLs and existing files are left alone.
+    """
+    path = sqlite_catalog_path(url)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def create_catalog_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout (seconds).
 
     Every driver error on it is raised as a CatalogError (`_catalog_errors`).
     """
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, pool_size=16
         )

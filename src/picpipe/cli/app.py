@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from picpipe import __version__
 from picpipe.config import Settings, load_settings
@@ -31,8 +32,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a folder named `smile:thumbs_up:` prints as is (markup=False alone keeps codes).
+console = Console(stderr=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 @dataclass(slots=True)
@@ -41,13 +43,44 @@ class CliState:
 
     flags: dict[str, Any]
     _settings: Settings | None = None
+    config_may_be_missing: bool = False  # init creates the file --config names
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(**self.flags)
+            self._settings = load_settings(
+                config_may_be_missing=self.config_may_be_missing, **self.flags
+            )
             setup_logging(self.flags.get("log_level") or self._settings.log_level)
         return self._settings
+
+
+def _plain_help_types() -> None:
+    """Help lists ``--json``, not ``--json <bool>``, and ``paths...`` without ``<list[str]>``.
+
+    Typer prints every parameter's Python type in the rich help; for flags and arguments
+    that says nothing a user needs (the values an option takes still show, e.g. ``<path>``).
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    option_type = TyperOption.display_type_rich
+
+    def option_display(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        shown = option_type(self, ctx)
+        if shown and shown.startswith("<list[") and shown.endswith("]>"):
+            shown = f"<{shown[6:-2]}>..."  # repeatable: `-d nas -d cloud`
+        return shown.replace("<str>", "<text>") if shown else shown
+
+    def argument_display(self: TyperArgument, ctx: Any) -> str | None:
+        return None
+
+    TyperOption.display_type_rich = option_display  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument_display  # type: ignore[method-assign,assignment]
+
+
+_plain_help_types()
 
 
 def _version(value: bool) -> None:
@@ -99,7 +132,10 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except PicpipeError as exc:
             log.debug("command failed", exc_info=True)
-            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True)
+            # The message is text: a path or pattern with [brackets] or :emoji: prints as is.
+            line = Text("error:", style="bold red")
+            line.append(f" {exc.message}")
+            err_console.print(line, emoji=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -114,10 +150,19 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_failures(failures: list[dict[str, str]], *, limit: int = 50) -> None:
-    """The first ``limit`` failed items with their reasons (all of them are in --json)."""
+def print_failures(
+    failures: list[dict[str, str]], *, limit: int = 50, roots: dict[str, str] | None = None
+) -> None:
+    """The first ``limit`` failed items with their reasons (all of them are in --json).
+
+    With ``roots`` (source name → folder), ``source:ref`` paths are printed as local paths,
+    shell-quoted so that a line can be pasted into a shell.
+    """
+    from picpipe.cli.report_text import failure_path
+
     for failure in failures[:limit]:
-        console.print(f"  failed  {failure['path']}: {failure['reason']}", markup=False)
+        path = failure_path(failure["path"], roots) if roots is not None else failure["path"]
+        console.print(f"  failed  {path}  {failure['reason']}", markup=False)
     if len(failures) > limit:
         console.print(f"  … and {len(failures) - limit} more (see --json)")
 
@@ -179,7 +224,7 @@ def main() -> None:
     try:
         app()
     except PicpipeError as exc:  # raised before a command ran (e.g. settings)
-        err_console.print(f"error: {exc.message}")
+        err_console.print(f"error: {exc.message}", markup=False, emoji=False)
         sys.exit(exc.exit_code)
     except Exception:
         log.exception("internal error")

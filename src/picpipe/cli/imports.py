@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
 
-from picpipe.catalog.db import open_catalog
+from picpipe.catalog.db import open_catalog, private_sqlite_file
 from picpipe.cli.app import (
     console,
     emit_json,
@@ -22,16 +21,16 @@ from picpipe.cli.app import (
 )
 from picpipe.cli.progress import run_progress
 from picpipe.config import Settings, mask_url
-from picpipe.config_template import render_template
+from picpipe.config_template import render_template, write_private_file
 from picpipe.errors import ConfigError, ItemsFailed
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.redact import validation_problems
-from picpipe.sources.base import Source, load_source_kind
+from picpipe.sources.base import Source, source_options
 from picpipe.sources.folder import FolderSource
+from picpipe.sources.single_file import SingleFileSource
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
@@ -50,15 +49,18 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Create the local root, the library root, a commented config file and the catalog."""
+    state(ctx).config_may_be_missing = True
     settings = state(ctx).settings
     version = exiftool_version()
     home = settings.home_root
-    home.mkdir(parents=True, exist_ok=True)
-    created_config = False
-    if not settings.config_file.exists():
-        settings.config_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.config_file.write_text(render_template(), encoding="utf-8")
-        created_config = True
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        created_config = write_private_file(settings.config_file, render_template())
+        private_sqlite_file(settings.catalog_url)
+    except OSError as exc:
+        raise ConfigError(
+            detail=f"cannot create {exc.filename or home}: {exc.strerror or exc}"
+        ) from None
     catalog = open_catalog(settings.catalog_url)
     try:
         # Before anything is created there: a catalog whose library is on an unmounted NAS
@@ -90,7 +92,8 @@ def init(
 def import_(
     ctx: typer.Context,
     paths: list[str] = typer.Argument(
-        None, help="Folders to import, or names of sources in the config (default: all)."
+        None,
+        help="Folders or files to import, or names of sources in the config (default: all).",
     ),
     move: bool = typer.Option(
         False,
@@ -101,10 +104,18 @@ def import_(
     no_thumbs: bool = typer.Option(
         False, "--no-thumbs", help="Make no thumbnails now (later: `picpipe thumbs`)."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List what would be read and skipped; write nothing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the session summary as JSON."),
 ) -> None:
     """Import folders into the library: hash, deduplicate, date, and place every original."""
     settings = state(ctx).settings
+    if move:
+        refuse_move_outside_inboxes(settings, paths or list(settings.sources))
+    if dry_run:
+        _dry_run(settings, resolve_sources(settings, paths or []), as_json)
+        return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
     catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
@@ -130,7 +141,7 @@ def import_(
     if as_json:
         emit_json(result.as_dict())
     else:
-        _print_summary(summary)
+        _print_summary(summary, source_roots(settings))
         _print_thumbs(result.thumbs)
     if summary.failed:
         raise ItemsFailed(count=summary.failed)
@@ -146,6 +157,65 @@ def _print_thumbs(thumbs: dict[str, Any] | None) -> None:
     console.print(f"thumbnails: {thumbs['made']} made, {thumbs['failed']} failed")
     for failure in thumbs.get("_failures", [])[:20]:
         console.print(f"  no thumbnails  {failure['path']}: {failure['reason']}", markup=False)
+
+
+def _dry_run(settings: Settings, sources: list[Source], as_json: bool) -> None:
+    """The plan of an import: read-only on the catalog, which is not even created."""
+    from picpipe.catalog.db import sqlite_catalog_path
+    from picpipe.cli.report_text import failure_path
+    from picpipe.pipeline.dry_run import plan_import
+
+    path = sqlite_catalog_path(settings.catalog_url)
+    catalog = None
+    if path is None or path.exists():
+        catalog = open_catalog(settings.catalog_url, migrate=False)
+    try:
+        plan = plan_import(catalog, sources)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    if as_json:
+        emit_json(plan.as_dict())
+        return
+    roots = {**source_roots(settings), **{s.name: s.location for s in sources}}
+    for item in plan.would_read[:200]:
+        shown = failure_path(f"{item['source']}:{item['ref']}", roots)
+        console.print(f"  would read  {shown}  {human_bytes(item['size'])}", markup=False)
+    if len(plan.would_read) > 200:
+        console.print(f"  … and {len(plan.would_read) - 200} more (see --json)")
+    for problem in plan.problems:
+        shown = failure_path(f"{problem['source']}:{problem['ref']}", roots)
+        console.print(f"  problem  {shown}  {problem['reason']}", markup=False)
+    total = human_bytes(sum(i["size"] for i in plan.would_read))
+    console.print(
+        f"dry run: {len(plan.would_read)} file(s) would be read ({total}; new ones imported, "
+        f"duplicates recognised by their hash), {plan.unchanged} unchanged, "
+        f"{len(plan.skipped)} skipped, {len(plan.problems)} problem(s); nothing was written"
+    )
+
+
+def refuse_move_outside_inboxes(settings: Settings, names: list[str]) -> None:
+    """``--move`` deletes source files: only configured inbox sources (``move: true``) allow it.
+
+    A folder given by path counts when it is an inbox's path. Everything else is refused
+    before anything is read, so a mistyped folder never loses its files.
+    """
+    inboxes = {
+        name: Path(str(options.get("path", ""))).expanduser().resolve()
+        for name, options in settings.sources.items()
+        if options.get("move") is True
+    }
+    refused = [
+        name
+        for name in names
+        if name not in inboxes and Path(name).expanduser().resolve() not in inboxes.values()
+    ]
+    if refused:
+        known = ", ".join(sorted(inboxes)) or "none configured"
+        raise ConfigError(
+            detail=f"--move deletes source files and is allowed only for inbox sources "
+            f"(a source with `move: true`); not an inbox: {', '.join(refused)}; inboxes: {known}"
+        )
 
 
 def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
@@ -166,8 +236,13 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
         path = Path(name).expanduser()
         if not path.exists():
             raise ConfigError(detail=f"{name}: no such folder and no source of that name")
+        if path.is_file():
+            resolved = path.resolve()
+            refuse_own_folder(settings, resolved.parent, "import file")
+            sources.append(SingleFileSource(resolved, settings.scan))
+            continue
         if not path.is_dir():
-            raise ConfigError(detail=f"{name}: not a folder (import takes folders)")
+            raise ConfigError(detail=f"{name}: neither a folder nor a regular file")
         resolved = path.resolve()
         refuse_own_folder(settings, resolved, "import folder")
         sources.append(FolderSource(str(resolved), resolved, settings.scan))
@@ -176,14 +251,7 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
 
 def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
     kind = str(options.get("kind", "folder"))
-    cls = load_source_kind(kind)
-    fields = {k: v for k, v in options.items() if k != "kind"}
-    try:
-        parsed = cls.Options(**fields)
-    except ValidationError as exc:
-        # "key: problem" only: pydantic's own text repeats the values (a password, a key).
-        problems = validation_problems(exc, prefix=f"sources.{name}.")
-        raise ConfigError(detail="; ".join(problems)) from None
+    parsed = source_options(name, options)
     if kind == "folder":
         folder = Path(parsed.path).expanduser()
         refuse_own_folder(settings, folder, f"sources.{name}:")
@@ -196,11 +264,20 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 
-def _print_summary(summary: SessionSummary) -> None:
+def source_roots(settings: Settings) -> dict[str, str]:
+    """Configured folder sources by name → their folder (for printing local paths)."""
+    return {
+        name: str(Path(str(options["path"])).expanduser())
+        for name, options in settings.sources.items()
+        if options.get("kind", "folder") == "folder" and options.get("path")
+    }
+
+
+def _print_summary(summary: SessionSummary, roots: dict[str, str]) -> None:
     console.print(
         f"session {summary.session_id} {summary.status}: "
         f"{summary.seen} seen, {summary.new} new, {summary.duplicate} duplicate, "
         f"{summary.unchanged} unchanged, {summary.failed} failed, {summary.skipped} skipped, "
         f"{human_bytes(summary.bytes)} added in {summary.seconds:.1f}s"
     )
-    print_failures(summary.failures)
+    print_failures(summary.failures, roots=roots)

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from picpipe.catalog.db import open_catalog
+from picpipe.catalog.db import open_catalog, sqlite_catalog_path
 from picpipe.catalog.models import ImportSession
 from picpipe.catalog.queries import (
     asset_counts,
@@ -21,7 +21,16 @@ from picpipe.catalog.queries import (
 )
 from picpipe.catalog.runs import active_runs
 from picpipe.catalog.status import kept_with_problems
-from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.cli.app import (
+    console,
+    emit_json,
+    human_bytes,
+    print_failures,
+    reports_errors,
+    state,
+)
+from picpipe.cli.imports import source_roots
+from picpipe.cli.report_text import failure_path, plain, shell_quote
 from picpipe.config import mask_url
 from picpipe.config_template import render_template
 from picpipe.errors import ConfigError
@@ -44,6 +53,10 @@ JsonFlag = typer.Option(False, "--json", help="Print the result as JSON.")
 def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     """Where the library is, what it holds, and how the last import went."""
     settings = state(ctx).settings
+    if (missing := sqlite_catalog_path(settings.catalog_url)) and not missing.exists():
+        # Looking creates nothing: no home, no catalog, no library folder.
+        _status_uninitialised(settings, missing, as_json)
+        return
     catalog = open_catalog(settings.catalog_url)
     try:
         with catalog.session() as db:
@@ -102,10 +115,28 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         _print_problems(problem_items)
 
 
+def _status_uninitialised(settings: Any, catalog_path: Path, as_json: bool) -> None:
+    result = {
+        "library": str(settings.library_root),
+        "home": str(settings.home_root),
+        "catalog": mask_url(settings.catalog_url),
+        "initialised": False,
+        "library_reachable": False,
+        "library_problem": f"no catalog at {catalog_path}: run `picpipe init`",
+        "assets": 0,
+        "bytes": 0,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"library   {result['library']} (not initialised)", markup=False)
+    console.print(f"          {result['library_problem']}", markup=False)
+
+
 def _print_problems(items: list[dict[str, Any]]) -> None:
     for item in items:
         reasons = "; ".join(item["problems"]) or "no thumbnail"
-        console.print(f"  {item['name']} ({item['kind']}): {reasons}", markup=False)
+        console.print(f"  {shell_quote(item['name'])} ({item['kind']}): {reasons}", markup=False)
 
 
 @reports_errors
@@ -141,15 +172,33 @@ def sessions(
     if as_json:
         emit_json(rows)
         return
-    table = Table(
-        "id", "kind", "status", "started", "seen", "new", "dup", "unch", "failed", "skip", "bytes"
-    )
+    _print_sessions(rows, source_roots(settings), detail=session_id is not None)
+
+
+# Short words for the table; the JSON keeps the catalog's names.
+_STATUS_WORDS = {"completed": "ok", "completed_with_failures": "failures"}
+
+
+def _print_sessions(rows: list[dict[str, Any]], roots: dict[str, str], *, detail: bool) -> None:
+    """The sessions table (fits 80 columns: the status is never cut), then per session its
+    failures (one session: all, as pasteable paths), warnings and skipped files."""
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    statuses = [_STATUS_WORDS.get(r["status"], r["status"]) for r in rows]
+    ids = [str(r["id"]) for r in rows]
+    # The id and the status are never cut; narrow terminals lose the counts' widths first.
+    table.add_column("id", justify="right", no_wrap=True, min_width=max([2, *map(len, ids)]))
+    table.add_column("kind", no_wrap=True, max_width=6, overflow="ellipsis")
+    table.add_column("status", no_wrap=True, min_width=max(map(len, statuses), default=6))
+    table.add_column("started UTC", no_wrap=True)
+    for name in ("seen", "new", "dup", "unch", "fail", "skip"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("bytes", justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
             str(r["id"]),
-            r["kind"],
-            r["status"],
-            r["started_at"],
+            plain(r["kind"]),
+            _STATUS_WORDS.get(r["status"], r["status"]),
+            r["started_at"][5:16].replace("T", " "),  # MM-DD HH:MM (UTC)
             str(r["seen"]),
             str(r["new"]),
             str(r["duplicate"]),
@@ -160,11 +209,15 @@ def sessions(
         )
     console.print(table)
     for r in rows:
+        if detail and r["failures"]:
+            console.print(f"session {r['id']}: {r['failed']} failed")
+            print_failures(r["failures"], limit=100, roots=roots)
         if r["kept_with_problems"]:
-            console.print(f"session {r['id']}: kept with a problem")
+            console.print(f"session {r['id']}: warnings (kept with a problem)")
             _print_problems(r["kept_with_problems"])
         for item in r.get("skipped_files", []):
-            console.print(f"  {r['id']} skipped  {item['path']}: {item['reason']}", markup=False)
+            path = failure_path(item["path"], roots)
+            console.print(f"  {r['id']} skipped  {path}  {item['reason']}", markup=False)
 
 
 @reports_errors
@@ -200,7 +253,7 @@ def sources(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     table = Table("name", "kind", "files", "imported", "duplicate", "failed", "gone", "last scan")
     for r in rows:
         table.add_row(
-            r["name"],
+            plain(r["name"]),
             r["kind"],
             str(r["files"]),
             str(r["imported"]),

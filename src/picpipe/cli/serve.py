@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import logging
+import socket
 
 import typer
 import uvicorn
@@ -52,6 +54,8 @@ def serve(
     bind_port = port or settings.serve.port
     check_bind(settings, bind_host, insecure=insecure_open or settings.serve.insecure)
     refuse_unmounted_library(settings)
+    # Bound first, before any warning or "serving": a port in use is one line and exit 4.
+    listener = bind_listener(bind_host, bind_port)
     for name, secret in (
         ("token", settings.serve.token),
         ("read_token", settings.serve.read_token),
@@ -70,7 +74,36 @@ def serve(
     config = serve_config(settings, bind_host, bind_port)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     console.print(f"picpipe serving on http://{shown}:{bind_port}/  (Ctrl+C to stop)")
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or ServeRefused naming why it cannot be had."""
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ServeRefused(detail=f"cannot resolve {host}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            "; another program (or picpipe serve) uses it: stop it or choose --port"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise ServeRefused(detail=f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def refuse_unmounted_library(settings: Settings) -> None:

@@ -12,6 +12,7 @@ import typer
 
 from picpipe.catalog import replicas as q
 from picpipe.catalog.db import open_catalog
+from picpipe.catalog.known_as import source_paths_of
 from picpipe.cli.app import (
     console,
     emit_json,
@@ -22,6 +23,7 @@ from picpipe.cli.app import (
     state,
 )
 from picpipe.cli.progress import run_progress
+from picpipe.cli.report_text import photo_label, sha_of_library_path
 from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
 from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsFailed, PicpipeError
@@ -84,6 +86,8 @@ def sync(
         with run_progress("syncing", quiet=as_json or dry_run) as sinks:
             run.sinks = sinks
             report = run.run()
+        paths = [p for _d, p, _r in report.failures] + [i["path"] for i in report.planned[:200]]
+        known = _known_photos(catalog, paths)
     finally:
         signal.signal(signal.SIGTERM, previous)
         for backend in backends.values():
@@ -92,7 +96,7 @@ def sync(
     if as_json:
         emit_json(report.as_dict())
     else:
-        _print_report(report)
+        _print_report(report, known)
     if report.unreachable:
         # The other destinations were synced; this one's part stopped at its first check.
         names = ", ".join(report.unreachable)
@@ -119,6 +123,7 @@ def replicas(
                 db, target, destinations=list(settings.destinations), limit=limit
             )
             failed = list(q.failed_replicas(db, limit=limit))
+            known = source_paths_of(db, [s for s, _p, _c in short] + [f[1] for f in failed])
     finally:
         catalog.close()
     configured = list(settings.destinations)
@@ -129,9 +134,12 @@ def replicas(
             for name in sorted(set(counts) | set(configured))
         },
         "under_replicated": total,
-        "assets": [{"sha256": s, "path": p, "copies": c} for s, p, c in short],
+        "assets": [
+            {"sha256": s, "path": p, "copies": c, "source_path": known.get(s)} for s, p, c in short
+        ],
         "failed": [
-            {"destination": d, "sha256": s, "path": p, "reason": r} for d, s, p, r in failed
+            {"destination": d, "sha256": s, "path": p, "reason": r, "source_path": known.get(s)}
+            for d, s, p, r in failed
         ],
     }
     if as_json:
@@ -149,13 +157,11 @@ def replicas(
         console.print("  no destinations configured (see `picpipe config --template`)")
     console.print(f"under-replicated assets: {total}")
     for item in result["assets"]:
-        console.print(
-            f"  {item['copies']} cop{'y' if item['copies'] == 1 else 'ies'}  {item['path']}"
-        )
+        copies = f"{item['copies']} cop{'y' if item['copies'] == 1 else 'ies'}"
+        console.print(f"  {copies}  {photo_label(item['path'], known)}", markup=False)
     for item in result["failed"]:
-        console.print(
-            f"  failed  {item['destination']}: {item['path']}: {item['reason']}", markup=False
-        )
+        label = photo_label(str(item["path"]), known)
+        console.print(f"  failed  {item['destination']}: {label}  {item['reason']}", markup=False)
 
 
 @reports_errors
@@ -169,7 +175,11 @@ def check_connections(
     wanted = set(name or [])
     unknown = wanted - set(settings.sources) - set(settings.destinations)
     if unknown:
-        raise ConfigError(detail=f"no source or destination named {', '.join(sorted(unknown))}")
+        known = sorted({*settings.sources, *settings.destinations})
+        raise ConfigError(
+            detail=f"no source or destination named {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(known) or 'none configured'}"
+        )
     reports: list[dict[str, Any]] = []
     for source, options in settings.sources.items():
         if not wanted or source in wanted:
@@ -227,7 +237,9 @@ def open_destinations(settings: Settings, only: list[str]) -> dict[str, Destinat
         )
     unknown = [n for n in only if n not in configured]
     if unknown:
-        raise ConfigError(detail=f"no destination named {', '.join(unknown)}")
+        raise ConfigError(
+            detail=f"no destination named {', '.join(unknown)}; known: {', '.join(configured)}"
+        )
     names = only or list(configured)
     for name in names:
         options = configured[name]
@@ -287,11 +299,22 @@ def _card_roots_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _print_report(report: SyncReport) -> None:
+
+def _known_photos(catalog: Any, paths: list[str]) -> dict[str, str]:
+    """Source paths of the photos behind library paths (``<sha256>.<ext>`` names)."""
+    shas = {sha for p in paths if (sha := sha_of_library_path(p))}
+    if not shas:
+        return {}
+    with catalog.session() as db:
+        return source_paths_of(db, shas)
+
+
+def _print_report(report: SyncReport, known: dict[str, str]) -> None:
     if report.dry_run:
         for item in report.planned[:200]:
             where = f"{item['destination']}:{item['key']}" if item["key"] else item["destination"]
-            console.print(f"  would {item['action']}  {item['path']} → {where}", markup=False)
+            label = photo_label(item["path"], known)
+            console.print(f"  would {item['action']}  {label} → {where}", markup=False)
         if len(report.planned) > 200:
             console.print(f"  … and {len(report.planned) - 200} more (see --json)")
         total = sum(i["bytes"] for i in report.planned)
@@ -310,4 +333,4 @@ def _print_report(report: SyncReport) -> None:
             markup=False,
         )
     items = [(d, p, r) for d, p, r in report.failures if p != "(destination)"]
-    print_failures([{"path": f"{d}: {p}", "reason": r} for d, p, r in items])
+    print_failures([{"path": f"{d}: {photo_label(p, known)}", "reason": r} for d, p, r in items])

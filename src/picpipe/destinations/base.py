@@ -397,7 +397,8 @@ def destination_options(name: str, raw: dict[str, Any]) -> DestinationOptions:
     except ValidationError as exc:
         # `from None`: pydantic's text carries the input values (an SMB password, a SAS), and
         # `-v` prints the chained traceback.
-        problems = validation_problems(exc, prefix=f"destinations.{name}.")
+        options_model = destination_kind(kind).Options
+        problems = validation_problems(exc, prefix=f"destinations.{name}.", model=options_model)
         raise ConfigError(detail="; ".join(problems)) from None
 
 

@@ -270,6 +270,8 @@ class ImportRun:
             index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])
             for done in self.pool.finished():
                 self._finished(recorder, done, index, deferred)
+        # The listing is complete: "seen" is final (the dashboard stops saying "at least").
+        self._progress("import", counts.seen)
         for done in self.pool.drain():
             self._finished(recorder, done, index, deferred)
         self._retry_deferred(deferred, recorder, index)

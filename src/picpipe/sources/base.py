@@ -11,6 +11,8 @@ Contract (every kind, checked by ``tests/conformance``):
   while the stream was open (detected on exit).
 - ``remove`` exists only for kinds with ``caps.can_remove`` and is called only by ``--move``
   after the library copy is verified and recorded.
+- The kind's class has ``Options``: a pydantic model of its config entry without ``kind``
+  (unknown keys forbidden), checked by `source_options` when the settings load.
 """
 
 from __future__ import annotations
@@ -136,6 +138,30 @@ def load_source_kind(kind: str) -> Any:
     if kind not in kinds:
         raise ConfigError(detail=f"unknown source kind {kind!r}; known: {', '.join(sorted(kinds))}")
     return kinds[kind].load()
+
+
+def source_options(name: str, raw: dict[str, Any]) -> Any:
+    """Validate one ``sources.<name>`` entry against its kind's ``Options`` (no I/O)."""
+    from pydantic import ValidationError
+
+    from picpipe.redact import validation_problems
+
+    kind = raw.get("kind", "folder")
+    kinds = source_kinds()
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ConfigError(
+            detail=f"sources.{name}.kind: unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
+        )
+    options_model = getattr(load_source_kind(kind), "Options", None)
+    if options_model is None:
+        return None  # a kind without options of its own takes none
+    fields = {k: v for k, v in raw.items() if k != "kind"}
+    try:
+        return options_model.model_validate(fields)
+    except ValidationError as exc:
+        # "key: problem" only: pydantic's own text repeats the values (a password, a key).
+        problems = validation_problems(exc, prefix=f"sources.{name}.", model=options_model)
+        raise ConfigError(detail="; ".join(problems)) from None
 
 
 def iter_entries(source: Source) -> Iterator[SourceEntry | ScanProblem]:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from picpipe.config import ScanOptions
 from picpipe.errors import SymlinkLoop, TornRead, UnreadableFile, VanishedFile
@@ -38,6 +38,8 @@ from functools import partial
 
 class FolderOptions(BaseModel):
     """Options of a ``kind: folder`` source entry in the config file."""
+
+    model_config = ConfigDict(extra="forbid")  # `mvoe: true` must not pass silently
 
     path: Path
     move: bool = False  # delete each source file once its library copy is verified (inboxes)
@@ -124,6 +126,9 @@ class FolderSource:
                     try:
                         st = child.stat()
                     except OSError as exc:
+                        if exc.errno == errno.ELOOP:
+                            rows.append((name, _LOOP))
+                            continue
                         ref = prefix + _display(name)
                         broken = exc.errno == errno.ENOENT and child.is_symlink()
                         reason = "broken symbolic link" if broken else _file_reason(exc, ref)
@@ -159,10 +164,15 @@ class FolderSource:
                 try:
                     st = child.stat(follow_symlinks=True)
                 except OSError as exc:
-                    yield ScanProblem(ref, _folder_reason(exc))
+                    if exc.errno == errno.ELOOP:
+                        rows.append((name, _LOOP))
+                    else:
+                        yield ScanProblem(ref, _folder_reason(exc))
                     continue
                 if (st.st_dev, st.st_ino) in visited:
-                    yield ScanProblem(ref, SymlinkLoop(path=ref).message)
+                    # A loop (or a second path to a folder walked already) is a skip with its
+                    # reason, not a failure that marks every later run "with failures".
+                    rows.append((name, _LOOP))
                     continue
                 visited.add((st.st_dev, st.st_ino))
                 subfolders.append((child.path, ref + "/"))
@@ -253,6 +263,9 @@ class FolderSource:
         try:
             st = child.stat()
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                rows.append((name, _LOOP))
+                return None
             if exc.errno == errno.ENOENT and child.is_symlink():
                 return "broken symbolic link"
             return _file_reason(exc, name)
@@ -337,6 +350,7 @@ def _file_filter(
 TEMP_PATTERNS = frozenset({"*.part", "*.tmp", "*.crdownload", ".~*", "~$*", ".picpipe-tmp-*"})
 _SYMLINK = "symbolic link (scan.follow_symlinks is off)"
 _NOT_REGULAR = "not a regular file (device, pipe or socket)"
+_LOOP = "symbolic link loop (leads to a folder already scanned); not followed"
 
 _NOT_UTF8 = "file name is not valid UTF-8; catalogued with \\xNN escapes"
 
@@ -364,3 +378,7 @@ def _file_reason(exc: OSError, ref: str) -> str:
     if exc.errno == errno.ENOENT:
         return VanishedFile(path=ref).message
     return UnreadableFile(path=ref, detail=exc.strerror or str(exc)).message
+
+
+# For sources that list one folder's files themselves (`sources/single_file.py`).
+folder_entries = _entries

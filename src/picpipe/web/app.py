@@ -11,10 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from picpipe import __version__
 from picpipe.catalog.db import open_catalog
@@ -136,7 +137,27 @@ def _add_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_read)])
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="picpipe API")
+        # Swagger UI from the swagger-ui-bundle package, served here: /docs works offline.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="picpipe API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    # Guarded like /docs (the login cookie goes with the page's requests): the public routes
+    # stay the few SECURITY.md lists.
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=[Depends(require_read)])
+    def docs_asset(name: str) -> FileResponse:
+        if name not in _DOCS_ASSETS:
+            raise HTTPException(status_code=404)
+        return FileResponse(
+            Path(swagger_ui_path) / name, headers={"Cache-Control": "max-age=86400"}
+        )
+
+
+_DOCS_ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"})
 
 
 __all__ = ["create_app"]

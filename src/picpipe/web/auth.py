@@ -234,19 +234,31 @@ def safe_next(target: str | None) -> str:
 
 router = APIRouter(tags=["auth"])
 
+# The same look as the other pages (their stylesheet and top bar), and where a token comes from.
 _LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>picpipe: log in</title>
-<style>body{{font:16px system-ui,sans-serif;max-width:22rem;margin:15vh auto;padding:0 1rem}}
-input,button{{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;margin:.3rem 0}}
-.error{{color:#b00020}}</style></head>
-<body><h1>picpipe</h1>{message}
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>Log in · picpipe</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/picpipe.css">
+<style>.login{{max-width:24rem;margin:10vh auto;padding:0 1rem}}
+.login input,.login button{{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;
+margin:.3rem 0}}.error{{color:#b00020}}</style></head>
+<body class="page-login"><header class="topbar"><a class="brand" href="/dashboard">picpipe</a>
+</header><main class="login"><h1>Log in</h1>{message}
 <form method="post" action="/login">
 <label for="token">Access token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
 <input type="hidden" name="next" value="{next}">
 <button type="submit">Log in</button>
-</form></body></html>
+</form>
+<p class="muted">The token is the server's <code>serve.token</code> (full access) or
+<code>serve.read_token</code> (read-only: dashboards, kiosks), set in picpipe's
+<code>config.yaml</code> or as <code>PICPIPE_SERVE__TOKEN</code> /
+<code>PICPIPE_SERVE__READ_TOKEN</code> where <code>picpipe serve</code> runs. Ask whoever runs
+it; <code>picpipe config</code> there shows whether one is set (never the value).</p>
+</main></body></html>
 """
 
 

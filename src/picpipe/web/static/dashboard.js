@@ -79,7 +79,10 @@
           h(
             "p",
             { class: "counts" },
-            `${count(run.done)} of ${count(run.seen)} files seen so far · `,
+            // While the scan still counts, "seen" only grows: say so rather than a total.
+            run.progress && run.progress.stage === "scan"
+              ? `${count(run.done)} of at least ${count(run.seen)} files (still counting) · `
+              : `${count(run.done)} of ${count(run.seen)} files · `,
             `${count(run.new)} new · ${count(run.duplicate)} duplicate · `,
             `${count(run.unchanged)} unchanged · `,
             h("span", { class: run.failed ? "bad" : null }, `${count(run.failed)} failed`),
