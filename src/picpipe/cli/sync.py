@@ -299,7 +299,6 @@ def _card_roots_report(name: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
 def _known_photos(catalog: Any, paths: list[str]) -> dict[str, str]:
     """Source paths of the photos behind library paths (``<sha256>.<ext>`` names)."""
     shas = {sha for p in paths if (sha := sha_of_library_path(p))}
