@@ -80,6 +80,7 @@ def sync(
             dry_run=dry_run,
             stop=stop,
             runs=settings.runs,
+            sidecar_naming=settings.sidecars.naming,
         )
         with run_progress("syncing", quiet=as_json or dry_run) as sinks:
             run.sinks = sinks

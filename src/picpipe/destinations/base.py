@@ -80,6 +80,19 @@ class AssetRef:
     modified: datetime | None = None  # the source file's mtime (Immich's fileModifiedAt)
 
 
+def plain_file_ref(name: str, digests: Digests, mime_type: str) -> AssetRef:
+    """An `AssetRef` for a file that is not an asset (a sidecar, a catalog snapshot): what
+    ``put`` needs to describe it (its name, size, type); the kinds that hold files store it
+    under the key they are given and ignore the rest."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    ext = name.rpartition(".")[2].lower() if "." in name else "bin"
+    return AssetRef(
+        digests.sha256, digests.size, ext, "file", now, 0, name, name, mime_type=mime_type
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteObject:
     """An object at a destination as the far end describes it; checksums hex when known."""

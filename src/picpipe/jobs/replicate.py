@@ -35,6 +35,7 @@ from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
 from picpipe.jobs.sync_report import DestinationTally, SyncReport
+from picpipe.jobs.sync_sidecars import SidecarSync
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ class SyncRun(ReplicaOutcomes):
         sinks: Sequence[EventSink] = (),
         stop: threading.Event | None = None,
         runs: RunOptions | None = None,
+        sidecar_naming: str = "sha",
     ) -> None:
         self.catalog = catalog
         self.library_root = library_root
@@ -75,6 +77,7 @@ class SyncRun(ReplicaOutcomes):
         self.sinks = list(sinks)
         self.stop = stop or threading.Event()
         self.runs = runs or RunOptions()
+        self.sidecar_naming = sidecar_naming
         self._lock = threading.Lock()
         self._session_id = 0
         self._lease: LeasedRun | None = None
@@ -143,6 +146,7 @@ class SyncRun(ReplicaOutcomes):
             for future in pending:
                 _wait(future, self.stop)
             if not self.dry_run:
+                self._sidecars(targets, report)
                 link_pairs_and_albums(self.catalog, targets, report, self._lock)
             status = "completed_with_failures" if report.failed else "completed"
         except KeyboardInterrupt:
@@ -157,6 +161,18 @@ class SyncRun(ReplicaOutcomes):
             if not self.dry_run:
                 self._finish(report)
         return report
+
+    def _sidecars(self, targets: list[SyncTarget], report: SyncReport) -> None:
+        """Every verified replica's sidecar, uploaded where it is new or changed."""
+        SidecarSync(
+            self.catalog,
+            self.library_root,
+            naming=self.sidecar_naming,
+            policy=self.policy,
+            verify=self.verify,
+            stop=self.stop,
+            lock=self._lock,
+        ).run(targets, report)
 
     def _targets(self) -> list[SyncTarget]:
         targets = []
