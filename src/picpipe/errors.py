@@ -104,6 +104,13 @@ class CatalogBusy(CatalogError):
     exit_code = ExitCode.BUSY
 
 
+class CatalogNotEmpty(CatalogError):
+    template = (
+        "the catalog at {url} holds {assets} asset(s); restore-catalog replaces a catalog "
+        "that has assets only with --force"
+    )
+
+
 # -- library (critical: abort the run) ------------------------------------------------------
 
 

@@ -37,7 +37,9 @@ def sync(lib: LibraryFixture, dests: dict[str, Any]) -> SyncReport:
 def edit_as_digikam(sidecar: Path, *assignments: str) -> None:
     """digiKam writes ratings and keywords into the .xmp with exiv2; exiftool does the same."""
     before = sidecar.stat().st_mtime_ns
-    subprocess.run(["exiftool", "-q", "-overwrite_original", *assignments, str(sidecar)], check=True)
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", *assignments, str(sidecar)], check=True
+    )
     os.utime(sidecar, ns=(before + 2_000_000_000, before + 2_000_000_000))  # a later edit
 
 
@@ -91,15 +93,19 @@ def test_sidecars_follow_their_originals_and_their_edits(
     reimport_changed_sidecars(lib.settings, lib.catalog, tools=lib.tools)
     with lib.catalog.session() as db:
         held = db.get(Asset, asset.sha256)
-        assert held is not None and held.rating == 4 and "holiday" in (held.keywords or [])
+        assert held is not None
+        assert held.rating == 4
+        assert "holiday" in (held.keywords or [])
     assert sync(lib, {"nas": nas}).sidecars_uploaded == {"nas": 1}
     assert remote.read_bytes() == local.read_bytes()
-    assert "Rating" in xmp_tags(remote) and "holiday" in xmp_tags(remote)
+    assert "Rating" in xmp_tags(remote)
+    assert "holiday" in xmp_tags(remote)
 
     # Edited again: the new content replaces what picpipe wrote (it is picpipe's own file).
     edit_as_digikam(local, "-XMP:Rating=5")
     report = sync(lib, {"nas": nas})
-    assert report.sidecars_uploaded == {"nas": 1} and report.sidecar_versions == []
+    assert report.sidecars_uploaded == {"nas": 1}
+    assert report.sidecar_versions == []
     assert remote.read_bytes() == local.read_bytes()
 
     # Someone edits the remote sidecar; the next change goes beside it, theirs is kept.
@@ -111,7 +117,8 @@ def test_sidecars_follow_their_originals_and_their_edits(
     assert remote.read_bytes() == theirs
     [(dest, kept, written)] = report.sidecar_versions
     assert (dest, kept) == ("nas", f"{replica.remote_key}.xmp")
-    assert written.startswith(f"{replica.remote_key}.picpipe-") and written.endswith(".xmp")
+    assert written.startswith(f"{replica.remote_key}.picpipe-")
+    assert written.endswith(".xmp")
     assert (tmp_path / "nas" / written).read_bytes() == local.read_bytes()
     assert sidecar_rows(lib)[asset.sha256].remote_key == written
 
@@ -135,5 +142,6 @@ def test_a_remote_sidecar_already_holding_the_content_is_adopted(
         for row in db.scalars(select(SidecarReplica)):
             db.delete(row)
     report = sync(lib, {"nas": nas})
-    assert report.sidecars_uploaded == {} and report.sidecar_versions == []
+    assert report.sidecars_uploaded == {}
+    assert report.sidecar_versions == []
     assert len(sidecar_rows(lib)) == 2

@@ -65,7 +65,7 @@ def sidecar_plan(db: Session, destination_id: int, *, page: int = 1000) -> Itera
         if not rows:
             return
         for sha, path, key, skey, ssha, size, mtime in rows:
-            yield SidecarPlan(sha, path, key, skey, ssha, size, mtime)
+            yield SidecarPlan(sha, path, str(key), skey, ssha, size, mtime)
         after = rows[-1][0]
 
 

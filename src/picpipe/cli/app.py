@@ -148,6 +148,7 @@ def _register() -> None:
         duplicates,
         imports,
         info,
+        restore,
         serve,
         sidecars,
         sync,
@@ -165,6 +166,7 @@ def _register() -> None:
     serve.register(app)
     views.register(app)
     duplicates.register(app)
+    restore.register(app)
 
 
 _register()

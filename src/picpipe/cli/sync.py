@@ -25,6 +25,7 @@ from picpipe.cli.progress import run_progress
 from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
 from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsFailed, PicpipeError
+from picpipe.jobs.catalog_backup import snapshot_catalog
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
@@ -85,6 +86,16 @@ def sync(
         with run_progress("syncing", quiet=as_json or dry_run) as sinks:
             run.sinks = sinks
             report = run.run()
+        if not dry_run:
+            # After the run's lease: the snapshot holds this sync's replicas, none "running".
+            snapshot_catalog(
+                catalog,
+                backends,
+                keep=settings.replicas.catalog_snapshots,
+                policy=run.policy,
+                report=report,
+                stop=stop,
+            )
     finally:
         signal.signal(signal.SIGTERM, previous)
         for backend in backends.values():
@@ -288,6 +299,17 @@ def _print_report(report: SyncReport) -> None:
         console.print(
             f"  {name:<16} uploaded {t.uploaded} ({human_bytes(t.bytes)})  already there "
             f"{t.present}  re-verified {t.reverified}  repaired {t.repaired}  failed {t.failed}",
+            markup=False,
+        )
+        if name in report.sidecars_uploaded or name in report.snapshots:
+            console.print(
+                f"  {'':<16} sidecars uploaded {report.sidecars_uploaded.get(name, 0)}  "
+                f"catalog snapshot {report.snapshots.get(name, '-')}",
+                markup=False,
+            )
+    for name, kept, written in report.sidecar_versions:
+        console.print(
+            f"  {name}: {kept} was changed there and is kept; picpipe's version is {written}",
             markup=False,
         )
     items = [(d, p, r) for d, p, r in report.failures if p != "(destination)"]

@@ -2,7 +2,8 @@
 
 Contract (every kind; checked by ``tests/destinations/test_contract.py`` against a real server or
 a spec-built fake):
-- There is no delete. ``put`` never removes anything but its own temporary object.
+- There is no delete of photos. ``put`` never removes anything but its own temporary object;
+  the optional ``remove_snapshot`` (`Removing`) takes only old catalog snapshots.
 - ``put`` is idempotent and never leaves a half object visible under ``key``: a temp name and a
   rename on file systems and SMB, one final commit (multipart complete, block list) on S3 and
   Azure. It may overwrite what is at ``key`` (the engine decides when that is allowed). It
@@ -31,7 +32,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from picpipe.errors import ConfigError, DestinationMisconfigured, IntegrityMismatch
+from picpipe.errors import (
+    ConfigError,
+    DestinationMisconfigured,
+    DestinationRejected,
+    IntegrityMismatch,
+)
 from picpipe.hashing import digest_stream, new_hasher
 from picpipe.redact import validation_problems
 
@@ -249,6 +255,27 @@ class AlbumAssigning(Protocol):
 
         Returns the keys now in each album (nothing when the kind's options turn albums off)."""
         ...
+
+
+SNAPSHOT_PREFIX = "picpipe-catalog/"  # catalog snapshots (`jobs/catalog_backup.py`)
+
+
+class Removing(Protocol):
+    """Optional: remove an old catalog snapshot, the one thing picpipe ever deletes remotely.
+
+    Implementations refuse every key outside ``SNAPSHOT_PREFIX`` (`require_snapshot_key`).
+    """
+
+    def remove_snapshot(self, key: str) -> None: ...
+
+
+def require_snapshot_key(destination: str, key: str) -> None:
+    """Nothing but picpipe's own catalog snapshots is ever removed from a destination."""
+    leaf = key.removeprefix(SNAPSHOT_PREFIX)
+    if not key.startswith(SNAPSHOT_PREFIX) or "/" in leaf or not leaf.startswith("catalog-"):
+        raise DestinationRejected(
+            destination=destination, key=key, detail="only old catalog snapshots are removed"
+        )
 
 
 def verify_by_reading(

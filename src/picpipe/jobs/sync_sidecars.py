@@ -132,14 +132,15 @@ class SidecarSync:
             return  # untouched since it was replicated: no read, no remote call
         data = found.read_bytes()
         local = LocalSidecar(data, Digests.of_bytes(data), st.st_mtime_ns)
-        backend = target.backend
-        if plan.sidecar_sha256 == local.digests.sha256 and plan.sidecar_key is not None:
-            if not self.verify or self._call(
-                target, lambda: backend.verify(plan.sidecar_key or "", local.digests, deep=True)
-            ).ok:
-                with self.catalog.write() as db:
-                    sq.touch_mtime(db, target.destination_id, plan.sha256, local.mtime_ns)
-                return
+        if (
+            plan.sidecar_sha256 == local.digests.sha256
+            and plan.sidecar_key is not None
+            and (not self.verify or self._holds(target, plan.sidecar_key, local.digests))
+        ):
+            # Touched (a metadata pass rewrote it the same), not changed: nothing to send.
+            with self.catalog.write() as db:
+                sq.touch_mtime(db, target.destination_id, plan.sha256, local.mtime_ns)
+            return
         key, upload, kept = self._key_to_write(target, plan, local)
         if upload:
             self._upload(target, key, local)
@@ -167,8 +168,13 @@ class SidecarSync:
         base = remote_sidecar_key(plan.replica_key)
         first = plan.sidecar_key or base
         kept: str | None = None
-        for key in dict.fromkeys([first, base, version_key(plan.replica_key, local.digests.sha256)]):
-            if self._call(target, partial(backend.stat, key)) is None:
+        for key in dict.fromkeys(
+            [first, base, version_key(plan.replica_key, local.digests.sha256)]
+        ):
+            if (
+                _listed_absent(target, key)
+                or self._call(target, partial(backend.stat, key)) is None
+            ):
                 return key, True, kept
             if self._holds(target, key, local.digests):
                 return key, False, kept
@@ -221,3 +227,9 @@ class SidecarSync:
     def _call(self, target: SyncTarget, call: Callable[[], T]) -> T:
         return call_with_retries(call, self.policy, what=f"{target.name}: sidecar", stop=self.stop)
 
+
+def _listed_absent(target: SyncTarget, key: str) -> bool:
+    """The run's listing of the destination (content-addressed keys) shows nothing at ``key``:
+    no stat needed. (Keys under it that picpipe writes during the run are its own.)"""
+    listed = target.listed
+    return listed is not None and key.startswith(target.listed_root) and key not in listed
