@@ -283,6 +283,16 @@ class DestinationMisconfigured(DestinationError):
     exit_code = ExitCode.CONFIG
 
 
+class SnapshotDamaged(PicpipeError):
+    """A catalog snapshot that does not match its ``latest.json``: nothing is restored."""
+
+    template = (
+        "the catalog snapshot {key} at {destination} is damaged ({detail}); nothing was "
+        "changed; restore from another destination"
+    )
+    exit_code = ExitCode.INTEGRITY
+
+
 class IntegrityMismatch(DestinationError):
     """The remote copy is not the asset's bytes (wrong size or checksum, or missing)."""
 

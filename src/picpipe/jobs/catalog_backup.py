@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from picpipe import __version__
 from picpipe.catalog.snapshot import export_snapshot
 from picpipe.destinations.base import SNAPSHOT_PREFIX, Digests, plain_file_ref
-from picpipe.errors import IntegrityMismatch, PicpipeError
+from picpipe.errors import IntegrityMismatch, PicpipeError, SnapshotDamaged
 from picpipe.hashing import digest_stream
 from picpipe.jobs.retry import call_with_retries
 
@@ -204,6 +204,6 @@ def fetch_snapshot(backend: Destination, pointer: Pointer, target: Path) -> None
     with open(target, "rb") as raw:
         sums, size, _ = digest_stream(raw, ("sha256",))
     if size != pointer.size or sums["sha256"] != pointer.sha256:
-        raise IntegrityMismatch(
-            destination=backend.name, key=pointer.key, detail="the snapshot's sha256 differs"
+        raise SnapshotDamaged(
+            destination=backend.name, key=pointer.key, detail="its sha256 differs"
         )
