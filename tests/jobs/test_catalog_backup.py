@@ -222,6 +222,10 @@ def test_only_the_last_snapshots_are_kept(sqlite_library: LibraryFixture, tmp_pa
         catalog_snapshots=2,
     )
     assert run("sync").returncode == 0
+    # Nothing to send: no new snapshot either (a sync with everything in place stays quiet).
+    quiet = run("sync", "--json")
+    assert quiet.returncode == 0
+    assert json.loads(quiet.stdout)["catalog_snapshots"] == {}
     kept = sorted(p.name for p in (nas / "picpipe-catalog").iterdir())
     assert len(kept) == 4
     assert "notes.txt" in kept

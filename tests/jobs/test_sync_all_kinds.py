@@ -71,6 +71,10 @@ def test_one_sync_to_every_kind(
     for name, tally in report["destinations"].items():
         assert tally["uploaded"] + tally["present"] == len(assets), name
         assert tally["failed"] == 0, name
+    # Sidecars and a catalog snapshot reach every kind that holds files (Immich: not files).
+    files = {"nas", "share", "s3", "azure"}
+    assert report["sidecars_uploaded"] == dict.fromkeys(files, len(assets))
+    assert set(report["catalog_snapshots"]) == files
     for secret in (samba.password, s3_server.secret_access_key, immich_account.api_key):
         assert secret not in done.stdout + done.stderr
 

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picpipe import __version__
+from picpipe.catalog.library_info import catalog_fact
+from picpipe.catalog.models import CatalogInfo
 from picpipe.catalog.snapshot import export_snapshot
 from picpipe.destinations.base import SNAPSHOT_PREFIX, Digests, plain_file_ref
-from picpipe.errors import IntegrityMismatch, PicpipeError, SnapshotDamaged
+from picpipe.errors import DestinationError, IntegrityMismatch, PicpipeError, SnapshotDamaged
 from picpipe.hashing import digest_stream
 from picpipe.jobs.retry import call_with_retries
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LATEST = f"{SNAPSHOT_PREFIX}latest.json"
+FACT = "snapshot_at:"  # catalog_info key + destination name: when its last snapshot was written
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,9 @@ def snapshot_catalog(
     targets = {
         name: b
         for name, b in backends.items()
-        if holds_files(b) and not report.destinations.get(name, _Up()).unreachable
+        if holds_files(b)
+        and not report.destinations.get(name, _Up()).unreachable
+        and _wanted(catalog, name, report)
     }
     if keep <= 0 or not targets:
         return
@@ -138,6 +143,23 @@ def snapshot_catalog(
                     tally.failed += 1
                 continue
             report.snapshots[name] = key
+            with catalog.write() as db:
+                db.merge(CatalogInfo(key=f"{FACT}{name}", value=pointer.created))
+
+
+def _wanted(catalog: Catalog, name: str, report: SyncReport) -> bool:
+    """A snapshot when this sync wrote something there, or none was ever written there: a
+    sync with everything in place stays without remote calls."""
+    tally = report.destinations.get(name)
+    wrote = report.sidecars_uploaded.get(name, 0) + sum(
+        1 for d, _k, _w in report.sidecar_versions if d == name
+    )
+    if tally is not None:
+        wrote += tally.uploaded + tally.present + tally.repaired
+    if wrote:
+        return True
+    with catalog.session() as db:
+        return catalog_fact(db, f"{FACT}{name}") is None
 
 
 class _Up:
@@ -183,7 +205,13 @@ def _prune(backend: Destination, keep: int) -> None:
         if o.key.rpartition("/")[2].startswith("catalog-")
     )
     for old in names[:-keep]:
-        remover.remove_snapshot(old)
+        try:
+            remover.remove_snapshot(old)
+        except DestinationError as exc:
+            # A credential may rightly lack delete (an Azure SAS): the snapshot is safe, the
+            # old ones stay; one line, not a failed sync.
+            log.warning("%s: old catalog snapshots are kept (%s)", backend.name, exc.reason)
+            return
 
 
 def read_pointer(backend: Destination) -> Pointer:
