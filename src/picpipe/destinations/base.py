@@ -84,6 +84,9 @@ class AssetRef:
     pair_kind: str | None = None  # live | raw+jpeg
     albums: tuple[str, ...] = ()
     modified: datetime | None = None  # the source file's mtime (Immich's fileModifiedAt)
+    # The library's XMP sidecar, read only for kinds with ``caps.takes_sidecar`` (Immich reads
+    # rating, keywords and description from the one sent with the upload).
+    sidecar: bytes | None = None
 
 
 def plain_file_ref(name: str, digests: Digests, mime_type: str) -> AssetRef:
@@ -154,6 +157,7 @@ class DestinationCaps:
     bulk_check: bool = False  # has ``find_existing`` (skip what the server already holds)
     links_pairs: bool = False  # has ``link_pairs`` (Live Photo still ↔ video)
     albums: bool = False  # has ``add_to_albums``
+    takes_sidecar: bool = False  # ``put`` sends ``asset.sidecar`` with the upload (Immich)
     default_layout: str = "{YYYY}/{MM}/{DD}/{name}"
 
 

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +36,7 @@ from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
 from picpipe.jobs.sync_report import DestinationTally, SyncReport
-from picpipe.jobs.sync_sidecars import SidecarSync
+from picpipe.jobs.sync_sidecars import SidecarSync, sidecar_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -146,7 +147,7 @@ class SyncRun(ReplicaOutcomes):
             for future in pending:
                 _wait(future, self.stop)
             if not self.dry_run:
-                self._sidecars(targets, report)
+                SidecarSync(self, self.sidecar_naming).run(targets, report)
                 link_pairs_and_albums(self.catalog, targets, report, self._lock)
             status = "completed_with_failures" if report.failed else "completed"
         except KeyboardInterrupt:
@@ -161,18 +162,6 @@ class SyncRun(ReplicaOutcomes):
             if not self.dry_run:
                 self._finish(report)
         return report
-
-    def _sidecars(self, targets: list[SyncTarget], report: SyncReport) -> None:
-        """Every verified replica's sidecar, uploaded where it is new or changed."""
-        SidecarSync(
-            self.catalog,
-            self.library_root,
-            naming=self.sidecar_naming,
-            policy=self.policy,
-            verify=self.verify,
-            stop=self.stop,
-            lock=self._lock,
-        ).run(targets, report)
 
     def _targets(self) -> list[SyncTarget]:
         targets = []
@@ -364,13 +353,19 @@ class SyncRun(ReplicaOutcomes):
         def checkpoint(state: dict[str, Any]) -> None:
             self._write(target, sha, extra={**(row.extra or {}), "resume": state})
 
+        asset = job.asset
+        if backend.caps.takes_sidecar:
+            asset = replace(
+                asset, sidecar=sidecar_bytes(self.library_root, job, self.sidecar_naming)
+            )
+
         def attempt() -> tuple[str, str]:
             with self._open(job, shared) as data:
                 stored = backend.put(
                     key,
                     data,
                     digests=digests,
-                    asset=job.asset,
+                    asset=asset,
                     resume=resume,
                     checkpoint=checkpoint,
                 )

@@ -24,14 +24,12 @@ from picpipe.jobs.retry import call_with_retries
 from picpipe.library.layout import sidecar_ext_path, sidecar_path, written_sidecar_paths
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from picpipe.catalog.db import Catalog
     from picpipe.destinations.base import Destination
-    from picpipe.jobs.retry import RetryPolicy
-    from picpipe.jobs.sync_plan import SyncTarget
+    from picpipe.jobs.replicate import SyncRun
+    from picpipe.jobs.sync_plan import SyncJob, SyncTarget
     from picpipe.jobs.sync_report import SyncReport
 
 log = logging.getLogger(__name__)
@@ -72,27 +70,26 @@ def library_sidecar(root: Path, library_path: str, naming: str) -> Path | None:
     return None
 
 
+def sidecar_bytes(root: Path, job: SyncJob, naming: str) -> bytes | None:
+    """The library sidecar of ``job``'s asset, for kinds that take it with the upload."""
+    found = library_sidecar(root, job.library_path, naming)
+    try:
+        return found.read_bytes() if found is not None else None
+    except OSError:
+        return None  # the upload goes on without it; the original is what counts
+
+
 class SidecarSync:
     """The sidecar pass of one sync over its targets (kinds that hold files only)."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        library_root: Path,
-        *,
-        naming: str,
-        policy: RetryPolicy,
-        verify: bool,
-        stop: threading.Event,
-        lock: threading.Lock,
-    ) -> None:
-        self.catalog = catalog
-        self.root = library_root
+    def __init__(self, sync: SyncRun, naming: str) -> None:
+        self.catalog = sync.catalog
+        self.root = sync.library_root
         self.naming = naming
-        self.policy = policy
-        self.verify = verify
-        self.stop = stop
-        self.lock = lock
+        self.policy = sync.policy
+        self.verify = sync.verify
+        self.stop = sync.stop
+        self.lock = sync._lock
 
     def run(self, targets: Sequence[SyncTarget], report: SyncReport) -> None:
         for target in targets:
