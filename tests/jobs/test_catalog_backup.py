@@ -178,6 +178,7 @@ def test_lose_library_and_catalog_then_restore_the_catalog(
     assert json.loads(forced.stdout)["library_marker"] == "matches"
 
 
+@pytest.mark.slow
 def test_restore_refuses_what_it_cannot_trust(
     sqlite_library: LibraryFixture, tmp_path: Path
 ) -> None:
@@ -207,6 +208,7 @@ def test_restore_refuses_what_it_cannot_trust(
     assert not Path(sqlite_library.settings.catalog_url.split("///", 1)[1]).exists()
 
 
+@pytest.mark.slow
 def test_only_the_last_snapshots_are_kept(sqlite_library: LibraryFixture, tmp_path: Path) -> None:
     make_sample_set(tmp_path / "phone", count=1)
     sqlite_library.import_folder(tmp_path / "phone")
@@ -293,3 +295,29 @@ def test_sidecars_and_snapshots_in_s3(
         assert json.loads(restored.stdout)["sidecar_replicas"] == 3
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_a_postgresql_snapshot_restores_into_sqlite_too(
+    tmp_path: Path, pg_url: str, exiftool_available: None
+) -> None:
+    from picpipe.destinations.base import open_destination
+    from picpipe.jobs.restore_catalog import restore_catalog
+    from tests.conftest import open_library
+
+    with open_library(tmp_path, pg_url) as lib:
+        make_sample_set(tmp_path / "phone", count=2)
+        lib.import_folder(tmp_path / "phone")
+        nas = tmp_path / "nas"
+        nas.mkdir()
+        run = cli(lib, tmp_path, {"nas": {"kind": "filesystem", "path": str(nas), "fsync": False}})
+        assert run("sync").returncode == 0
+        before = catalog_state(lib.settings.catalog_url)
+        root = lib.root
+    backend = open_destination("nas", {"kind": "filesystem", "path": str(nas)})
+    url = f"sqlite:///{tmp_path / 'moved' / 'catalog.db'}"
+    report = restore_catalog(backend, url, root)
+    assert report.format == "json"
+    assert report.assets == 2
+    assert report.library_marker == "matches"
+    assert catalog_state(url) == before

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from picpipe.catalog import sidecar_replicas as sq
 from picpipe.destinations.base import Digests, plain_file_ref
-from picpipe.errors import IntegrityMismatch, PicpipeError
+from picpipe.errors import DestinationUnavailable, IntegrityMismatch, PicpipeError
 from picpipe.jobs.retry import call_with_retries
 from picpipe.library.layout import sidecar_ext_path, sidecar_path, written_sidecar_paths
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from concurrent.futures import Future
     from pathlib import Path
 
     from picpipe.destinations.base import Destination
@@ -90,6 +92,7 @@ class SidecarSync:
         self.verify = sync.verify
         self.stop = sync.stop
         self.lock = sync._lock
+        self.concurrency = sync.concurrency
 
     def run(self, targets: Sequence[SyncTarget], report: SyncReport) -> None:
         for target in targets:
@@ -98,27 +101,58 @@ class SidecarSync:
             self._target(target, report)
 
     def _target(self, target: SyncTarget, report: SyncReport) -> None:
+        """Stat every library sidecar here; the changed ones go to the target's upload pool."""
         with self.catalog.session() as db:
             plans = list(sq.sidecar_plan(db, target.destination_id))
-        tally = report.destinations[target.name]
+        slots = threading.BoundedSemaphore(2 * max(1, self.concurrency.get(target.name, 4)))
+        pending: list[Future[None]] = []
+        gone: list[str] = []  # set once the destination stopped answering: submit no more
         for plan in plans:
-            if self.stop.is_set():
-                return
+            if self.stop.is_set() or gone:
+                break
             try:
-                self._one(target, plan, report)
-            except PicpipeError as exc:
-                with self.lock:
-                    tally.failed += 1
-                    report.failures.append(
-                        (target.name, f"{plan.library_path} (sidecar)", exc.reason)
-                    )
-                if target.down is not None:
-                    return
+                local = self._changed(plan)
+            except OSError as exc:
+                self._fail(target, plan, report, f"cannot read the sidecar ({exc.strerror})")
+                continue
+            if local is None:
+                continue
+            slots.acquire()
+            pending.append(target.pool.submit(self._send, target, plan, local, report, slots, gone))
+        for future in pending:
+            future.result()
 
-    def _one(self, target: SyncTarget, plan: sq.SidecarPlan, report: SyncReport) -> None:
+    def _send(
+        self,
+        target: SyncTarget,
+        plan: sq.SidecarPlan,
+        local: LocalSidecar,
+        report: SyncReport,
+        slots: threading.BoundedSemaphore,
+        gone: list[str],
+    ) -> None:
+        try:
+            if not gone and not self.stop.is_set():
+                self._one(target, plan, local, report)
+        except DestinationUnavailable as exc:
+            gone.append(exc.reason)
+            self._fail(target, plan, report, exc.reason)
+        except PicpipeError as exc:
+            self._fail(target, plan, report, exc.reason)
+        finally:
+            slots.release()
+
+    def _fail(self, target: SyncTarget, plan: sq.SidecarPlan, report: SyncReport, why: str) -> None:
+        with self.lock:
+            report.destinations[target.name].failed += 1
+            report.failures.append((target.name, f"{plan.library_path} (sidecar)", why))
+
+    def _changed(self, plan: sq.SidecarPlan) -> LocalSidecar | None:
+        """The library sidecar when it may differ from what was replicated (None: it does not,
+        or there is none: a lost sidecar is `picpipe repair`'s to restore)."""
         found = library_sidecar(self.root, plan.library_path, self.naming)
         if found is None:
-            return  # nothing to replicate (a lost sidecar is `picpipe repair`'s to restore)
+            return None
         st = found.stat()
         if (
             not self.verify
@@ -126,9 +160,13 @@ class SidecarSync:
             and plan.size == st.st_size
             and plan.local_mtime_ns == st.st_mtime_ns
         ):
-            return  # untouched since it was replicated: no read, no remote call
+            return None  # untouched since it was replicated: no read, no remote call
         data = found.read_bytes()
-        local = LocalSidecar(data, Digests.of_bytes(data), st.st_mtime_ns)
+        return LocalSidecar(data, Digests.of_bytes(data), st.st_mtime_ns)
+
+    def _one(
+        self, target: SyncTarget, plan: sq.SidecarPlan, local: LocalSidecar, report: SyncReport
+    ) -> None:
         if (
             plan.sidecar_sha256 == local.digests.sha256
             and plan.sidecar_key is not None
