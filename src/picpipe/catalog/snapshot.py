@@ -23,6 +23,7 @@ from sqlalchemy import DateTime, func, insert, select, text
 from picpipe.catalog.migrate import HEAD, current_revision
 from picpipe.catalog.models import Asset, Base, CatalogInfo
 from picpipe.errors import CatalogError
+from picpipe.library.atomic import rename_over
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,7 +68,7 @@ def export_snapshot(catalog: Catalog, folder: Path) -> tuple[Path, SnapshotFacts
 
 def _export_sqlite(database: Path, folder: Path) -> tuple[Path, SnapshotFacts]:
     copy = folder / "catalog.sqlite"
-    source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    source = sqlite3.connect(database)  # reads only; the backup holds one read transaction
     target = sqlite3.connect(copy)
     try:
         source.backup(target)
@@ -114,7 +115,8 @@ def _export_json(engine: Engine, folder: Path) -> tuple[Path, SnapshotFacts]:
                 continue
             columns = [c.name for c in table.columns]
             out.write(json.dumps({"table": table.name, "columns": columns}) + "\n")
-            for row in conn.execute(select(table)).yield_per(BATCH):
+            # A server-side cursor: a big table streams instead of filling memory.
+            for row in conn.execute(select(table).execution_options(yield_per=BATCH)):
                 out.write(json.dumps(list(row), default=_plain) + "\n")
     return packed, facts
 
@@ -148,7 +150,7 @@ def restore_sqlite_file(snapshot: Path, database: Path) -> None:
         raise CatalogError(detail=f"the snapshot is not a sound SQLite database ({ok})")
     for leftover in ("-wal", "-shm", "-journal"):
         database.with_name(database.name + leftover).unlink(missing_ok=True)
-    os.replace(temp, database)
+    rename_over(temp, database, fsync=True)
 
 
 def snapshot_revision(snapshot: Path) -> str:

@@ -95,6 +95,7 @@ def sync(
                 policy=run.policy,
                 report=report,
                 stop=stop,
+                workdir=settings.home_root,
             )
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -99,8 +99,12 @@ def snapshot_catalog(
     policy: RetryPolicy,
     report: SyncReport,
     stop: threading.Event | None = None,
+    workdir: Path | None = None,
 ) -> None:
     """Export the catalog once and upload it to every file destination not found down.
+
+    ``workdir`` holds the export while it is uploaded (picpipe's home: a catalog of gigabytes
+    may not fit a small /tmp).
 
     A destination that fails is one failure line of the report; the others go on.
     """
@@ -113,7 +117,9 @@ def snapshot_catalog(
     }
     if keep <= 0 or not targets:
         return
-    with tempfile.TemporaryDirectory(prefix="picpipe-snapshot-") as folder:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".picpipe-snapshot-", dir=workdir) as folder:
         packed, facts = export_snapshot(catalog, Path(folder))
         with open(packed, "rb") as raw:
             found, size, _ = digest_stream(raw, ("sha256", "md5", "sha1"))

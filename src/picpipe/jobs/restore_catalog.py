@@ -22,6 +22,7 @@ from picpipe.catalog.snapshot import load_json_snapshot, restore_sqlite_file
 from picpipe.config import mask_url
 from picpipe.errors import CatalogError, CatalogNotEmpty, IntegrityMismatch, LibraryMismatch
 from picpipe.jobs.catalog_backup import LATEST, fetch_snapshot, read_pointer
+from picpipe.library.atomic import rename_over
 from picpipe.library.marker import adopt_library, read_marker
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _json_into_sqlite(packed: Path, database: Path) -> None:
     for leftover in ("-wal", "-shm", "-journal"):
         Path(f"{database}{leftover}").unlink(missing_ok=True)
         Path(f"{temp}{leftover}").unlink(missing_ok=True)
-    temp.replace(database)
+    rename_over(temp, database, fsync=True)
 
 
 def _json_into_server(packed: Path, url: str) -> None:
