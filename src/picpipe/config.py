@@ -205,6 +205,9 @@ class ReplicaOptions(StrictOptions):
     retries: int = Field(default=5, ge=0, le=50)  # attempts after the first, on transient errors
     backoff_base: float = Field(default=0.5, ge=0)  # seconds; doubles per attempt, with jitter
     backoff_max: float = Field(default=30.0, ge=0)  # seconds; the longest wait between attempts
+    # Catalog snapshots kept at each file destination (picpipe-catalog/), one after every
+    # sync, for `picpipe restore-catalog`; 0: no snapshots.
+    catalog_snapshots: int = Field(default=3, ge=0, le=1000)
 
 
 class ServeOptions(StrictOptions):

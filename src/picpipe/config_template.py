@@ -175,6 +175,9 @@ replicas:
   retries: 5
   backoff_base: 0.5
   backoff_max: 30.0
+  # Catalog snapshots kept at each file destination (picpipe-catalog/), one written after
+  # every sync, for `picpipe restore-catalog`; 0 turns them off.
+  catalog_snapshots: 3
 
 serve:
   # `picpipe serve` listens here. Binding anything but loopback needs a token of at least

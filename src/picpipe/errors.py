@@ -104,6 +104,13 @@ class CatalogBusy(CatalogError):
     exit_code = ExitCode.BUSY
 
 
+class CatalogNotEmpty(CatalogError):
+    template = (
+        "the catalog at {url} holds {assets} asset(s); restore-catalog replaces a catalog "
+        "that has assets only with --force"
+    )
+
+
 # -- library (critical: abort the run) ------------------------------------------------------
 
 
@@ -274,6 +281,16 @@ class DestinationAuthFailed(DestinationError):
 class DestinationMisconfigured(DestinationError):
     template = "destination {destination}: {detail}"
     exit_code = ExitCode.CONFIG
+
+
+class SnapshotDamaged(PicpipeError):
+    """A catalog snapshot that does not match its ``latest.json``: nothing is restored."""
+
+    template = (
+        "the catalog snapshot {key} at {destination} is damaged ({detail}); nothing was "
+        "changed; restore from another destination"
+    )
+    exit_code = ExitCode.INTEGRITY
 
 
 class IntegrityMismatch(DestinationError):

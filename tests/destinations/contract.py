@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from picpipe.destinations.base import AssetRef, Destination, Digests
-from picpipe.errors import PicpipeError
+from picpipe.errors import DestinationRejected, PicpipeError
 
 
 def asset_for(data: bytes, name: str = "IMG_0001.JPG", **changes: Any) -> tuple[AssetRef, Digests]:
@@ -67,6 +67,18 @@ class DestinationContract:
 
     def test_has_no_delete(self, destination: Destination) -> None:
         assert not any(hasattr(destination, n) for n in ("delete", "remove", "unlink", "rmdir"))
+        remover = getattr(destination, "remove_snapshot", None)
+        if remover is None:
+            return
+        # The one removal there is takes only old catalog snapshots, never a photo.
+        data = photo(3)
+        asset, digests = asset_for(data)
+        key = destination.key_for(asset)
+        destination.put(key, io.BytesIO(data), digests=digests, asset=asset)
+        for refused in (key, "picpipe-catalog/latest.json", "picpipe-catalog/x/catalog-1.gz"):
+            with pytest.raises(DestinationRejected):
+                remover(refused)
+        assert destination.verify(key, digests).ok
 
     def test_put_then_stat_verify_read(self, destination: Destination) -> None:
         data = photo(1)

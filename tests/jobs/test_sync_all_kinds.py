@@ -71,6 +71,10 @@ def test_one_sync_to_every_kind(
     for name, tally in report["destinations"].items():
         assert tally["uploaded"] + tally["present"] == len(assets), name
         assert tally["failed"] == 0, name
+    # Sidecars and a catalog snapshot reach every kind that holds files (Immich: not files).
+    files = {"nas", "share", "s3", "azure"}
+    assert report["sidecars_uploaded"] == dict.fromkeys(files, len(assets))
+    assert set(report["catalog_snapshots"]) == files
     for secret in (samba.password, s3_server.secret_access_key, immich_account.api_key):
         assert secret not in done.stdout + done.stderr
 
@@ -87,6 +91,12 @@ def test_one_sync_to_every_kind(
     mine = [a for a in fake.assets.values() if a.owner_id == immich_account.user_id]
     stills = [a for a in mine if a.live_photo_video_id]
     assert len(stills) == 1
+    # Immich takes metadata from the sidecar sent with each upload (rating, keywords, ...).
+    sidecars = {
+        (sqlite_library.root / f"{a.library_path.rsplit('.', 1)[0]}.xmp").read_bytes()
+        for a in assets.values()
+    }
+    assert {a.sidecar for a in mine} == sidecars
     # Nothing half-written anywhere, and the NAS and share hold dated names.
     assert not list((tmp_path / "nas").rglob(".picpipe-tmp-*"))
     assert not list((samba.auth_root / smb_folder).rglob(".picpipe-tmp-*"))

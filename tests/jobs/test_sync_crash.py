@@ -37,9 +37,15 @@ def _spawn(
 
 
 def _final_files(root: Path) -> dict[str, tuple[int, int]]:
-    """Visible replica files with (inode, mtime_ns): a re-upload would change both."""
+    """Visible replica files with (inode, mtime_ns): a re-upload would change both.
+
+    Originals only: sidecars (``.xmp``) and catalog snapshots (``picpipe-catalog/``) go beside
+    them after the uploads."""
     out = {}
     for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("picpipe-catalog/") or path.suffix == ".xmp":
+            continue
         if path.is_file() and not path.name.startswith(".picpipe-tmp-"):
             st = path.stat()
             out[path.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns)

@@ -254,6 +254,26 @@ class Replica(Base):
     )
 
 
+class SidecarReplica(Base):
+    """The XMP sidecar picpipe last wrote beside an asset's replica, verified there.
+
+    ``sidecar_sha256`` is what picpipe uploaded: a remote sidecar that no longer matches it was
+    changed by someone else and is never overwritten (the next version goes under a new key).
+    """
+
+    __tablename__ = "sidecar_replica"
+
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destination.id", ondelete="CASCADE"), primary_key=True
+    )
+    sha256: Mapped[str] = mapped_column(ForeignKey("asset.sha256"), primary_key=True)
+    remote_key: Mapped[str] = mapped_column(Text)
+    sidecar_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    local_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)  # the library file's, then
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+
+
 class Album(Base):
     """An album from a source (Synology, Immich) or a local one."""
 

@@ -195,6 +195,7 @@ def _register() -> None:
         imports,
         info,
         repair,
+        restore,
         serve,
         sidecars,
         sync,
@@ -214,6 +215,7 @@ def _register() -> None:
     views.register(app)
     duplicates.register(app)
     cards.register(app)
+    restore.register(app)
 
 
 _register()

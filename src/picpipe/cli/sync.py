@@ -27,6 +27,7 @@ from picpipe.cli.report_text import photo_label, sha_of_library_path
 from picpipe.config import Settings
 from picpipe.destinations.base import ConnectionReport, Destination, open_destination
 from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsFailed, PicpipeError
+from picpipe.jobs.catalog_backup import snapshot_catalog
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
@@ -82,10 +83,22 @@ def sync(
             dry_run=dry_run,
             stop=stop,
             runs=settings.runs,
+            sidecar_naming=settings.sidecars.naming,
         )
         with run_progress("syncing", quiet=as_json or dry_run) as sinks:
             run.sinks = sinks
             report = run.run()
+        if not dry_run:
+            # After the run's lease: the snapshot holds this sync's replicas, none "running".
+            snapshot_catalog(
+                catalog,
+                backends,
+                keep=settings.replicas.catalog_snapshots,
+                policy=run.policy,
+                report=report,
+                stop=stop,
+                workdir=settings.home_root,
+            )
         paths = [p for _d, p, _r in report.failures] + [i["path"] for i in report.planned[:200]]
         known = _known_photos(catalog, paths)
     finally:
@@ -329,6 +342,17 @@ def _print_report(report: SyncReport, known: dict[str, str]) -> None:
         console.print(
             f"  {name:<16} uploaded {t.uploaded} ({human_bytes(t.bytes)})  already there "
             f"{t.present}  re-verified {t.reverified}  repaired {t.repaired}  failed {t.failed}",
+            markup=False,
+        )
+        if name in report.sidecars_uploaded or name in report.snapshots:
+            console.print(
+                f"  {'':<16} sidecars uploaded {report.sidecars_uploaded.get(name, 0)}  "
+                f"catalog snapshot {report.snapshots.get(name, '-')}",
+                markup=False,
+            )
+    for name, kept, written in report.sidecar_versions:
+        console.print(
+            f"  {name}: {kept} was changed there and is kept; picpipe's version is {written}",
             markup=False,
         )
     items = [(d, p, r) for d, p, r in report.failures if p != "(destination)"]

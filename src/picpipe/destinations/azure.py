@@ -59,6 +59,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    require_snapshot_key,
     resolve_secret,
     verify_by_reading,
 )
@@ -262,6 +263,15 @@ class AzureDestination:
                 yield _remote(props.name, props)
         except AzureError as exc:
             raise self._error(exc, prefix) from exc
+
+    def remove_snapshot(self, key: str) -> None:
+        require_snapshot_key(self.name, key)
+        try:
+            self._blob(key).delete_blob()
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            raise self._error(exc, key) from exc
 
     def check(self) -> ConnectionReport:
         # The probe is one uncommitted block: Put Block needs the same permission as Put Blob,

@@ -2,7 +2,8 @@
 
 Contract (every kind; checked by ``tests/destinations/test_contract.py`` against a real server or
 a spec-built fake):
-- There is no delete. ``put`` never removes anything but its own temporary object.
+- There is no delete of photos. ``put`` never removes anything but its own temporary object;
+  the optional ``remove_snapshot`` (`Removing`) takes only old catalog snapshots.
 - ``put`` is idempotent and never leaves a half object visible under ``key``: a temp name and a
   rename on file systems and SMB, one final commit (multipart complete, block list) on S3 and
   Azure. It may overwrite what is at ``key`` (the engine decides when that is allowed). It
@@ -31,7 +32,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from picpipe.errors import ConfigError, DestinationMisconfigured, IntegrityMismatch
+from picpipe.errors import (
+    ConfigError,
+    DestinationMisconfigured,
+    DestinationRejected,
+    IntegrityMismatch,
+)
 from picpipe.hashing import digest_stream, new_hasher
 from picpipe.redact import validation_problems
 
@@ -78,6 +84,22 @@ class AssetRef:
     pair_kind: str | None = None  # live | raw+jpeg
     albums: tuple[str, ...] = ()
     modified: datetime | None = None  # the source file's mtime (Immich's fileModifiedAt)
+    # The library's XMP sidecar, read only for kinds with ``caps.takes_sidecar`` (Immich reads
+    # rating, keywords and description from the one sent with the upload).
+    sidecar: bytes | None = None
+
+
+def plain_file_ref(name: str, digests: Digests, mime_type: str) -> AssetRef:
+    """An `AssetRef` for a file that is not an asset (a sidecar, a catalog snapshot): what
+    ``put`` needs to describe it (its name, size, type); the kinds that hold files store it
+    under the key they are given and ignore the rest."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    ext = name.rpartition(".")[2].lower() if "." in name else "bin"
+    return AssetRef(
+        digests.sha256, digests.size, ext, "file", now, 0, name, name, mime_type=mime_type
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +157,7 @@ class DestinationCaps:
     bulk_check: bool = False  # has ``find_existing`` (skip what the server already holds)
     links_pairs: bool = False  # has ``link_pairs`` (Live Photo still ↔ video)
     albums: bool = False  # has ``add_to_albums``
+    takes_sidecar: bool = False  # ``put`` sends ``asset.sidecar`` with the upload (Immich)
     default_layout: str = "{YYYY}/{MM}/{DD}/{name}"
 
 
@@ -236,6 +259,27 @@ class AlbumAssigning(Protocol):
 
         Returns the keys now in each album (nothing when the kind's options turn albums off)."""
         ...
+
+
+SNAPSHOT_PREFIX = "picpipe-catalog/"  # catalog snapshots (`jobs/catalog_backup.py`)
+
+
+class Removing(Protocol):
+    """Optional: remove an old catalog snapshot, the one thing picpipe ever deletes remotely.
+
+    Implementations refuse every key outside ``SNAPSHOT_PREFIX`` (`require_snapshot_key`).
+    """
+
+    def remove_snapshot(self, key: str) -> None: ...
+
+
+def require_snapshot_key(destination: str, key: str) -> None:
+    """Nothing but picpipe's own catalog snapshots is ever removed from a destination."""
+    leaf = key.removeprefix(SNAPSHOT_PREFIX)
+    if not key.startswith(SNAPSHOT_PREFIX) or "/" in leaf or not leaf.startswith("catalog-"):
+        raise DestinationRejected(
+            destination=destination, key=key, detail="only old catalog snapshots are removed"
+        )
 
 
 def verify_by_reading(

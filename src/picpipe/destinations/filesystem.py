@@ -28,6 +28,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    require_snapshot_key,
     verify_by_reading,
 )
 from picpipe.errors import (
@@ -150,6 +151,13 @@ class FilesystemDestination:
                 except OSError:
                     continue  # vanished while listing
                 yield RemoteObject(key=path.relative_to(self.root).as_posix(), size=size)
+
+    def remove_snapshot(self, key: str) -> None:
+        require_snapshot_key(self.name, key)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._error(exc, key) from exc
 
     def check(self) -> ConnectionReport:
         report = ConnectionReport(self.name, self.kind, False, False, False)

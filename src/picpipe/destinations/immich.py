@@ -140,6 +140,7 @@ class ImmichDestination:
         bulk_check=True,
         links_pairs=True,
         albums=True,
+        takes_sidecar=True,
         default_layout="{name}",
     )
     Options: ClassVar[type[DestinationOptions]] = ImmichOptions
@@ -188,6 +189,7 @@ class ImmichDestination:
             sha1=sha1,
             mime_type=asset.mime_type,
             duration_ms=duration_ms(asset),
+            sidecar=asset.sidecar,
         )
         if result.status == "created":
             if reader.size != digests.size or reader.hexdigest() != sha1:

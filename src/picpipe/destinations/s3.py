@@ -45,6 +45,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    require_snapshot_key,
     resolve_secret,
     verify_by_reading,
 )
@@ -264,6 +265,11 @@ class S3Destination:
                     etag = unquote_etag(item.get("ETag"))
                     md5 = etag if etag and MD5_ETAG.fullmatch(etag) else None
                     yield RemoteObject(key=key, size=item["Size"], md5=md5, etag=etag)
+
+    def remove_snapshot(self, key: str) -> None:
+        require_snapshot_key(self.name, key)
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def check(self) -> ConnectionReport:
         report = ConnectionReport(self.name, self.kind, False, False, False)

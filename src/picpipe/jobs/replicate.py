@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +36,7 @@ from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
 from picpipe.jobs.sync_report import DestinationTally, SyncReport
+from picpipe.jobs.sync_sidecars import SidecarSync, sidecar_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -65,6 +67,7 @@ class SyncRun(ReplicaOutcomes):
         stop: threading.Event | None = None,
         runs: RunOptions | None = None,
         only: frozenset[str] | None = None,
+        sidecar_naming: str = "sha",
     ) -> None:
         self.catalog = catalog
         self.library_root = library_root
@@ -76,6 +79,7 @@ class SyncRun(ReplicaOutcomes):
         self.sinks = list(sinks)
         self.stop = stop or threading.Event()
         self.runs = runs or RunOptions()
+        self.sidecar_naming = sidecar_naming
         self._lock = threading.Lock()
         self._session_id = 0
         self._lease: LeasedRun | None = None
@@ -145,6 +149,7 @@ class SyncRun(ReplicaOutcomes):
             for future in pending:
                 _wait(future, self.stop)
             if not self.dry_run:
+                SidecarSync(self, self.sidecar_naming).run(targets, report)
                 link_pairs_and_albums(self.catalog, targets, report, self._lock)
             status = "completed_with_failures" if report.failed else "completed"
         except KeyboardInterrupt:
@@ -350,13 +355,19 @@ class SyncRun(ReplicaOutcomes):
         def checkpoint(state: dict[str, Any]) -> None:
             self._write(target, sha, extra={**(row.extra or {}), "resume": state})
 
+        asset = job.asset
+        if backend.caps.takes_sidecar:
+            asset = replace(
+                asset, sidecar=sidecar_bytes(self.library_root, job, self.sidecar_naming)
+            )
+
         def attempt() -> tuple[str, str]:
             with self._open(job, shared) as data:
                 stored = backend.put(
                     key,
                     data,
                     digests=digests,
-                    asset=job.asset,
+                    asset=asset,
                     resume=resume,
                     checkpoint=checkpoint,
                 )

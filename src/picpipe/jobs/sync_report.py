@@ -32,6 +32,10 @@ class SyncReport:
     destinations: dict[str, DestinationTally] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would happen
+    sidecars_uploaded: dict[str, int] = field(default_factory=dict)  # destination → count
+    # (destination, key of someone's edit kept there, key the new version went to)
+    sidecar_versions: list[tuple[str, str, str]] = field(default_factory=list)
+    snapshots: dict[str, str] = field(default_factory=dict)  # destination → snapshot key
 
     @property
     def failed(self) -> int:
@@ -80,5 +84,10 @@ class SyncReport:
                 for name, t in self.destinations.items()
             },
             "failures": [{"destination": d, "path": p, "reason": r} for d, p, r in self.failures],
+            "sidecars_uploaded": dict(self.sidecars_uploaded),
+            "sidecar_versions": [
+                {"destination": d, "kept": k, "written": w} for d, k, w in self.sidecar_versions
+            ],
+            "catalog_snapshots": dict(self.snapshots),
             **({"planned": self.planned} if self.dry_run else {}),
         }

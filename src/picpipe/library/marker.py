@@ -98,6 +98,35 @@ def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
     return identity
 
 
+def adopt_library(root: Path, catalog: Catalog) -> tuple[LibraryIdentity | None, str]:
+    """After a catalog was restored: make the library's marker name the catalog's library.
+
+    Returns (the identity, what happened): "matches" (the marker names it already), "adopted"
+    (no marker: one written, creating the root folder when its parent exists), "not written"
+    (neither the root nor its parent exists: a share that is not mounted gets nothing).
+    Raises LibraryMismatch when the marker names another library.
+    """
+    with catalog.session() as db:
+        library_id = catalog_fact(db, "library_id")
+        catalog_id = catalog_fact(db, "catalog_id")
+    if library_id is None or catalog_id is None:
+        with catalog.write() as db:
+            catalog_id = set_catalog_fact_once(db, "catalog_id", catalog_id or uuid.uuid4().hex)
+            library_id = set_catalog_fact_once(db, "library_id", library_id or uuid.uuid4().hex)
+    marker = read_marker(root)
+    if marker is not None:
+        if marker.library_id != library_id:
+            raise LibraryMismatch(root=str(root), found=marker.library_id, known=library_id)
+        return marker, "matches"
+    if not root.is_dir() and not root.parent.is_dir():
+        return None, "not written"
+    identity = LibraryIdentity(
+        library_id, catalog_id, datetime.now(UTC).replace(microsecond=0).isoformat()
+    )
+    _write_marker(root, identity)
+    return identity, "adopted"
+
+
 def _refuse(root: Path, marker: LibraryIdentity | None, known: str | None, assets: bool) -> None:
     if marker is not None and known is not None and marker.library_id != known:
         raise LibraryMismatch(root=str(root), found=marker.library_id, known=known)
