@@ -41,8 +41,9 @@ HERE = Path(__file__).resolve().parents[1] / "src"
 STEPS = ("import", "rescan", "thumbs", "sync")
 
 
-def photos(folder: Path, count: int) -> tuple[list[Path], int]:
-    """``count`` distinct ~12 MP JPEGs (made once, kept under --out)."""
+def photos(folder: Path, count: int, *, gps: bool = False) -> tuple[list[Path], int]:
+    """``count`` distinct ~12 MP JPEGs (made once, kept under --out); with ``gps``, each at a
+    different place, as a phone's are (the time-zone and place-name lookups then run)."""
     folder.mkdir(parents=True, exist_ok=True)
     start = datetime(2022, 7, 1, 9, 0)
     paths = []
@@ -50,7 +51,10 @@ def photos(folder: Path, count: int) -> tuple[list[Path], int]:
         path = folder / f"IMG_{i:04d}.jpg"
         if not path.exists():
             when = start + timedelta(hours=i * 5)
-            make_jpeg(path, size=(4000, 3000), taken=when, seed=i, noise=48.0, quality=92)
+            where = (48.0 + i * 0.37 % 10, 2.0 + i * 0.53 % 12) if gps else None
+            make_jpeg(
+                path, size=(4000, 3000), taken=when, seed=i, noise=48.0, quality=92, gps=where
+            )
         paths.append(path)
     return paths, sum(p.stat().st_size for p in paths)
 
@@ -84,14 +88,17 @@ class Tree:
             "thumbs:\n  workers: 2\n"
         )
 
-    def round(self, source: Path) -> dict[str, float]:
-        """One of each step on a fresh library and destination."""
+    def round(self, source: Path, steps: tuple[str, ...] = STEPS) -> dict[str, float]:
+        """One of each step on a fresh library and destination (``steps``: a prefix of STEPS)."""
         self.fresh()
         out = {"import": self.cli("import", str(source), "--no-thumbs", "--json")}
-        out["rescan"] = self.cli("import", str(source), "--no-thumbs", "--json")
-        out["thumbs"] = self.cli("thumbs", "--all", "--json")
-        (self.work / "nas").mkdir(exist_ok=True)
-        out["sync"] = self.cli("sync", "--json")
+        if "rescan" in steps:
+            out["rescan"] = self.cli("import", str(source), "--no-thumbs", "--json")
+        if "thumbs" in steps:
+            out["thumbs"] = self.cli("thumbs", "--all", "--json")
+        if "sync" in steps:
+            (self.work / "nas").mkdir(exist_ok=True)
+            out["sync"] = self.cli("sync", "--json")
         return out
 
 
@@ -104,12 +111,19 @@ def main() -> None:
     parser.add_argument("--jpegs", type=int, default=30, help="12 MP JPEGs (default 30)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per median (default 3)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help="comma-separated subset of the steps (default all)"
+    )
+    parser.add_argument("--gps", action="store_true", help="photos with GPS positions")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    steps = tuple(s for s in STEPS if s in args.steps.split(","))
+    if "import" not in steps:
+        raise SystemExit("--steps: the import step is always run (the others build on it)")
     if not (args.baseline_src / "picpipe").is_dir():
         raise SystemExit(f"{args.baseline_src}: not a picpipe src/ folder")
-    source = args.out / "compare" / "photos"
-    files, total = photos(source, args.jpegs)
+    source = args.out / "compare" / ("photos-gps" if args.gps else "photos")
+    files, total = photos(source, args.jpegs, gps=args.gps)
     work = args.out / "compare" / "work"
     trees = [Tree("baseline", args.baseline_src, work), Tree("this", args.this_src, work)]
     runs: dict[str, list[dict[str, float]]] = {t.name: [] for t in trees}
@@ -117,9 +131,14 @@ def main() -> None:
         order = trees if number % 2 == 0 else list(reversed(trees))
         for tree in order:
             print(f"round {number + 1}: {tree.name}", file=sys.stderr)
-            runs[tree.name].append(tree.round(source))
-    figures: dict[str, Any] = {"files": len(files), "bytes": total, "repeat": args.repeat}
-    for step in STEPS:
+            runs[tree.name].append(tree.round(source, steps))
+    figures: dict[str, Any] = {
+        "files": len(files),
+        "bytes": total,
+        "repeat": args.repeat,
+        "gps": args.gps,
+    }
+    for step in steps:
         base = statistics.median(r[step] for r in runs["baseline"])
         this = statistics.median(r[step] for r in runs["this"])
         figures[step] = {
@@ -135,7 +154,7 @@ def main() -> None:
         return
     print(f"{len(files)} JPEGs, {total / 1e6:.0f} MB, medians of {args.repeat}, interleaved")
     print(f"{'step':<8} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
-    for step in STEPS:
+    for step in steps:
         f = figures[step]
         print(f"{step:<8} {f['baseline_s']:>9.2f}s {f['this_s']:>9.2f}s {f['ratio']:>6.2f}x")
 

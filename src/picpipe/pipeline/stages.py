@@ -22,6 +22,7 @@ from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
+from picpipe.pipeline.jpeg_stream import JpegStreamWalk
 from picpipe.pipeline.metadata import media_info
 from picpipe.pipeline.payload import payload_sha256
 from picpipe.pipeline.sidecar import (
@@ -104,14 +105,16 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
         return
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
+    walk = JpegStreamWalk()
     with ctx.sources[task.source_name].open(task.entry) as stream:
         try:
-            digest, size = sha256_stream(stream)
+            digest, size = sha256_stream(stream, tee=walk.update)
         except OSError as exc:
             raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
     if size == 0:
         raise EmptyFile(path=task.display)
     task.sha256 = digest
+    task.jpeg_verdict, task.jpeg_payload = walk.verdict, walk.payload_sha256
 
 
 def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -171,8 +174,7 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         zones=ctx.zones,
         source=task.source_name,
     )
-    if path is not None:
-        info.payload_sha256 = payload_sha256(path, info.file_type)
+    info.payload_sha256 = _payload(task, path, info.file_type)
     if sidecar is not None:
         # What people wrote in the sidecar that came with the file seeds picpipe's own and
         # wins, field by field, over what the file says about itself.
@@ -185,12 +187,7 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
     if entry.extras and (problem := entry.extras.get("problem")):
         info.problems.append(str(problem))
     # A cut-off JPEG is kept, with the problem that status, the API and the gallery show.
-    if (
-        path is not None
-        and info.file_type == "JPEG"
-        and TRUNCATED not in info.problems
-        and jpeg_truncated(path)
-    ):
+    if info.file_type == "JPEG" and TRUNCATED not in info.problems and _jpeg_short(task, path):
         info.problems.append(TRUNCATED)
     task.info = info
     task.problems.extend(info.problems)
@@ -308,6 +305,21 @@ def _extra_args(name: str) -> tuple[str, ...]:
     # -struct: face regions come as structures (pipeline/descriptive.py).
     # AVCHD keeps its date in H.264 SEI that only exiftool's -ee reaches in every case.
     return ("-struct", "-ee") if name.lower().endswith((".mts", ".m2ts")) else ("-struct",)
+
+
+def _payload(task: ImportTask, path: str | bytes | None, file_type: str | None) -> str | None:
+    # A JPEG walked during the hash read has its answer; other files (and a JPEG whose strict
+    # walk failed) are read again by type.
+    if file_type == "JPEG" and task.jpeg_verdict in ("complete", "short", "not-jpeg"):
+        return task.jpeg_payload
+    return payload_sha256(path, file_type) if path is not None else None
+
+
+def _jpeg_short(task: ImportTask, path: str | bytes | None) -> bool:
+    if task.jpeg_verdict in ("complete", "short", "not-jpeg"):
+        return task.jpeg_verdict == "short"
+    # The lenient walk tolerates stray bytes between segments, as libjpeg does.
+    return path is not None and jpeg_truncated(path)
 
 
 def _present(path: Path, size: int) -> bool:

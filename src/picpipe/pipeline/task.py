@@ -39,6 +39,10 @@ class ImportTask:
     written: bool = False  # this task wrote the original (bytes added to the library)
     restores: bool = False  # the content is catalogued but its original was missing
     skip_reason: str | None = None  # outcome "skipped": why (not media, temp name, rule ...)
+    # What the hash stage's read learnt of a JPEG (`pipeline/jpeg_stream.py`): its verdict
+    # (None: not walked) and payload hash, so the metadata stage need not read it again.
+    jpeg_verdict: str | None = None
+    jpeg_payload: str | None = None
 
     @property
     def display(self) -> str:
