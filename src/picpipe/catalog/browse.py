@@ -218,7 +218,13 @@ def provenance(db: Session, sha256: str) -> list[dict[str, Any]]:
             "gone": sf.gone,
         }
         for name, kind, sf in rows
-    ]
+    ] + _embedded_in(db, sha256)
+
+
+def _embedded_in(db: Session, sha256: str) -> list[dict[str, Any]]:
+    # A motion photo's video came out of its still: that is where it was "seen".
+    still = db.scalar(select(Asset.embedded_in).where(Asset.sha256 == sha256))
+    return [{"embedded_in": still}] if still else []
 
 
 def replicas(db: Session, sha256: str) -> list[dict[str, Any]]:

@@ -29,7 +29,17 @@ _START, _MARKER, _SEGMENT, _SCAN, _DONE, _FAILED = range(6)
 class JpegStreamWalk:
     """Feed the file's bytes in order with `update`; then `verdict` and `payload_sha256`."""
 
-    __slots__ = ("_after", "_carry", "_hasher", "_keep", "_left", "_not_jpeg", "_state")
+    __slots__ = (
+        "_after",
+        "_carry",
+        "_hasher",
+        "_keep",
+        "_left",
+        "_not_jpeg",
+        "_seen",
+        "_state",
+        "end",
+    )
 
     def __init__(self) -> None:
         self._hasher = new_hasher()
@@ -39,6 +49,8 @@ class JpegStreamWalk:
         self._keep = False  # the current segment goes into the payload hash
         self._after = _MARKER  # what follows the current segment (a scan after SOS)
         self._not_jpeg = False
+        self._seen = 0  # bytes fed before the current chunk
+        self.end: int | None = None  # offset just after the EOI marker, once found
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         """The next bytes of the file (a reused read buffer is fine: nothing is kept)."""
@@ -89,6 +101,9 @@ class JpegStreamWalk:
                 if state in (_START, _MARKER) and pos >= size:
                     break
         self._state = state
+        if state == _DONE and self.end is None:
+            self.end = self._seen + pos - len(self._carry)
+        self._seen += size
 
     def _header(self, state: int) -> int:
         """Consume the marker in ``_carry`` if complete; the next state (same when short)."""

@@ -1,4 +1,5 @@
-"""The import stages: sniff, hash, dedupe, metadata, place, sidecar; each ``(ctx, task) -> None``.
+"""The import stages: sniff, hash, dedupe, metadata, place, motion (`pipeline/motion_stage.py`),
+sidecar; each ``(ctx, task) -> None``.
 
 Stages only fill in the task or raise an ``ItemError``; the runner decides what runs next and
 records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``; a new
@@ -24,6 +25,8 @@ from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.jpeg_stream import JpegStreamWalk
 from picpipe.pipeline.metadata import media_info
+from picpipe.pipeline.motion import find_motion_video
+from picpipe.pipeline.motion_stage import motion_stage
 from picpipe.pipeline.payload import payload_sha256
 from picpipe.pipeline.sidecar import (
     SidecarContent,
@@ -115,6 +118,7 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
         raise EmptyFile(path=task.display)
     task.sha256 = digest
     task.jpeg_verdict, task.jpeg_payload = walk.verdict, walk.payload_sha256
+    task.jpeg_end = walk.end
 
 
 def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -182,6 +186,10 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         for name, value in merged.catalog_values().items():
             setattr(info, name, value)
         info.source_sidecar = sidecar_path
+    if path is not None and info.kind == "photo":
+        task.motion, motion_problem = find_motion_video(path, tags, entry.size, task.jpeg_end)
+        if motion_problem is not None:
+            info.problems.append(motion_problem)
     if sidecar_problem is not None:
         info.problems.append(sidecar_problem)
     if entry.extras and (problem := entry.extras.get("problem")):
@@ -274,6 +282,7 @@ IMPORT_STAGES: tuple[Stage, ...] = (
     dedupe_stage,
     metadata_stage,
     place_stage,
+    motion_stage,
 )
 
 
