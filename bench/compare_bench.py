@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -65,18 +66,26 @@ class Tree:
     def __init__(self, name: str, src: Path, work: Path) -> None:
         self.name, self.src, self.work = name, src.resolve(), work / name
         self.config = self.work / "config.yaml"
+        # CPU seconds of each command, in order: on a machine others share, CPU time is far
+        # steadier than wall time (which waits for the other users' processes).
+        self.cpu: list[float] = []
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PICPIPE_")}
         return env | {"PYTHONPATH": str(self.src), "PICPIPE_CONFIG": str(self.config)}
 
     def cli(self, *args: str) -> float:
+        """Wall seconds of one command; its CPU seconds (exiftool's included) go to ``cpu``."""
         cmd = [PICPIPE, "--home", str(self.work / "home"), "--library", str(self.work / "lib")]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run([*cmd, *args], env=self.env(), capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise SystemExit(f"{self.name}: picpipe {' '.join(args)} failed:\n{done.stderr}")
+        used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        self.cpu.append(used)
         return seconds
 
     def fresh(self) -> None:
@@ -92,13 +101,17 @@ class Tree:
         """One of each step on a fresh library and destination (``steps``: a prefix of STEPS)."""
         self.fresh()
         out = {"import": self.cli("import", str(source), "--no-thumbs", "--json")}
+        out["import_cpu"] = self.cpu[-1]
         if "rescan" in steps:
             out["rescan"] = self.cli("import", str(source), "--no-thumbs", "--json")
+            out["rescan_cpu"] = self.cpu[-1]
         if "thumbs" in steps:
             out["thumbs"] = self.cli("thumbs", "--all", "--json")
+            out["thumbs_cpu"] = self.cpu[-1]
         if "sync" in steps:
             (self.work / "nas").mkdir(exist_ok=True)
             out["sync"] = self.cli("sync", "--json")
+            out["sync_cpu"] = self.cpu[-1]
         return out
 
 
@@ -141,9 +154,14 @@ def main() -> None:
     for step in steps:
         base = statistics.median(r[step] for r in runs["baseline"])
         this = statistics.median(r[step] for r in runs["this"])
+        base_cpu = statistics.median(r[f"{step}_cpu"] for r in runs["baseline"])
+        this_cpu = statistics.median(r[f"{step}_cpu"] for r in runs["this"])
         figures[step] = {
             "baseline_s": round(base, 3),
             "this_s": round(this, 3),
+            "baseline_cpu_s": round(base_cpu, 3),
+            "this_cpu_s": round(this_cpu, 3),
+            "cpu_ratio": round(this_cpu / base_cpu, 3),  # > 1 costs more CPU than the baseline
             # throughput ratio: > 1 is faster than the baseline
             "ratio": round(base / this, 3),
             "mb_per_s": round(total / 1e6 / this, 1) if step in ("import", "sync") else None,
@@ -153,10 +171,13 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"{len(files)} JPEGs, {total / 1e6:.0f} MB, medians of {args.repeat}, interleaved")
-    print(f"{'step':<8} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
+    print(f"{'step':<8} {'baseline':>10} {'this tree':>10} {'ratio':>7}   CPU: base, this, ratio")
     for step in steps:
         f = figures[step]
-        print(f"{step:<8} {f['baseline_s']:>9.2f}s {f['this_s']:>9.2f}s {f['ratio']:>6.2f}x")
+        print(
+            f"{step:<8} {f['baseline_s']:>9.2f}s {f['this_s']:>9.2f}s {f['ratio']:>6.2f}x"
+            f"   {f['baseline_cpu_s']:.2f}s {f['this_cpu_s']:.2f}s {f['cpu_ratio']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from sqlalchemy import select
 
 from picpipe.catalog.browse import provenance
 from picpipe.catalog.models import Asset
+from picpipe.web.app import create_app
 from tests.conftest import MEDIA, LibraryFixture
+from tests.web.conftest import TestClient
 
 STILL = MEDIA / "jpeg" / "DSCN0010.jpg"
 VIDEO_TAKEN = datetime(2021, 8, 9, 10, 11, 12)
@@ -152,7 +154,12 @@ def test_motion_photo_yields_a_paired_video(
         frame = next(container.decode(video=0))
     assert (frame.width, frame.height) == (64, 48)
     with library.catalog.session() as db:
-        assert {"embedded_in": photo.sha256} in provenance(db, movie.sha256)
+        origin = provenance(db, movie.sha256)
+    assert [p["ref"] for p in origin] == [f"embedded in {photo.sha256}"]
+    assert origin[0]["embedded_in"] == photo.sha256
+    with TestClient(create_app(library.settings)) as client:
+        body = client.get(f"/api/assets/{movie.sha256}").json()
+    assert [p["ref"] for p in body["provenance"]] == [f"embedded in {photo.sha256}"]
 
     copy = tmp_path / "again"
     copy.mkdir()
