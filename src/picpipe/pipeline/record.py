@@ -24,7 +24,8 @@ from picpipe.catalog.runs import content_claim, release_claims
 
 if TYPE_CHECKING:
     from picpipe.catalog.db import Catalog
-    from picpipe.pipeline.task import ImportTask
+    from picpipe.pipeline.metadata import MediaInfo
+    from picpipe.pipeline.task import EmbeddedAsset, ImportTask
     from picpipe.sources.base import Source, SourceEntry
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,11 @@ class Recorder:
         now = utcnow()
         with self.catalog.write() as db:
             fresh = [t for t in tasks if t.outcome == "new" and t.info is not None]
-            inserted = add_assets(db, [_asset_row(t, now, self.session_id) for t in fresh])
+            rows = [_asset_row(t, now, self.session_id) for t in fresh]
+            # A motion photo's video goes in with its still (it has no source file row).
+            embedded = [e for t in fresh for e in t.embedded]
+            rows += [_embedded_row(e, now, self.session_id) for e in embedded]
+            inserted = add_assets(db, rows)
             for task in fresh:
                 if task.sha256 not in inserted:
                     # Another run catalogued the same content first: one asset, two records.
@@ -176,14 +181,26 @@ def _remove_source(source: Source, entry: SourceEntry, display: str) -> None:
 
 
 def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
-    info = task.info
-    assert info is not None
+    assert task.info is not None
     assert task.sha256 is not None
     assert task.library_path is not None
+    return _info_row(
+        task.info, task.sha256, task.entry.size, task.library_path, task.entry.name, now
+    ) | {"session_id": session_id, "embedded_in": None}
+
+
+def _embedded_row(asset: EmbeddedAsset, now: Any, session_id: int) -> dict[str, Any]:
+    row = _info_row(asset.info, asset.sha256, asset.size, asset.library_path, asset.name, now)
+    return row | {"session_id": session_id, "embedded_in": asset.embedded_in}
+
+
+def _info_row(
+    info: MediaInfo, sha256: str, size: int, library_path: str, name: str, now: Any
+) -> dict[str, Any]:
     taken = info.taken
     return {
-        "sha256": task.sha256,
-        "size": task.entry.size,
+        "sha256": sha256,
+        "size": size,
         "kind": info.kind,
         "mime_type": info.mime_type,
         "file_type": info.file_type,
@@ -207,8 +224,8 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
         "duration": info.duration,
         "live_photo_id": info.live_photo_id,
         "payload_sha256": info.payload_sha256,
-        "original_name": task.entry.name,
-        "library_path": task.library_path,
+        "original_name": name,
+        "library_path": library_path,
         "problems": info.problems or None,
         "keywords": info.keywords,
         "rating": info.rating,
@@ -221,7 +238,6 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
         "thumbs_state": "failed" if info.kind == "unknown" else "pending",
         "thumbs_error": "not a photo or video" if info.kind == "unknown" else None,
         "imported_at": now,
-        "session_id": session_id,
     }
 
 

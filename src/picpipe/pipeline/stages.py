@@ -1,4 +1,5 @@
-"""The import stages: sniff, hash, dedupe, metadata, place, sidecar; each ``(ctx, task) -> None``.
+"""The import stages: sniff, hash, dedupe, metadata, place, motion (`pipeline/motion_stage.py`),
+sidecar; each ``(ctx, task) -> None``.
 
 Stages only fill in the task or raise an ``ItemError``; the runner decides what runs next and
 records the outcome. A stage that finishes the task (a duplicate) sets ``task.outcome``; a new
@@ -22,7 +23,10 @@ from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
+from picpipe.pipeline.jpeg_stream import JpegStreamWalk
 from picpipe.pipeline.metadata import media_info
+from picpipe.pipeline.motion import find_motion_video
+from picpipe.pipeline.motion_stage import motion_stage
 from picpipe.pipeline.payload import payload_sha256
 from picpipe.pipeline.sidecar import (
     SidecarContent,
@@ -104,14 +108,17 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
         return
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
+    walk = JpegStreamWalk()
     with ctx.sources[task.source_name].open(task.entry) as stream:
         try:
-            digest, size = sha256_stream(stream)
+            digest, size = sha256_stream(stream, tee=walk.update)
         except OSError as exc:
             raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
     if size == 0:
         raise EmptyFile(path=task.display)
     task.sha256 = digest
+    task.jpeg_verdict, task.jpeg_payload = walk.verdict, walk.payload_sha256
+    task.jpeg_end = walk.end
 
 
 def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
@@ -171,8 +178,7 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         zones=ctx.zones,
         source=task.source_name,
     )
-    if path is not None:
-        info.payload_sha256 = payload_sha256(path, info.file_type)
+    info.payload_sha256 = _payload(task, path, info.file_type)
     if sidecar is not None:
         # What people wrote in the sidecar that came with the file seeds picpipe's own and
         # wins, field by field, over what the file says about itself.
@@ -180,17 +186,16 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         for name, value in merged.catalog_values().items():
             setattr(info, name, value)
         info.source_sidecar = sidecar_path
+    if path is not None and info.kind == "photo":
+        task.motion, motion_problem = find_motion_video(path, tags, entry.size, task.jpeg_end)
+        if motion_problem is not None:
+            info.problems.append(motion_problem)
     if sidecar_problem is not None:
         info.problems.append(sidecar_problem)
     if entry.extras and (problem := entry.extras.get("problem")):
         info.problems.append(str(problem))
     # A cut-off JPEG is kept, with the problem that status, the API and the gallery show.
-    if (
-        path is not None
-        and info.file_type == "JPEG"
-        and TRUNCATED not in info.problems
-        and jpeg_truncated(path)
-    ):
+    if info.file_type == "JPEG" and TRUNCATED not in info.problems and _jpeg_short(task, path):
         info.problems.append(TRUNCATED)
     task.info = info
     task.problems.extend(info.problems)
@@ -277,6 +282,7 @@ IMPORT_STAGES: tuple[Stage, ...] = (
     dedupe_stage,
     metadata_stage,
     place_stage,
+    motion_stage,
 )
 
 
@@ -308,6 +314,21 @@ def _extra_args(name: str) -> tuple[str, ...]:
     # -struct: face regions come as structures (pipeline/descriptive.py).
     # AVCHD keeps its date in H.264 SEI that only exiftool's -ee reaches in every case.
     return ("-struct", "-ee") if name.lower().endswith((".mts", ".m2ts")) else ("-struct",)
+
+
+def _payload(task: ImportTask, path: str | bytes | None, file_type: str | None) -> str | None:
+    # A JPEG walked during the hash read has its answer; other files (and a JPEG whose strict
+    # walk failed) are read again by type.
+    if file_type == "JPEG" and task.jpeg_verdict in ("complete", "short", "not-jpeg"):
+        return task.jpeg_payload
+    return payload_sha256(path, file_type) if path is not None else None
+
+
+def _jpeg_short(task: ImportTask, path: str | bytes | None) -> bool:
+    if task.jpeg_verdict in ("complete", "short", "not-jpeg"):
+        return task.jpeg_verdict == "short"
+    # The lenient walk tolerates stray bytes between segments, as libjpeg does.
+    return path is not None and jpeg_truncated(path)
 
 
 def _present(path: Path, size: int) -> bool:

@@ -10,7 +10,21 @@ if TYPE_CHECKING:
     from picpipe.errors import PicpipeError
     from picpipe.events import Outcome
     from picpipe.pipeline.metadata import MediaInfo
+    from picpipe.pipeline.motion import MotionVideo
     from picpipe.sources.base import SourceEntry
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedAsset:
+    """An asset extracted from a task's file, placed in the library: its provenance is the
+    file's asset (``embedded_in``), it has no source file of its own."""
+
+    sha256: str
+    size: int
+    info: MediaInfo
+    library_path: str
+    name: str
+    embedded_in: str
 
 
 @dataclass(slots=True, eq=False)
@@ -39,6 +53,14 @@ class ImportTask:
     written: bool = False  # this task wrote the original (bytes added to the library)
     restores: bool = False  # the content is catalogued but its original was missing
     skip_reason: str | None = None  # outcome "skipped": why (not media, temp name, rule ...)
+    # What the hash stage's read learnt of a JPEG (`pipeline/jpeg_stream.py`): its verdict
+    # (None: not walked) and payload hash, so the metadata stage need not read it again.
+    jpeg_verdict: str | None = None
+    jpeg_payload: str | None = None
+    jpeg_end: int | None = None  # offset after the JPEG's EOI: what follows is a trailer
+    motion: MotionVideo | None = None  # the video inside a motion photo (`pipeline/motion.py`)
+    # Assets found inside this file (a motion photo's video), recorded with it.
+    embedded: list[EmbeddedAsset] = field(default_factory=list)
 
     @property
     def display(self) -> str:
