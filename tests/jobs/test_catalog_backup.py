@@ -321,3 +321,43 @@ def test_a_postgresql_snapshot_restores_into_sqlite_too(
     assert report.assets == 2
     assert report.library_marker == "matches"
     assert catalog_state(url) == before
+
+
+@pytest.mark.slow
+def test_restore_after_losing_the_nas_walkthrough(library: LibraryFixture, tmp_path: Path) -> None:
+    """README "Restore after losing the NAS": import, edit a sidecar as digiKam would, sync,
+    lose library and catalog, restore-catalog, repair: every original and every edit back."""
+    make_sample_set(tmp_path / "phone", count=3)
+    library.import_folder(tmp_path / "phone")
+    with library.catalog.session() as db:
+        assets = {a.sha256: a.library_path for a in db.scalars(select(Asset))}
+    first_sha = sorted(assets)[0]
+    sidecar = library.root / f"{assets[first_sha].rsplit('.', 1)[0]}.xmp"
+    edit_as_digikam(sidecar, "-XMP:Rating=4", "-XMP:Subject+=walkthrough")
+    reimport_changed_sidecars(library.settings, library.catalog, tools=library.tools)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    run = cli(library, tmp_path, {"nas": {"kind": "filesystem", "path": str(nas), "fsync": False}})
+    assert (done := run("sync")).returncode == 0, done.stdout + done.stderr
+    sidecars_then = {
+        sha: (library.root / f"{path.rsplit('.', 1)[0]}.xmp").read_bytes()
+        for sha, path in assets.items()
+    }
+
+    shutil.rmtree(library.root)
+    lose_the_catalog(library)
+
+    restored = run("restore-catalog", "nas", "--json")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    repaired = run("repair", "--json")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    report = json.loads(repaired.stdout)
+    outcomes = {(i["sha256"], i["what"]): i["outcome"] for i in report["items"]}
+    assert {sha for sha, what in outcomes if what == "original"} == set(assets)
+    for sha, path in assets.items():
+        assert sha256_file(library.root / path)[0] == sha
+        assert (library.root / f"{path.rsplit('.', 1)[0]}.xmp").read_bytes() == sidecars_then[sha]
+    edited = (library.root / f"{assets[first_sha].rsplit('.', 1)[0]}.xmp").read_text()
+    assert "walkthrough" in edited
+    verified = run("verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select
 
-from picpipe.catalog.models import Asset, Replica, SidecarReplica
+from picpipe.catalog.models import Asset, Destination, Replica, SidecarReplica
 from picpipe.catalog.queries import utcnow
 from picpipe.catalog.replicas import VERIFIED
 from picpipe.catalog.upsert import upsert
@@ -101,3 +101,13 @@ def touch_mtime(db: Session, destination_id: int, sha256: str, mtime_ns: int) ->
     row = db.get(SidecarReplica, (destination_id, sha256))
     if row is not None:
         row.local_mtime_ns = mtime_ns
+
+
+def sidecar_keys(db: Session, sha256: str) -> dict[str, str]:
+    """Destination name → the key of the sidecar picpipe last wrote beside ``sha256`` there."""
+    rows = db.execute(
+        select(Destination.name, SidecarReplica.remote_key)
+        .join(Destination, Destination.id == SidecarReplica.destination_id)
+        .where(SidecarReplica.sha256 == sha256)
+    ).all()
+    return {str(name): str(key) for name, key in rows}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from picpipe.catalog.origins import verified_replicas
 from picpipe.catalog.queries import asset_provenance, assets_by_sha, update_sidecar_fields
+from picpipe.catalog.sidecar_replicas import sidecar_keys
 from picpipe.errors import PicpipeError
 from picpipe.library.atomic import atomic_path
 from picpipe.library.layout import run_temp_tag
@@ -95,13 +96,16 @@ def _replica_sidecars(origins: Origins, sha256: str) -> Iterator[tuple[str, byte
     """The sidecar bytes beside each verified replica of ``sha256``, read one at a time."""
     with origins.catalog.session() as db:
         replicas = verified_replicas(db, sha256)
+        recorded = sidecar_keys(db, sha256)
     for name, key in replicas:
         destination = origins.destination(name)
         # A kind that names objects itself (Immich) holds no sidecar files beside them.
         if destination is None or not key or destination.caps.keyed_by_server:
             continue
         stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
-        for candidate in dict.fromkeys((f"{key}.xmp", f"{stem}.xmp")):
+        # The key sync recorded first: it may be a new version beside someone else's edit.
+        keys = (recorded.get(name, f"{key}.xmp"), f"{key}.xmp", f"{stem}.xmp")
+        for candidate in dict.fromkeys(keys):
             try:
                 if (remote := destination.stat(candidate)) is None:
                     continue
