@@ -154,6 +154,7 @@ def _register() -> None:
         thumbs,
         verify,
         views,
+        watch,
     )
 
     imports.register(app)
@@ -165,6 +166,7 @@ def _register() -> None:
     serve.register(app)
     views.register(app)
     duplicates.register(app)
+    watch.register(app)
 
 
 _register()

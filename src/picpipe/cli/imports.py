@@ -32,6 +32,7 @@ from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_v
 from picpipe.redact import validation_problems
 from picpipe.sources.base import Source, load_source_kind
 from picpipe.sources.folder import FolderSource
+from picpipe.sources.watched import WatchedOptions
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
@@ -187,6 +188,11 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
         folder = Path(parsed.path).expanduser()
         refuse_own_folder(settings, folder, f"sources.{name}:")
         return FolderSource(name, folder, settings.scan)
+    if isinstance(parsed, WatchedOptions):  # watched, icloudpd: an import is one reconcile
+        folder = Path(parsed.path).expanduser()
+        refuse_own_folder(settings, folder, f"sources.{name}:")
+        source: Source = cls(name, folder, settings.scan, parsed)
+        return source
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

@@ -3,7 +3,8 @@
 - Live Photos: assets sharing an Apple ContentIdentifier (the video's ``Keys`` tag, the
   still's ``MediaGroupUUID``), one of them a video. When the still carries no identifier, a
   photo and a short video with the same name in the same folder, taken within seconds of
-  each other, pair too (icloudpd and phones write ``IMG_1234.HEIC`` + ``IMG_1234.MOV``).
+  each other, pair too (icloudpd and phones write ``IMG_1234.HEIC`` + ``IMG_1234.MOV``;
+  icloudpd's default names the video ``IMG_1234_HEVC.MOV``).
 - RAW+JPEG: a raw and a non-raw photo with the same name in the same folder of a source and
   the same capture time.
 Linking never unlinks: an asset that has a pair keeps it.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RAW_JPEG_SLACK = timedelta(seconds=2)
 LIVE_SLACK = timedelta(seconds=3)
+LIVE_VIDEO_SUFFIX = "_hevc"  # icloudpd's default --live-photo-mov-filename-policy suffix
 LIVE_MAX_SECONDS = 10.0  # motion halves of Live Photos last about three seconds
 
 
@@ -79,6 +81,8 @@ def _link_by_name(db: Session, shas: list[str]) -> int:
     wanted = set(shas)
     for row in assets_in_places(db, sorted(places)):
         stem = row.ref.rpartition("/")[2].rpartition(".")[0].lower()
+        if row.kind == "video" and stem.endswith(LIVE_VIDEO_SUFFIX):
+            stem = stem[: -len(LIVE_VIDEO_SUFFIX)]  # icloudpd: IMG_1234.HEIC + IMG_1234_HEVC.MOV
         groups[(row.source_id, row.folder, stem)][row.sha256] = _Member(
             row.sha256, row.kind, row.taken, row.duration, row.pair_id
         )
