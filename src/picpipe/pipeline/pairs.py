@@ -22,6 +22,7 @@ from picpipe.catalog.pairs import (
     assets_in_places,
     live_photo_ids,
     live_photo_members,
+    set_edit_of,
     set_pair,
     source_places,
 )
@@ -58,6 +59,7 @@ def link_pairs(db: Session, new: Iterable[str]) -> int:
         return 0
     linked = _link_by_content_id(db, shas)
     linked += _link_by_name(db, shas)
+    linked += _link_edits(db, shas)
     if linked:
         log.info("linked %d asset(s) into pairs", linked)
     return linked
@@ -116,4 +118,30 @@ def _pair_group(db: Session, members: list[_Member]) -> int:
             linked += set_pair(
                 db, [match.sha256, video.sha256], f"live:{match.sha256[:16]}", "live"
             )
+    return linked
+
+
+EDIT_SUFFIX = "-adjusted"  # icloudpd: --size adjusted beside --size original
+
+
+def _link_edits(db: Session, shas: list[str]) -> int:
+    """``IMG_1234-adjusted.JPG`` is an edit of ``IMG_1234.*`` in the same folder of the same
+    source (either may arrive first; the later one's session links them)."""
+    places = source_places(db, shas)
+    if not places:
+        return 0
+    originals: dict[tuple[int, str, str], str] = {}
+    edits: list[tuple[tuple[int, str, str], str]] = []
+    for row in assets_in_places(db, sorted(places)):
+        stem = row.ref.rpartition("/")[2].rpartition(".")[0].lower()
+        if stem.endswith(EDIT_SUFFIX):
+            edits.append(((row.source_id, row.folder, stem[: -len(EDIT_SUFFIX)]), row.sha256))
+        elif row.kind != "video":
+            originals.setdefault((row.source_id, row.folder, stem), row.sha256)
+    wanted = set(shas)
+    linked = 0
+    for key, edit in edits:
+        original = originals.get(key)
+        if original is not None and original != edit and wanted & {edit, original}:
+            linked += set_edit_of(db, edit, original)
     return linked
