@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from picpipe.catalog.db import open_catalog
+from picpipe.catalog.runs import WATCH_KIND
 from picpipe.config import Settings
 from picpipe.errors import CatalogBusy, ConfigError, PicpipeError
 from picpipe.jobs.runs import LeasedRun
@@ -35,7 +36,6 @@ from picpipe.sources.watched import WatchedOptions, WatchedSource
 log = logging.getLogger(__name__)
 
 LiveRunner = Callable[[Settings, str, dict[str, Any], threading.Event], None]
-WATCH_KIND = "watch"  # the run kind of a watcher (its progress is the watcher's status)
 
 
 def watched_source(settings: Settings, name: str, options: dict[str, Any]) -> WatchedSource:
