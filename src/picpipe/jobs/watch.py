@@ -31,7 +31,7 @@ from picpipe.library.guards import refuse_own_folder
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.redact import validation_problems
 from picpipe.sources.base import load_source_kind
-from picpipe.sources.watched import WatchedOptions, WatchedSource
+from picpipe.sources.watched import WatchedOptions, WatchedSource, WatchStopped
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class _Watcher:
         }
 
     def loop(self, stop: threading.Event) -> None:
+        self.source.stopping = stop
         interval = self.source.options.reconcile_seconds
         due = time.monotonic() + interval
         inner = threading.Event()
@@ -152,6 +153,9 @@ class _Watcher:
         problem of the source, so the watch goes on."""
         try:
             result = ingest(self.settings, self.catalog, [self.source], tools=self.tools)
+        except WatchStopped:
+            log.info("%s: stopped during a pass; the next start catches up", self.source.name)
+            return
         except CatalogBusy as exc:  # an `import` of this source runs now: it does the work
             log.info("%s: %s; next pass later", self.source.name, exc.message)
             return

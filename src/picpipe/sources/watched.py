@@ -94,6 +94,7 @@ class WatchedSource(FolderSource):
         # Files the last listing found still settling: the watcher looks again soon, since
         # a file written before the watch began sends no more events.
         self.settling = 0
+        self.stopping = threading.Event()  # the runner's stop: a long reconcile ends early
 
     # -- the settle gate on every listing ---------------------------------------------------
 
@@ -101,6 +102,10 @@ class WatchedSource(FolderSource):
         settle_ns = int(self.options.settle_seconds * 1e9)
         self.settling = 0
         for item in super().listing():
+            if self.stopping.is_set():
+                # The watch is stopping: the import ends as interrupted, as on Ctrl-C (what
+                # is recorded stays, nothing is marked gone); the next pass reads the rest.
+                raise WatchStopped
             if isinstance(item, FolderListing) and settle_ns:
                 now = time.time_ns()
                 rows = item.fingerprint
@@ -271,6 +276,10 @@ def _live_rules(scan: ScanOptions | None) -> ScanOptions:
     base = scan or ScanOptions()
     patterns = list(dict.fromkeys([*base.ignored_patterns, *LIVE_TEMP_PATTERNS]))
     return base.model_copy(update={"ignored_patterns": patterns})
+
+
+class WatchStopped(KeyboardInterrupt):  # ends the import as Ctrl-C does
+    """The watch was asked to stop while its source was being listed."""
 
 
 def is_watch_limit(exc: OSError) -> bool:
