@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -153,3 +154,26 @@ def test_running_out_of_inotify_watches_is_recognised() -> None:
     assert is_watch_limit(OSError(28, "No space left on device"))
     assert is_watch_limit(OSError("OS file watch limit reached"))
     assert not is_watch_limit(OSError(2, "No such file or directory"))
+
+
+def test_a_still_and_its_video_arriving_together_come_in_one_batch(inbox: Path) -> None:
+    options = WatchedOptions(path=inbox, settle_seconds=SETTLE, pair_seconds=3)
+    source = WatchedSource("inbox", inbox, options=options)
+    stop = threading.Event()
+    batches: list[list[str]] = []
+
+    def follow() -> None:
+        for batch in source.changes(stop):
+            batches.append(sorted(e.ref for e in batch))
+            return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    (inbox / "IMG_0001.HEIC").write_bytes(b"still")
+    time.sleep(SETTLE * 0.8)  # the video lands while the still settles
+    (inbox / "IMG_0001_HEVC.MOV").write_bytes(b"motion")
+    thread.join(timeout=15)
+    stop.set()
+    assert batches == [["IMG_0001.HEIC", "IMG_0001_HEVC.MOV"]]
+    assert source.state.as_dict()["mode"] == "events"
