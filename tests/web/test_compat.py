@@ -57,7 +57,7 @@ def test_health_shape(client: TestClient) -> None:
 
 def test_folders_lists_the_library_day_folders(client: TestClient, web_site: WebSite) -> None:
     body = client.get("/folders").json()
-    assert set(body) == {"total_folders", "folders"}
+    assert set(body) == {"total_folders", "folders", "watched"}
     assert body["total_folders"] == len(body["folders"]) > 10
     for folder in body["folders"]:
         assert {"id", "path"} <= folder.keys()
@@ -314,3 +314,35 @@ def test_concurrent_picks_of_one_client_never_repeat(synthetic_catalog: Catalog)
     with ThreadPoolExecutor(max_workers=6) as pool:
         keys = list(pool.map(pick, range(expected)))
     assert len(set(keys)) == expected
+
+
+def test_a_running_watcher_is_reported_by_status_health_and_folders(
+    client: TestClient, web_site: WebSite
+) -> None:
+    from picpipe.catalog import runs as q
+    from picpipe.jobs.runs import LeasedRun
+
+    catalog = open_catalog(web_site.settings.catalog_url)
+    status = {"source": "inbox", "kind": "watched", "path": "/srv/inbox", "mode": "polling"}
+    status |= {"why": "cifs mount", "events": 7, "queue": 2, "last_error": None}
+    try:
+        with LeasedRun(
+            catalog,
+            kind="watch",
+            device="inbox",
+            keys=["watch:test"],
+            options=web_site.settings.runs,
+        ) as run:
+            with catalog.write() as db:  # what the heartbeat stores
+                q.renew_lease(db, run.id, lease_seconds=60, keys=1, progress=status)
+            body = client.get("/watcher/status").json()
+            assert body["running"] is True
+            [watcher] = body["watchers"]
+            assert {k: watcher[k] for k in status} == status
+            assert client.get("/health").json()["watcher"] == "running"
+            [watched] = client.get("/folders").json()["watched"]
+            assert watched["mode"] == "polling"
+            assert watched["queue"] == 2
+    finally:
+        catalog.close()
+    assert client.get("/watcher/status").json()["running"] is False

@@ -6,6 +6,7 @@ query, without loading Alembic and its revision scripts; a test keeps ``HEAD`` h
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0012"
+HEAD = "0013"
+# Alembic's `context` is a process-wide proxy: two threads migrating at once (the sources of
+# `picpipe watch` opening their catalogs) break each other's run.
+_MIGRATING = threading.Lock()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -41,4 +45,6 @@ def upgrade_to_head(engine: Engine) -> None:
         return
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    with _MIGRATING:
+        if current_revision(engine) != HEAD:  # another thread may have just done it
+            command.upgrade(alembic_config(engine), "head")

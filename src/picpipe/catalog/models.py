@@ -83,6 +83,8 @@ class Asset(Base):
     # Live Photo (still + motion) and RAW+JPEG pairs share a pair_id.
     pair_id: Mapped[str | None] = mapped_column(String(100), index=True)
     pair_kind: Mapped[str | None] = mapped_column(String(16))  # live | raw+jpeg
+    # An edited version (icloudpd's IMG_1234-adjusted.JPG): the SHA-256 of its original.
+    edit_of: Mapped[str | None] = mapped_column(String(64))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("session.id"))
 

@@ -112,3 +112,11 @@ def set_pair(db: Session, sha256s: Sequence[str], pair_id: str, kind: str) -> in
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def set_edit_of(db: Session, edit: str, original: str) -> int:
+    """Link the asset ``edit`` to its ``original`` unless it is linked already."""
+    result = db.execute(
+        update(Asset).where(Asset.sha256 == edit, Asset.edit_of.is_(None)).values(edit_of=original)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 RUNNING = "running"
 
 
+WATCH_KIND = "watch"  # the run of a live source's watcher: its progress JSON is its status
+
+
 def lease_now() -> datetime:
     """Naive UTC now with microseconds: leases of a few seconds need more than seconds."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -202,6 +202,7 @@ def _register() -> None:
         thumbs,
         verify,
         views,
+        watch,
     )
 
     imports.register(app)
@@ -216,6 +217,7 @@ def _register() -> None:
     duplicates.register(app)
     cards.register(app)
     restore.register(app)
+    watch.register(app)
 
 
 _register()

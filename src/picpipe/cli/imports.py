@@ -28,9 +28,10 @@ from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.sources.base import Source, source_options
+from picpipe.sources.base import Source, load_source_kind, source_options
 from picpipe.sources.folder import FolderSource
 from picpipe.sources.single_file import SingleFileSource
+from picpipe.sources.watched import WatchedOptions
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
@@ -261,6 +262,11 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
             detail=f"sources.{name}: a removable source is read when a card is inserted; "
             "run `picpipe watch` (and `picpipe cards` for its sessions)"
         )
+    if isinstance(parsed, WatchedOptions):  # watched, icloudpd: an import is one reconcile
+        folder = Path(parsed.path).expanduser()
+        refuse_own_folder(settings, folder, f"sources.{name}:")
+        source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
+        return source
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

@@ -151,6 +151,11 @@ class LeasedRun:
         for sink in self.sinks:
             sink(event)
 
+    def set_progress(self, progress: dict[str, Any]) -> None:
+        """Replace the progress JSON stored with the next heartbeat (a watcher's status)."""
+        with self._lock:
+            self._progress = dict(progress)
+
     def check(self) -> None:
         """Raise RunLeaseLost when the lease was lost (the work loop calls this between items)."""
         if self.lost.is_set():

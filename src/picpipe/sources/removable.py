@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from picpipe.config import ScanOptions
 from picpipe.sources.base import SourceCaps, SourceEntry
@@ -60,6 +60,8 @@ CARD_IGNORED_NAMES = ["System Volume Information", "THMBNL", "__MACOSX", "MISC"]
 
 class RemovableOptions(BaseModel):
     """Options of a ``kind: removable`` source: where cards appear and when one is safe."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in a key must not pass silently
 
     mount_roots: list[Path] = Field(default_factory=lambda: [Path("/media"), Path("/run/media")])
     paths: list[Path] = Field(default_factory=list)  # mount points to watch besides the roots

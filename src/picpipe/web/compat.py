@@ -24,6 +24,7 @@ from picpipe import __version__
 from picpipe.catalog import browse
 from picpipe.catalog.browse import AssetFilter
 from picpipe.catalog.queries import find_asset
+from picpipe.catalog.runs import WATCH_KIND, active_runs
 from picpipe.catalog.shuffle import Shuffle
 from picpipe.errors import CatalogError
 from picpipe.library.marker import library_problem
@@ -44,7 +45,7 @@ DEFAULT_CLIENT = "default"
 CLIENT_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 _SHA_NAME = re.compile(r"^([0-9a-fA-F]{64})(\.jpe?g)?$", re.IGNORECASE)
 HEALTH_TIMEOUT = 3.0  # seconds; a hung NAS mount must not hang the health check
-WATCHER = "not running"  # picpipe has no folder watcher yet; imports run on demand
+WATCHER = "not running"  # no `picpipe watch` runs: imports run on demand
 
 router = APIRouter(tags=["compatibility"])
 protected = APIRouter(tags=["compatibility"], dependencies=[Depends(require_read)])
@@ -249,10 +250,11 @@ async def health(ctx: Context, request: Request) -> JSONResponse:
     library = await _probe(lambda: (ctx.library_root / "originals").is_dir())
     problem = await _library_problem(ctx) if database else None
     healthy = database and problem is None
+    watching = await _probe(lambda: bool(_watchers(ctx))) if database else False
     body: dict[str, Any] = {
         "status": "ok" if healthy else "error",
         "database": "ok" if database else "error",
-        "watcher": WATCHER,
+        "watcher": "running" if watching else WATCHER,
         "library": "ok" if library and problem is None else "unreachable",
         "library_problem": problem,
     }
@@ -300,8 +302,13 @@ def folders(ctx: Context) -> JSONResponse:
         {"id": path.removeprefix("originals/").replace("/", "-"), "path": path, "count": count}
         for path, count in rows
     ]
+    watched = [
+        {k: w.get(k) for k in ("source", "kind", "path", "mode", "events", "queue", "last_error")}
+        for w in _watchers(ctx)
+    ]
     return JSONResponse(
-        {"total_folders": len(items), "folders": items}, headers={"Cache-Control": "no-store"}
+        {"total_folders": len(items), "folders": items, "watched": watched},
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -313,17 +320,36 @@ def cache_stats(ctx: Context) -> JSONResponse:
 
 @protected.get("/watcher/status", summary="Folder watcher state")
 def watcher_status(ctx: Context) -> JSONResponse:
-    """picpipe has no folder watcher yet: this says so, and names the configured sources that
-    ``picpipe import`` reads."""
+    """The live sources `picpipe watch` runs (in any process sharing the catalog): per
+    source what is watched, how (``mode`` events or polling, and why), events seen, queue
+    length, last error; and the configured sources."""
+    watchers = _watchers(ctx)
     return JSONResponse(
         {
-            "running": False,
-            "status": WATCHER,
-            "detail": "no folder watcher yet; new files arrive with `picpipe import`",
+            "running": bool(watchers),
+            "status": "running" if watchers else WATCHER,
+            "detail": None if watchers else "start `picpipe watch`; else `picpipe import`",
+            "watchers": watchers,
             "sources": sorted(ctx.settings.sources),
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _watchers(ctx: WebContext) -> list[dict[str, Any]]:
+    """The status each running watcher stores with its lease heartbeat (`jobs/watch.py`)."""
+    with ctx.catalog.session() as db:
+        runs = [r for r in active_runs(db, host=ctx.settings.runs.host) if r.kind == WATCH_KIND]
+    out: list[dict[str, Any]] = []
+    for run in runs:
+        status = dict(run.progress or {})
+        for internal in ("stage", "done", "total"):
+            status.pop(internal, None)
+        status.update(
+            run_id=run.id, host=run.host, pid=run.pid, heartbeat_at=run.as_dict()["heartbeat_at"]
+        )
+        out.append(status)
+    return out
 
 
 router.include_router(protected)

@@ -1,0 +1,228 @@
+"""Live sources run until stopped: watched folders and icloudpd folders (removable media join
+through `LIVE_RUNNERS`).
+
+A watched source's runner holds a leased "watch" run for as long as it watches (its progress
+JSON is the watcher's status, read by `/watcher/status` in another process) and starts one
+"ingest" run per settled batch: a rescan of the source gated by the settle rule, so a burst
+of files, its Live Photo videos and its sidecars land in one run, and deletions are marked
+gone (the library is never touched by them). The same rescan runs at start (a restart
+catches up) and every ``reconcile_seconds`` (missed events). Each ingest finishes before
+the runner returns: stopping never leaves a run half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from picpipe.catalog.db import open_catalog
+from picpipe.catalog.runs import WATCH_KIND
+from picpipe.config import Settings
+from picpipe.errors import CatalogBusy, ConfigError, PicpipeError
+from picpipe.jobs.cards import run_removable
+from picpipe.jobs.runs import LeasedRun
+from picpipe.jobs.workflows import ingest
+from picpipe.library.guards import refuse_own_folder
+from picpipe.pipeline.exiftool import ExifToolPool
+from picpipe.redact import validation_problems
+from picpipe.sources.base import load_source_kind
+from picpipe.sources.watched import WatchedOptions, WatchedSource, WatchStopped
+
+log = logging.getLogger(__name__)
+
+LiveRunner = Callable[[Settings, str, dict[str, Any], threading.Event], None]
+
+
+def watched_source(settings: Settings, name: str, options: dict[str, Any]) -> WatchedSource:
+    """The configured watched/icloudpd source ``name``; ConfigError when it is not valid."""
+    kind = str(options.get("kind", "folder"))
+    cls = load_source_kind(kind)
+    if not (isinstance(cls, type) and issubclass(cls, WatchedSource)):
+        raise ConfigError(detail=f"sources.{name}: kind {kind!r} is not a watched folder")
+    try:
+        parsed = WatchedOptions(**{k: v for k, v in options.items() if k != "kind"})
+    except ValidationError as exc:
+        problems = validation_problems(exc, prefix=f"sources.{name}.")
+        raise ConfigError(detail="; ".join(problems)) from None
+    folder = Path(parsed.path).expanduser()
+    refuse_own_folder(settings, folder, f"sources.{name}:")
+    return cls(name, folder, settings.scan, parsed)
+
+
+def run_watched(
+    settings: Settings, name: str, options: dict[str, Any], stop: threading.Event
+) -> None:
+    """Watch source ``name`` until ``stop`` is set; problems are logged and kept in the
+    status, and the watch goes on (a folder that comes back is watched again)."""
+    source = watched_source(settings, name, options)
+    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
+    tools = ExifToolPool()
+    try:
+        with LeasedRun(
+            catalog,
+            kind=WATCH_KIND,
+            device=name,
+            keys=[f"watch:{name}"],
+            options=settings.runs,
+        ) as run:
+            _Watcher(settings, source, catalog, tools, run).loop(stop)
+            run.status = "completed"
+    finally:
+        tools.close()
+        catalog.close()
+
+
+class _Watcher:
+    def __init__(
+        self,
+        settings: Settings,
+        source: WatchedSource,
+        catalog: Any,
+        tools: ExifToolPool,
+        run: LeasedRun,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.catalog = catalog
+        self.tools = tools
+        self.run = run
+        self.ingests = 0
+        self.last_ingest: dict[str, Any] | None = None
+
+    def status(self) -> dict[str, Any]:
+        state = self.source.state.as_dict()
+        return {
+            "stage": WATCH_KIND,
+            "done": self.ingests,
+            "total": None,
+            "source": self.source.name,
+            "kind": self.source.kind,
+            "path": str(self.source.root),
+            **state,
+            "last_ingest": self.last_ingest,
+        }
+
+    def loop(self, stop: threading.Event) -> None:
+        self.source.stopping = stop
+        interval = self.source.options.reconcile_seconds
+        due = time.monotonic() + interval
+        inner = threading.Event()
+        # The change stream runs in its own thread: the periodic reconcile must happen even
+        # when no event ever comes (a network mount).
+        batches: list[int] = [0]
+        wake = threading.Event()
+
+        def follow() -> None:
+            for _batch in self.source.changes(inner):
+                batches[0] += 1
+                wake.set()
+
+        follower = threading.Thread(target=follow, name=f"changes-{self.source.name}", daemon=True)
+        follower.start()
+        self.reconcile("start")  # after the watch began: nothing falls between the two
+        if self.source.settling:
+            due = time.monotonic() + self.source.options.settle_seconds + 0.1
+        try:
+            while not stop.is_set():
+                self.run.set_progress(self.status())
+                wake.wait(0.2)
+                if stop.is_set():
+                    break
+                if wake.is_set():
+                    wake.clear()
+                    self.reconcile("changes")
+                elif time.monotonic() >= due:
+                    self.reconcile("periodic")
+                else:
+                    continue
+                due = time.monotonic() + interval
+                if self.source.settling:
+                    due = time.monotonic() + self.source.options.settle_seconds + 0.1
+        finally:
+            inner.set()
+            follower.join(timeout=5)
+            self.run.set_progress(self.status())
+
+    def reconcile(self, why: str) -> None:
+        """One ingest of the source (a rescan under the settle rule); never raises for a
+        problem of the source, so the watch goes on."""
+        try:
+            result = ingest(self.settings, self.catalog, [self.source], tools=self.tools)
+        except WatchStopped:
+            log.info("%s: stopped during a pass; the next start catches up", self.source.name)
+            return
+        except CatalogBusy as exc:  # an `import` of this source runs now: it does the work
+            log.info("%s: %s; next pass later", self.source.name, exc.message)
+            return
+        except PicpipeError as exc:
+            log.error("%s: ingest failed: %s", self.source.name, exc.message)
+            with self.source.state.lock:
+                self.source.state.last_error = exc.message
+            return
+        self.ingests += 1
+        summary = result.summary
+        self.last_ingest = {
+            "why": why,
+            "session": summary.session_id,
+            "new": summary.new,
+            "failed": summary.failed,
+            "skipped": summary.skipped,
+        }
+        if summary.new or summary.failed:
+            log.info(
+                "%s (%s): %d new, %d failed", self.source.name, why, summary.new, summary.failed
+            )
+
+
+LIVE_RUNNERS: dict[str, LiveRunner] = {
+    "watched": run_watched,
+    "icloudpd": run_watched,
+    "removable": run_removable,
+}
+
+
+def run_live_sources(
+    settings: Settings, names: list[str], stop: threading.Event
+) -> dict[str, str | None]:
+    """Run each named live source in its own thread until ``stop``; one source's failure
+    never stops the others. Returns each source's error (None when it ended cleanly)."""
+    configured = settings.sources
+    chosen = names or [n for n, o in configured.items() if o.get("kind") in LIVE_RUNNERS]
+    if not chosen:
+        raise ConfigError(
+            detail="no live sources configured (kind: watched, icloudpd or removable)"
+        )
+    runners: dict[str, LiveRunner] = {}
+    for name in chosen:
+        if name not in configured:
+            raise ConfigError(detail=f"{name}: no source of that name in the config")
+        kind = str(configured[name].get("kind", "folder"))
+        if kind not in LIVE_RUNNERS:
+            raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be watched")
+        runners[name] = LIVE_RUNNERS[kind]
+    errors: dict[str, str | None] = dict.fromkeys(runners)
+
+    def one(name: str, runner: LiveRunner) -> None:
+        try:
+            runner(settings, name, configured[name], stop)
+        except PicpipeError as exc:
+            errors[name] = exc.message
+            log.error("%s: %s", name, exc.message)
+        except Exception as exc:  # one source's bug must not stop the others
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log.exception("%s stopped", name)
+
+    threads = [
+        threading.Thread(target=one, args=(n, r), name=f"live-{n}") for n, r in runners.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
