@@ -170,6 +170,14 @@ def test_verify_reports_damage_with_its_exit_code(cli, tmp_path: Path) -> None: 
     assert len(report["corrupt"]) == 1
     assert len(report["missing"]) == 1
     assert report["clean"] is False
+    code, out, _ = cli("verify")
+    assert code == 9
+    # Named as people know the photos: their source path and a short hash.
+    dump = str(tmp_path / "dump")
+    lines = [line for line in out.splitlines() if line.lstrip().startswith(("missing", "corrupt"))]
+    assert len(lines) == 2
+    assert all(dump in line and "originals/" not in line for line in lines)
+    assert "next: picpipe repair" in out
     code, out, _ = cli("verify", "--sample", "0", "--json")
     assert (code, json.loads(out)["checked"]) == (0, 0)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from picpipe.catalog.db import open_catalog
+from picpipe.catalog.known_as import source_paths_of
 from picpipe.cli.app import console, emit_json, human_bytes, reports_errors, state
+from picpipe.cli.report_text import photo_label, sha_of_library_path
 from picpipe.errors import IntegrityProblems
 from picpipe.library.verify import verify_library
 
@@ -29,6 +31,13 @@ def verify(
         report = verify_library(
             catalog, settings.library_root, sample_percent=sample, workers=settings.workers
         )
+        # Damaged photos named as people know them: their source path and a short hash.
+        known: dict[str, str] = {}
+        damaged = [item["path"] for item in (*report.missing, *report.corrupt)]
+        if damaged and not as_json:
+            shas = {sha for path in damaged if (sha := sha_of_library_path(path))}
+            with catalog.session() as db:
+                known = source_paths_of(db, shas)
     finally:
         catalog.close()
     if as_json:
@@ -39,9 +48,10 @@ def verify(
             f"{report.ok} ok, {human_bytes(report.bytes)}"
         )
         for item in report.missing:
-            console.print(f"  missing  {item['path']}", markup=False)
+            console.print(f"  missing  {photo_label(item['path'], known)}", markup=False)
         for item in report.corrupt:
-            console.print(f"  corrupt  {item['path']}: {item['problem']}", markup=False)
+            label = photo_label(item["path"], known)
+            console.print(f"  corrupt  {label}  {item['problem']}", markup=False)
         for path in report.untracked:
             console.print(f"  untracked {path}", markup=False)
         for path in report.temp_files:
