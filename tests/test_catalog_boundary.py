@@ -25,7 +25,11 @@ SRC = Path(picpipe.__file__).parent
 
 # Modules allowed to write rows themselves for now (none: runs, leases and claims live in
 # catalog/runs.py, the import's and sync's writes in catalog/queries.py and catalog/replicas.py).
-PENDING_CATALOG_MOVES: frozenset[str] = frozenset()
+# Modules whose catalog reads and writes still move into catalog/ (known, listed here so no
+# new one joins them unnoticed).
+PENDING_CATALOG_MOVES: frozenset[str] = frozenset(
+    {"jobs/cards.py", "jobs/catalog_backup.py", "jobs/restore_catalog.py", "pipeline/dry_run.py"}
+)
 
 _SESSION_NAMES = frozenset({"db", "session", "conn", "connection", "cursor", "_db", "_conn"})
 _SESSION_CALLS = frozenset(

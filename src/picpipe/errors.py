@@ -29,6 +29,13 @@ class ExitCode:
     DESTINATION = 11
 
 
+class CardPulled(Exception):
+    """The card went away (or picpipe was asked to stop) in the middle of a card session.
+
+    Deliberately not a PicpipeError: the import's per-item error boundary must not take it
+    for one file's failure; the card session catches it and ends as interrupted."""
+
+
 class PicpipeError(Exception):
     """Base of every picpipe error: ``template`` is filled from the keyword fields."""
 

@@ -29,7 +29,7 @@ from picpipe.catalog.cards import begin_card_session, card_files, card_source_na
 from picpipe.catalog.cards import update_card_session as update
 from picpipe.catalog.db import open_catalog
 from picpipe.destinations.base import open_destination
-from picpipe.errors import ConfigError, PicpipeError
+from picpipe.errors import CardPulled, ConfigError, PicpipeError
 from picpipe.jobs.card_safety import READ_STATES, SafetyReport, check_card
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
     from picpipe.events import EventSink
 
 log = logging.getLogger(__name__)
-
-
-class CardPulled(Exception):
-    """The card went away (or picpipe was asked to stop) in the middle of a session."""
 
 
 def removable_options(name: str, options: dict[str, Any]) -> RemovableOptions:

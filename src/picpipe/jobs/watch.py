@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from picpipe.catalog.db import open_catalog
 from picpipe.catalog.runs import WATCH_KIND
 from picpipe.config import Settings
-from picpipe.errors import CatalogBusy, ConfigError, PicpipeError
+from picpipe.errors import CatalogBusy, CatalogError, ConfigError, PicpipeError
 from picpipe.jobs.cards import run_removable
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.workflows import ingest
@@ -209,8 +209,24 @@ def run_live_sources(
     errors: dict[str, str | None] = dict.fromkeys(runners)
 
     def one(name: str, runner: LiveRunner) -> None:
+        delay = 1.0
         try:
-            runner(settings, name, configured[name], stop)
+            while True:
+                try:
+                    runner(settings, name, configured[name], stop)
+                    errors[name] = None  # ended cleanly (after a restart, too)
+                    return
+                except PicpipeError as exc:
+                    # A catalog that is busy or away for a while (SQLite locked by another
+                    # writer, a PostgreSQL failover) restarts the source with backoff; a
+                    # problem of the source's own config ends it.
+                    if not (isinstance(exc, CatalogError) or exc.retryable) or stop.is_set():
+                        raise
+                    errors[name] = exc.message
+                    log.error("%s: %s; restarting in %.0f s", name, exc.message, delay)
+                    if stop.wait(delay):
+                        return
+                    delay = min(delay * 2, 30.0)
         except PicpipeError as exc:
             errors[name] = exc.message
             log.error("%s: %s", name, exc.message)

@@ -18,7 +18,6 @@ same folder is the same card again; nothing is ever written on a card to recogni
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from picpipe.hashing import sha256_bytes
 from picpipe.sources.mounts import mount_of, read_mounts
 from picpipe.sources.removable import CAMERA_FOLDERS
 
@@ -78,7 +78,7 @@ def identify_card(path: Path) -> CardIdentity:
 
 
 def _derived_uuid(label: str, capacity: int) -> str:
-    digest = hashlib.sha256(f"{label}\0{capacity}".encode()).hexdigest()
+    digest = sha256_bytes(f"{label}\0{capacity}".encode())
     return f"folder-{digest[:12]}"
 
 
