@@ -8,10 +8,12 @@ through the `ServiceControl` they are given (a Home Assistant "sync now" button)
 
 from __future__ import annotations
 
-import threading
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from picpipe.events import Event
+if TYPE_CHECKING:
+    import threading
+
+    from picpipe.events import Event
 
 # What a component may ask the service to do.
 Command = Literal["sync_now", "rescan"]
