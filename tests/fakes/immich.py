@@ -64,6 +64,7 @@ from tests.fakes.immich_model import (
     no_access,
     now,
 )
+from tests.fakes.immich_tags import FakeTag, TagOps, tag_dto
 from tests.fakes.openapi import FormField, OpenApiSpec, Operation, parse_multipart
 
 SPEC_PATH = (
@@ -79,7 +80,7 @@ class _Call:
     key: FakeKey
 
 
-class FakeImmich(LibraryOps):
+class FakeImmich(LibraryOps, TagOps):
     """The server's state and behaviour; a `LoopbackServer` app (see the module docstring)."""
 
     def __init__(self, spec: OpenApiSpec | None = None) -> None:
@@ -101,6 +102,7 @@ class FakeImmich(LibraryOps):
         self.libraries: dict[str, FakeLibrary] = {}
         self.mounts: dict[str, Path] = {}  # container path → host folder, for library scans
         self.scans: Counter[str] = Counter()  # library id → scan requests
+        self.tags: dict[str, FakeTag] = {}
 
     # -- back door -----------------------------------------------------------------------------
 
@@ -323,7 +325,12 @@ class FakeImmich(LibraryOps):
         asset = self._owned(call, call.op.path_params["id"])
         if asset is None:
             return no_access(call.op)
-        return self._json(call.op, 200, asset_dto(asset, exif=True))
+        return self._json(call.op, 200, self._with_tags(asset_dto(asset, exif=True), asset))
+
+    def _with_tags(self, dto: dict[str, Any], asset: FakeAsset) -> dict[str, Any]:
+        with self.lock:
+            tags = [t for t in self.tags.values() if asset.id in t.asset_ids]
+        return {**dto, "tags": [tag_dto(t) for t in sorted(tags, key=lambda t: t.value)]}
 
     def _op_download_asset(self, call: _Call) -> Response:
         asset = self._owned(call, call.op.path_params["id"])
@@ -332,7 +339,8 @@ class FakeImmich(LibraryOps):
         return Response(200, asset.data, content_type="application/octet-stream")
 
     def _op_update_asset(self, call: _Call, body: dict[str, Any]) -> Response:
-        unknown = set(body) - {"livePhotoVideoId", "isFavorite", "visibility"}
+        unknown = set(body) - {"livePhotoVideoId", "isFavorite", "visibility", "description"}
+        unknown -= {"rating"}
         if unknown:
             return error(501, f"the fake does not update {sorted(unknown)}")
         with self.lock:
@@ -348,10 +356,12 @@ class FakeImmich(LibraryOps):
                     if problem:
                         return error(400, problem)
                     self._link(asset, video)
+            asset.description = body.get("description", asset.description)
+            asset.rating = body.get("rating", asset.rating)
             asset.is_favorite = body.get("isFavorite", asset.is_favorite)
             asset.visibility = body.get("visibility", asset.visibility)
             asset.updated = now()
-            return self._json(call.op, 200, asset_dto(asset, exif=True))
+            return self._json(call.op, 200, self._with_tags(asset_dto(asset, exif=True), asset))
 
     def _op_search_assets(self, call: _Call, body: dict[str, Any]) -> Response:
         unknown = {k for k, v in body.items() if v is not None} - IMPLEMENTED_FILTERS

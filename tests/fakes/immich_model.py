@@ -69,6 +69,8 @@ class FakeAsset:
     is_trashed: bool = False
     is_favorite: bool = False
     sidecar: bytes | None = None
+    description: str = ""  # what people edit (PUT /assets/{id})
+    rating: int | None = None
 
 
 @dataclass
@@ -141,7 +143,12 @@ def asset_dto(asset: FakeAsset, *, exif: bool) -> dict[str, Any]:
         "livePhotoVideoId": asset.live_photo_video_id,
     }
     if exif:
-        dto["exifInfo"] = {"fileSizeInByte": asset.file_size}
+        dto["exifInfo"] = {
+            "fileSizeInByte": asset.file_size,
+            "description": asset.description,
+            # The exif schema allows 1-5 or null; a rejected photo (-1) reads as null there.
+            "rating": asset.rating if asset.rating and asset.rating > 0 else None,
+        }
     return dto
 
 

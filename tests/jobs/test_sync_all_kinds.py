@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import select
 
 from picpipe.catalog.models import Asset, Replica
+from picpipe.destinations.base import open_destination
 from picpipe.samples import make_sample_set
 from tests.conftest import MEDIA, LibraryFixture, run_cli
 from tests.servers.azurite import AzuriteServer
@@ -41,7 +42,7 @@ def test_one_sync_to_every_kind(
 
     smb_folder = f"backup-{tmp_path.name}"
     config = {
-        "replicas": {"target": 6, "backoff_base": 0.05},
+        "replicas": {"target": 6, "backoff_base": 0.05, "catalog_snapshots": 2},
         "destinations": {
             "nas": {"kind": "filesystem", "path": str(tmp_path / "nas"), "fsync": False},
             "share": samba.destination(path=smb_folder),
@@ -104,3 +105,17 @@ def test_one_sync_to_every_kind(
 
     again = run_cli(*base, "sync", "--json")
     assert all(t["planned"] == 0 for t in json.loads(again.stdout)["destinations"].values())
+
+    # Each sync that changed a destination leaves a snapshot there; the oldest go past two.
+    for round_ in range(2):
+        make_sample_set(tmp_path / f"more-{round_}", count=1, seed=100 + round_)
+        sqlite_library.import_folder(tmp_path / f"more-{round_}")
+        more = run_cli(*base, "sync", "--json", timeout=300)
+        assert more.returncode == 0, more.stdout + more.stderr
+    for name in sorted(files):
+        dest = open_destination(name, config["destinations"][name])
+        try:
+            kept = [o.key for o in dest.list("picpipe-catalog") if "/catalog-" in o.key]
+        finally:
+            dest.close()
+        assert len(kept) == 2, (name, kept)

@@ -111,3 +111,22 @@ def sidecar_keys(db: Session, sha256: str) -> dict[str, str]:
         .where(SidecarReplica.sha256 == sha256)
     ).all()
     return {str(name): str(key) for name, key in rows}
+
+
+def _replica(db: Session, destination_id: int, sha256: str) -> Replica | None:
+    return db.scalars(
+        select(Replica).where(Replica.destination_id == destination_id, Replica.sha256 == sha256)
+    ).first()
+
+
+def pushed_tags(db: Session, destination_id: int, sha256: str) -> list[str]:
+    """The tags picpipe put on the asset's replica at a server that holds tags (Immich)."""
+    row = _replica(db, destination_id, sha256)
+    tags = (row.extra or {}).get("tags") if row is not None else None
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def set_pushed_tags(db: Session, destination_id: int, sha256: str, tags: list[str]) -> None:
+    row = _replica(db, destination_id, sha256)
+    if row is not None:
+        row.extra = {**(row.extra or {}), "tags": tags}

@@ -350,6 +350,10 @@ def _print_report(report: SyncReport, known: dict[str, str]) -> None:
                 f"catalog snapshot {report.snapshots.get(name, '-')}",
                 markup=False,
             )
+        if name in report.edits_pushed:
+            console.print(
+                f"  {'':<16} sidecar edits sent {report.edits_pushed[name]}", markup=False
+            )
     for name, kept, written in report.sidecar_versions:
         console.print(
             f"  {name}: {kept} was changed there and is kept; picpipe's version is {written}",

@@ -56,6 +56,7 @@ from picpipe.destinations.immich_fields import (
     modified_time,
     sha1_of,
 )
+from picpipe.destinations.immich_metadata import ImmichEdits, push_edits
 from picpipe.errors import (
     DestinationError,
     DestinationMisconfigured,
@@ -76,7 +77,9 @@ NEEDED = {
     "asset.upload": "upload",
     "asset.read": "verify",
     "asset.download": "verify deeply",
-    "asset.update": "link Live Photos",
+    "asset.update": "link Live Photos and send later edits",
+    "tag.create": "send keywords edited after the upload",
+    "tag.asset": "send keywords edited after the upload",
 }
 NEEDED_FOR_ALBUMS = {
     "album.read": "find albums",
@@ -282,6 +285,13 @@ class ImmichDestination:
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+    def push_edits(self, key: str, edits: ImmichEdits, previous: Sequence[str]) -> tuple[str, ...]:
+        """An edit of the library sidecar after the upload, as Immich's own fields (see
+        `destinations/immich_metadata.py`); returns the tags picpipe has put on the asset."""
+        if not is_asset_id(key):
+            raise IntegrityMismatch(destination=self.name, key=key, detail="missing")
+        return push_edits(self._client(), key, edits, previous)
 
     # -- optional abilities (caps.bulk_check, caps.links_pairs, caps.albums) --------------------
 

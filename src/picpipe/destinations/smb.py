@@ -42,6 +42,7 @@ from picpipe.destinations.base import (
     RemoteObject,
     Verification,
     render_layout,
+    require_snapshot_key,
     verify_by_reading,
 )
 from picpipe.destinations.smb_session import MISSING, LanePool, status_of
@@ -239,6 +240,15 @@ class SmbDestination:
                         key = inside[len(root) :].lstrip("\\").replace("\\", "/")
                         yield RemoteObject(key=key, size=entry.smb_info.end_of_file)
                 folders.extend(reversed(inner))  # a stack: the first folder comes out first
+
+    def remove_snapshot(self, key: str) -> None:
+        require_snapshot_key(self.name, key)
+        with self._lanes.using(key) as smb:
+            try:
+                smbclient.remove(self._unc(self._share_path(key)), **smb)
+            except SMBException as exc:
+                if status_of(exc) not in MISSING:
+                    raise
 
     def check(self) -> ConnectionReport:
         report = ConnectionReport(self.name, self.kind, False, False, False)

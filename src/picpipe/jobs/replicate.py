@@ -33,10 +33,12 @@ from picpipe.jobs.replica_outcomes import ReplicaOutcomes
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.sync_after import link_pairs_and_albums
+from picpipe.jobs.sync_edits import EditsSync, read_local_sidecar, record_sent_sidecar
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
 from picpipe.jobs.sync_report import DestinationTally, SyncReport
-from picpipe.jobs.sync_sidecars import SidecarSync, sidecar_bytes
+from picpipe.jobs.sync_sidecars import SidecarSync
+from picpipe.pipeline.exiftool import ExifToolPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -150,6 +152,11 @@ class SyncRun(ReplicaOutcomes):
                 _wait(future, self.stop)
             if not self.dry_run:
                 SidecarSync(self, self.sidecar_naming).run(targets, report)
+                tools = ExifToolPool()  # started only when an edited sidecar must be read
+                try:
+                    EditsSync(self, self.sidecar_naming, tools).run(targets, report)
+                finally:
+                    tools.close()
                 link_pairs_and_albums(self.catalog, targets, report, self._lock)
             status = "completed_with_failures" if report.failed else "completed"
         except KeyboardInterrupt:
@@ -356,10 +363,10 @@ class SyncRun(ReplicaOutcomes):
             self._write(target, sha, extra={**(row.extra or {}), "resume": state})
 
         asset = job.asset
+        sent = None
         if backend.caps.takes_sidecar:
-            asset = replace(
-                asset, sidecar=sidecar_bytes(self.library_root, job, self.sidecar_naming)
-            )
+            sent = read_local_sidecar(self.library_root, job.library_path, self.sidecar_naming)
+            asset = replace(asset, sidecar=sent.data if sent is not None else None)
 
         def attempt() -> tuple[str, str]:
             with self._open(job, shared) as data:
@@ -392,6 +399,8 @@ class SyncRun(ReplicaOutcomes):
             report.destinations[target.name].uploaded += 1
             report.destinations[target.name].bytes += job.asset.size
         self._verified(target, job, stored_key, method, report, **kept)
+        if sent is not None and (kept["extra"] or {}).get("status") == "created":
+            record_sent_sidecar(self.catalog, target.destination_id, sha, stored_key, sent)
 
     # -- reading the original --------------------------------------------------------------
 

@@ -36,6 +36,8 @@ class SyncReport:
     # (destination, key of someone's edit kept there, key the new version went to)
     sidecar_versions: list[tuple[str, str, str]] = field(default_factory=list)
     snapshots: dict[str, str] = field(default_factory=dict)  # destination → snapshot key
+    # Sidecar edits made after the upload, sent as the server's own fields (Immich).
+    edits_pushed: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -89,5 +91,6 @@ class SyncReport:
                 {"destination": d, "kept": k, "written": w} for d, k, w in self.sidecar_versions
             ],
             "catalog_snapshots": dict(self.snapshots),
+            "edits_pushed": dict(self.edits_pushed),
             **({"planned": self.planned} if self.dry_run else {}),
         }

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from picpipe.destinations.base import Destination
     from picpipe.jobs.replicate import SyncRun
-    from picpipe.jobs.sync_plan import SyncJob, SyncTarget
+    from picpipe.jobs.sync_plan import SyncTarget
     from picpipe.jobs.sync_report import SyncReport
 
 log = logging.getLogger(__name__)
@@ -70,15 +70,6 @@ def library_sidecar(root: Path, library_path: str, naming: str) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def sidecar_bytes(root: Path, job: SyncJob, naming: str) -> bytes | None:
-    """The library sidecar of ``job``'s asset, for kinds that take it with the upload."""
-    found = library_sidecar(root, job.library_path, naming)
-    try:
-        return found.read_bytes() if found is not None else None
-    except OSError:
-        return None  # the upload goes on without it; the original is what counts
 
 
 class SidecarSync:
