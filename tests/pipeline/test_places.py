@@ -36,6 +36,38 @@ def test_nearest_place_with_region_and_country() -> None:
     assert place_name(*MID_ATLANTIC) is None, "no town within 50 km: no name"
 
 
+def test_the_grid_is_kept_for_the_next_process(tmp_path: Path) -> None:
+    """The first process parses GeoNames' file and keeps the grid; the next one loads it in a
+    fraction of the time; a damaged cache file is parsed over, never trusted."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from picpipe.pipeline import places
+        places.use_cache_dir(Path({str(tmp_path)!r}))
+        began = time.process_time()
+        found = places.place_name({STONEHENGE[0]}, {STONEHENGE[1]})
+        print(found.country, found.region, round(time.process_time() - began, 3))
+        """
+    )
+
+    def run() -> tuple[str, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return " ".join(out[:-1]), float(out[-1])
+
+    parsed, parse_seconds = run()
+    (kept,) = tmp_path.glob("geonames-*.marshal")
+    loaded, load_seconds = run()
+    assert parsed == loaded == "United Kingdom England"
+    assert load_seconds < parse_seconds / 3, (load_seconds, parse_seconds)
+    kept.write_bytes(b"not a grid")
+    again, _ = run()
+    assert again == parsed
+    assert kept.read_bytes() != b"not a grid"  # written again, whole
+
+
 def test_lookups_load_nothing_from_the_network() -> None:
     """With every socket refused, a fresh process still finds zones and place names."""
     script = textwrap.dedent(

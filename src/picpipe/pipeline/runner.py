@@ -30,6 +30,7 @@ from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.report import RunReport
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
+from picpipe.pipeline.places import use_cache_dir
 from picpipe.pipeline.record import Recorder, SessionCounts
 from picpipe.pipeline.scan import (
     ScanIndex,
@@ -359,6 +360,7 @@ class ImportRun:
 
 def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) -> StageContext:
     """The shared state of one run, from the effective settings (the run id comes later)."""
+    use_cache_dir(settings.home_root / "cache" / "places")
     return StageContext(
         library_root=settings.library_root,
         catalog=catalog,
