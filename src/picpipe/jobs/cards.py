@@ -37,7 +37,9 @@ from picpipe.jobs.workflows import ingest
 from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.redact import validation_problems
 from picpipe.sources.card_detect import CardIdentity, CardWatcher, identify_card
+from picpipe.sources.mounts import mount_of, read_mounts
 from picpipe.sources.removable import RemovableOptions, RemovableSource
+from picpipe.sources.udisks import Udisks, UdisksError, unmounted_cards
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -229,6 +231,7 @@ class CardService:
         self.tools = tools or ExifToolPool()
         self.watcher = CardWatcher(options.mount_roots, options.paths, udev=options.udev)
         self.sessions: list[CardSession] = []  # every session this service ran, in order
+        self.udisks = Udisks()
 
     def serve(self, stop: threading.Event) -> None:
         """Blocks until ``stop`` is set (a session in progress ends as interrupted)."""
@@ -241,6 +244,8 @@ class CardService:
 
     def tick(self, stop: threading.Event) -> None:
         """One look at the mount roots; a session for each card found inserted."""
+        if self.options.udisks_mount:
+            self._mount_new_cards()
         inserted, pulled = self.watcher.poll()
         for path in pulled:
             log.info("card at %s removed", path)
@@ -263,7 +268,37 @@ class CardService:
                 stop=stop,
             )
             self.sessions.append(session)
-            session.run()
+            if session.run() == "safe" and self.options.eject_when_safe:
+                self._eject(card)
+
+    def _mount_new_cards(self) -> None:
+        """Cards the system left unmounted, mounted read-only through udisks2 (once each)."""
+        if not self.udisks.available():
+            return
+        waiting = unmounted_cards(self.options.devices)
+        self.udisks.tried &= set(waiting)  # a card pulled and inserted again is tried again
+        for device in waiting:
+            if device in self.udisks.tried:
+                continue
+            try:
+                where = self.udisks.mount(device)
+            except UdisksError as exc:
+                self.udisks.tried.add(device)
+                log.warning("card in %s cannot be mounted: %s", device, exc)
+                continue
+            log.info("card in %s mounted read-only at %s", device, where)
+
+    def _eject(self, card: CardIdentity) -> None:
+        mount = mount_of(os.path.realpath(card.path), read_mounts())
+        if mount is None or not mount.source.startswith("/dev/") or not self.udisks.available():
+            log.info("card %s is safe to format; eject it yourself", card.label)
+            return
+        try:
+            self.udisks.eject(mount.source)
+        except UdisksError as exc:
+            log.warning("card %s is safe to format but was not ejected: %s", card.label, exc)
+            return
+        log.info("card %s ejected: it can be pulled", card.label)
 
     def close(self) -> None:
         self.watcher.close()

@@ -71,6 +71,11 @@ class RemovableOptions(BaseModel):
     udev: bool = True  # also listen to udev block events where pyudev and libudev are there
     poll_seconds: float = Field(default=1.0, gt=0)  # how often the mount roots are looked at
     timezone: str | None = None  # IANA zone of the camera clock (pipeline/zones.py)
+    # Where the system does not auto-mount (a headless Pi): mount cards read-only through
+    # udisks2 (sources/udisks.py); ``devices`` adds block devices that report themselves fixed.
+    udisks_mount: bool = False
+    devices: list[str] = Field(default_factory=list)
+    eject_when_safe: bool = False  # unmount and power off a card once it is safe to format
 
 
 class RemovableSource(FolderSource):
