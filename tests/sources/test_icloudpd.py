@@ -117,3 +117,35 @@ def test_icloudpd_names_are_recognised() -> None:
     assert icloudpd_name("IMG_1234.HEIC").role == "original"
     assert original_name_of_edit("IMG_1234-adjusted.HEIC") == "IMG_1234"
     assert original_name_of_edit("IMG_1234.HEIC") is None
+
+
+def test_collision_names_are_known_by_their_icloud_name(tmp_path: Path) -> None:
+    """icloudpd's second file of a name gets ``-<its size>`` or ``_<id7>``: picpipe knows it
+    by iCloud's name; a camera's own ``DSC-1234.JPG`` keeps its name."""
+    from picpipe.samples import make_jpeg
+    from picpipe.sources.base import iter_entries
+    from picpipe.sources.icloudpd import IcloudpdSource
+    from picpipe.sources.watched import WatchedOptions
+
+    folder = tmp_path / "icloud" / "2021" / "04" / "10"
+    folder.mkdir(parents=True)
+    make_jpeg(folder / "IMG_1234.JPG", seed=1)
+    second = folder / "IMG_1234-0.JPG"
+    make_jpeg(second, seed=2)
+    sized = second.with_name(f"IMG_1234-{second.stat().st_size}.JPG")
+    second.rename(sized)
+    make_jpeg(folder / "IMG_5555.JPG", seed=3)
+    make_jpeg(folder / "IMG_5555_QAZXSWE.JPG", seed=4)
+    make_jpeg(folder / "IMG_6666_QAZXSWE.JPG", seed=5)  # no IMG_6666.JPG beside it
+    make_jpeg(folder / "DSC-1234.JPG", seed=6)  # a number, not this file's size
+    root = tmp_path / "icloud"
+    source = IcloudpdSource("icloud", root, options=WatchedOptions(path=root, settle_seconds=0))
+    found = {e.ref.rsplit("/", 1)[-1]: e.name for e in iter_entries(source)}  # type: ignore[union-attr]
+    assert found == {
+        "IMG_1234.JPG": "IMG_1234.JPG",
+        sized.name: "IMG_1234.JPG",
+        "IMG_5555.JPG": "IMG_5555.JPG",
+        "IMG_5555_QAZXSWE.JPG": "IMG_5555.JPG",
+        "IMG_6666_QAZXSWE.JPG": "IMG_6666_QAZXSWE.JPG",
+        "DSC-1234.JPG": "DSC-1234.JPG",
+    }

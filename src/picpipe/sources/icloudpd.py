@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from picpipe.sources.base import SourceCaps
+from picpipe.sources.base import FolderListing, ScanProblem, SourceCaps, SourceEntry
 from picpipe.sources.watched import WatchedSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 # IMG_1234-adjusted.JPG, IMG_1234-567890.JPG (size), IMG_1234_QAZXSW.JPG (7-char asset id),
 # IMG_1234_HEVC.MOV (Live Photo video).
@@ -56,6 +59,45 @@ def original_name_of_edit(name: str) -> str | None:
     return parsed.base if parsed.role == "edit" else None
 
 
+def icloud_names(entries: list[SourceEntry]) -> list[SourceEntry]:
+    """The entries of one folder, each collision-named file known by its iCloud name.
+
+    icloudpd gives the second of two files with one name a suffix: ``-<its size in bytes>``
+    (the default policy) or ``_<7 characters of the asset id>`` (``name-id7``). Such a file is
+    known by the name iCloud has for it (what Immich and the gallery then show), its path in
+    the folder unchanged. Only where the suffix is icloudpd's for sure: the size suffix equals
+    the file's size, and an id7 suffix stands beside a file of the plain name; a camera name
+    such as ``DSC-1234.JPG`` keeps its own.
+    """
+    present = {e.name.lower() for e in entries}
+    named = []
+    for entry in entries:
+        match = _NAME.match(entry.name)
+        plain = None
+        if match is not None and match["size"] and int(match["size"]) == entry.size:
+            plain = match["base"] + match["ext"]
+        elif match is not None and match["id7"] and not match["id7"].isdigit():
+            candidate = match["base"] + match["ext"]
+            plain = candidate if candidate.lower() in present else None
+        named.append(entry._replace(name=plain) if plain and entry.skipped is None else entry)
+    return named
+
+
 class IcloudpdSource(WatchedSource):
     kind: ClassVar[str] = "icloudpd"
     caps: ClassVar[SourceCaps] = SourceCaps(can_watch=True, local_paths=True)
+
+    def listing(self) -> Iterator[FolderListing | ScanProblem]:
+        for item in super().listing():
+            if isinstance(item, FolderListing):
+                # The fingerprint stays (names do not change what a rescan compares).
+                item = FolderListing(
+                    item.folder,
+                    fingerprint=item.fingerprint,
+                    build=_renamed(item),
+                )
+            yield item
+
+
+def _renamed(item: FolderListing) -> Callable[[], list[SourceEntry]]:
+    return lambda: icloud_names(item.entries)
