@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from picpipe.catalog.db import Catalog, open_catalog
+from picpipe.cli.app import register_all
 from picpipe.config import Settings, load_settings
 from picpipe.events import EventSink
 from picpipe.jobs.workflows import import_sources
@@ -24,6 +25,9 @@ from picpipe.pipeline.runner import SessionSummary
 from picpipe.sources.base import Source
 from picpipe.sources.folder import FolderSource
 
+# The console script loads only the command it runs; tests that drive `app` in process need
+# every command there.
+register_all()
 # The real servers the destination tests talk to: session fixtures, one instance per run.
 pytest_plugins = [
     "tests.servers.s3",

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from picpipe.cli.app import app
@@ -259,3 +260,45 @@ def test_import_writes_sidecars_and_the_next_import_reads_edits_back(cli, tmp_pa
         keywords, rating = conn.execute(text("select keywords, rating from asset")).one()
     engine.dispose()
     assert (json.loads(keywords), rating) == (["Holiday"], 4)
+
+
+def test_the_command_table_names_every_command_and_its_module() -> None:
+    """`main` loads one command's module by the table: a command missing from it would load
+    everything (slow), a wrong module would not find the command."""
+    import importlib
+
+    from picpipe.cli.app import COMMAND_MODULES
+
+    found: dict[str, str] = {}
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        probe = typer.Typer()
+        importlib.import_module(f"picpipe.cli.{module}").register(probe)
+        names = [c.name or "" for c in probe.registered_commands]
+        names += [g.name or "" for g in probe.registered_groups]
+        found |= dict.fromkeys(names, module)
+    assert found == COMMAND_MODULES
+    registered = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert sorted(registered) == sorted(COMMAND_MODULES)
+
+
+def test_a_command_line_loads_only_its_command() -> None:
+    """`picpipe --version` imports no command; `picpipe status` only the status module's."""
+    script = (
+        "import sys; from picpipe.cli import app as a; sys.argv = ['picpipe', *sys.argv[1:]]\n"
+        "try:\n    a.main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(a._REGISTERED), 'sqlalchemy' in sys.modules, file=sys.stderr)"
+    )
+    import subprocess
+    import sys
+
+    def loaded(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, check=False
+        )
+        return next(line for line in done.stderr.splitlines() if line.startswith("LOADED"))
+
+    assert loaded("--version") == "LOADED [] False"
+    assert (
+        loaded("--home", "/nonexistent-picpipe-home", "status", "--help") == "LOADED ['info'] True"
+    )
+    assert "'watch'" in loaded("--help")

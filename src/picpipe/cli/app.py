@@ -10,16 +10,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from picpipe import __version__
-from picpipe.config import Settings, load_settings
 from picpipe.errors import ExitCode, PicpipeError
 from picpipe.logs import setup_logging
+
+if TYPE_CHECKING:
+    from picpipe.config import Settings
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -48,6 +50,8 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from picpipe.config import load_settings  # pydantic-settings: only when needed
+
             self._settings = load_settings(
                 config_may_be_missing=self.config_may_be_missing, **self.flags
             )
@@ -188,43 +192,70 @@ def human_bytes(n: int | float) -> str:
     return f"{value:.1f} TB"
 
 
-def _register() -> None:
-    from picpipe.cli import (
-        cards,
-        duplicates,
-        imports,
-        info,
-        repair,
-        restore,
-        serve,
-        sidecars,
-        sync,
-        thumbs,
-        verify,
-        views,
-        watch,
-    )
+# The module that registers each command, in the order help lists them. `main` imports only
+# the module of the command a command line names: importing every command's dependencies
+# (SQLAlchemy, the cloud SDKs, FastAPI) was most of a quick command's time. Help, no command
+# and an unknown name load them all. tests/cli/test_cli.py checks the table against the modules.
+COMMAND_MODULES: dict[str, str] = {
+    "init": "imports",
+    "import": "imports",
+    "status": "info",
+    "sessions": "info",
+    "sources": "info",
+    "stats": "info",
+    "config": "info",
+    "verify": "verify",
+    "repair": "repair",
+    "sidecars": "sidecars",
+    "thumbs": "thumbs",
+    "sync": "sync",
+    "replicas": "sync",
+    "test-connection": "sync",
+    "serve": "serve",
+    "views": "views",
+    "consumers": "views",
+    "duplicates": "duplicates",
+    "cards": "cards",
+    "restore-catalog": "restore",
+    "watch": "watch",
+}
+_REGISTERED: set[str] = set()
+# Global options that take a value: the word after them is not the command.
+_VALUED_OPTIONS = frozenset({"--home", "--library", "--config"})
 
-    imports.register(app)
-    info.register(app)
-    verify.register(app)
-    repair.register(app)
-    sidecars.register(app)
-    thumbs.register(app)
-    sync.register(app)
-    serve.register(app)
-    views.register(app)
-    duplicates.register(app)
-    cards.register(app)
-    restore.register(app)
-    watch.register(app)
+
+def register_modules(*modules: str) -> None:
+    """Add the commands of ``modules`` (``picpipe.cli.<name>``) to `app`, each once."""
+    import importlib
+
+    for module in modules:
+        if module not in _REGISTERED:
+            importlib.import_module(f"picpipe.cli.{module}").register(app)
+            _REGISTERED.add(module)
 
 
-_register()
+def register_all() -> None:
+    register_modules(*dict.fromkeys(COMMAND_MODULES.values()))
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command word of a command line (after the global options), None without one."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main() -> None:
     """Console-script entry point."""
+    command = command_named(sys.argv[1:])
+    if command in COMMAND_MODULES:
+        register_modules(COMMAND_MODULES[command])
+    elif command is not None or "--version" not in sys.argv[1:]:
+        register_all()  # help lists every command; a misspelt one gets suggestions
     try:
         app()
     except PicpipeError as exc:  # raised before a command ran (e.g. settings)
