@@ -29,6 +29,7 @@ MEDIA_TYPES = {
 IMPLEMENTED_FILTERS = {
     "page", "size", "order", "visibility", "checksum", "id", "originalFileName", "type",
     "isFavorite", "albumIds", "takenAfter", "takenBefore", "withDeleted", "withExif",
+    "updatedAfter", "updatedBefore", "libraryId", "trashedAfter",
 }  # fmt: skip
 
 
@@ -69,6 +70,8 @@ class FakeAsset:
     is_trashed: bool = False
     is_favorite: bool = False
     sidecar: bytes | None = None
+    trashed_at: datetime | None = None
+    library_id: str | None = None  # an external library's asset (checksum: SHA-1 of the path)
 
 
 @dataclass
@@ -109,6 +112,14 @@ def matches(
         and all(asset.id in albums[a].asset_ids for a in body.get("albumIds", []) if a)
         and ("takenAfter" not in body or taken >= parse_date(body["takenAfter"]))
         and ("takenBefore" not in body or taken <= parse_date(body["takenBefore"]))
+        # Immich compares updatedAt inclusively on both ends.
+        and ("updatedAfter" not in body or asset.updated >= parse_date(body["updatedAfter"]))
+        and ("updatedBefore" not in body or asset.updated <= parse_date(body["updatedBefore"]))
+        and body.get("libraryId", asset.library_id) == asset.library_id
+        and (
+            "trashedAfter" not in body
+            or (asset.trashed_at is not None and asset.trashed_at >= parse_date(body["trashedAfter"]))
+        )
     )
 
 
@@ -139,6 +150,7 @@ def asset_dto(asset: FakeAsset, *, exif: bool) -> dict[str, Any]:
         "ownerId": asset.owner_id,
         "visibility": asset.visibility,
         "livePhotoVideoId": asset.live_photo_video_id,
+        "libraryId": asset.library_id,
     }
     if exif:
         dto["exifInfo"] = {"fileSizeInByte": asset.file_size}

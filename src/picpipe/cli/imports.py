@@ -267,6 +267,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
         refuse_own_folder(settings, folder, f"sources.{name}:")
         source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
         return source
+    factory = getattr(load_source_kind(kind), "from_options", None)
+    if factory is not None:  # remote kinds (immich): built from their options alone
+        remote: Source = factory(name, parsed)
+        return remote
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

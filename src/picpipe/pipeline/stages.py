@@ -22,6 +22,7 @@ from picpipe.errors import ContentClaimed, EmptyFile, UnreadableFile
 from picpipe.hashing import sha256_stream
 from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
+from picpipe.pipeline.checksum_stage import known_checksum_stage
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.jpeg_stream import JpegStreamWalk
 from picpipe.pipeline.metadata import media_info
@@ -278,6 +279,7 @@ def sidecar_stage(ctx: StageContext, task: ImportTask, naming: str = "sha") -> N
 
 IMPORT_STAGES: tuple[Stage, ...] = (
     sniff_stage,
+    known_checksum_stage,
     hash_stage,
     dedupe_stage,
     metadata_stage,

@@ -40,6 +40,9 @@ class SourceCaps:
     local_paths: bool = False  # entries have a local file path tools such as exiftool can read
     # A volume that comes and goes (a camera card): sessions per insertion, "safe to format".
     removable: bool = False
+    # Lists only what changed since a mark kept in the catalog between runs
+    # (`IncrementalSource`); such a listing cannot tell which files are gone.
+    incremental: bool = False
 
 
 class SourceEntry(NamedTuple):
@@ -126,6 +129,27 @@ class Source(Protocol):
     def remove(self, entry: SourceEntry) -> None: ...
 
     def close(self) -> None: ...
+
+
+class IncrementalSource(Source, Protocol):
+    """A source with ``caps.incremental``; the import calls, in this order:
+
+    ``resume(state)`` with what ``next_state`` returned after the last run ({} at first),
+    then ``listing()``; ``listing_partial`` says whether that listing covered only changes
+    (no file may then be marked gone but those in ``gone_refs``: deletions the source saw
+    among the changes); ``next_state(failed)`` after the run's outcomes are recorded, with the
+    refs that failed, so the mark never passes a file to try again.
+    """
+
+    def resume(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def listing_partial(self) -> bool: ...
+
+    @property
+    def gone_refs(self) -> set[str]: ...
+
+    def next_state(self, failed: set[str]) -> dict[str, Any]: ...
 
 
 def source_kinds() -> dict[str, Any]:

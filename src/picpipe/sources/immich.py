@@ -1,0 +1,447 @@
+"""The ``immich`` source: the originals of one user's Immich library, or of some albums.
+
+Listing (`clients/immich_listing.py`): ``POST /search/metadata`` pages, one pass per
+visibility (timeline, archive, hidden: a Live Photo's motion half is hidden), ``updatedAfter``
+the high-water mark the catalog keeps on the source row between runs (`IncrementalSource`).
+The first run, a change of ``albums`` and a mark that is not a date list everything; later
+runs list what Immich changed since, re-listing a few minutes before the mark (``OVERLAP``) so
+an asset committed late is not missed. The mark never passes an asset that failed.
+
+Entries: ref = the Immich asset id (stable), name = the original file name, size from
+``exifInfo.fileSizeInByte``, mtime from ``fileModifiedAt``, checksum = Immich's SHA-1 (hex).
+Accounted for but not imported (``skipped``): assets of an external library (their checksum is
+a hash of the path; the library may be picpipe's own), assets Immich has not read yet (no
+size), and anything that is not a photo or video. picpipe's own uploads are known by their
+SHA-1 (recorded at upload) and end as provenance without a download
+(`pipeline/checksum_stage.py`); so does any content picpipe has.
+
+``open`` downloads the original once to a private temp folder (``local_path`` names it, so
+exiftool reads it) and checks size and SHA-1 against the listing: a cut-off body is a
+retryable DownloadFailed, other bytes a TornRead; nothing partial is ever handed on. 5xx
+answers, timeouts and resets are retried with backoff (`jobs/retry.py`); a bad API key, an
+unknown album or no Immich at the URL are one-line source errors that end the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from pathlib import Path  # noqa: TC003 - pydantic resolves the option's type at runtime
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, TypeVar
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from picpipe.clients.immich import ImmichClient
+from picpipe.clients.immich_listing import download_original, search_page, source_errors
+from picpipe.config import StrictOptions
+from picpipe.errors import (
+    DownloadFailed,
+    ItemError,
+    PicpipeError,
+    SourceMisconfigured,
+    SourceUnavailable,
+    TornRead,
+    VanishedFile,
+)
+from picpipe.jobs.retry import RetryPolicy, call_with_retries
+from picpipe.sources.base import FolderListing, SourceCaps, SourceEntry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import httpx
+
+    from picpipe.clients.immich_models import ImmichAsset
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VISIBILITIES = ("timeline", "archive", "hidden")  # "locked" needs a PIN session, not a key
+OVERLAP = timedelta(minutes=5)
+SPOOL_FILES = 16  # downloads kept for the stages that read a file again (hash, exiftool, place)
+EXTERNAL = "in an Immich external library (its checksum is of the path, not the bytes)"
+NOT_READ = "Immich has not read this file yet (no size); listed again once it has"
+NOT_MEDIA = "not a photo or video"
+
+
+class ImmichSourceOptions(StrictOptions):
+    """An Immich server, one user's API key, and optionally the albums to import."""
+
+    url: str = Field(description="Immich server URL, e.g. https://photos.example.org (/api added)")
+    api_key: SecretStr | None = Field(
+        default=None, description="API key (prefer api_key_env or api_key_file)"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="name of an environment variable that holds the API key"
+    )
+    api_key_file: Path | None = Field(default=None, description="file that holds the API key")
+    albums: list[str] = Field(
+        default_factory=list, description="album names to import; none: the whole library"
+    )
+    verify_tls: bool = Field(default=True, description="check the server's TLS certificate")
+    mode: Literal["library", "index"] = Field(
+        default="library", description="library: keep originals; index: catalog and thumbnails"
+    )
+    poll_seconds: float = Field(default=60.0, gt=0, description="interval of the service's polls")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _has_key(self) -> ImmichSourceOptions:
+        if self.api_key is None and not self.api_key_env and self.api_key_file is None:
+            raise ValueError("one of api_key, api_key_env or api_key_file is required")
+        return self
+
+
+class ImmichSource:
+    """One Immich user's library as a source; see the module docstring."""
+
+    kind: ClassVar[str] = "immich"
+    caps: ClassVar[SourceCaps] = SourceCaps(
+        stable_ids=True, server_checksum="sha1", local_paths=True, incremental=True
+    )
+    Options: ClassVar[type[ImmichSourceOptions]] = ImmichSourceOptions
+
+    def __init__(
+        self,
+        name: str,
+        options: ImmichSourceOptions,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        page_size: int = 1000,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self._transport = transport
+        self._retry = retry or RetryPolicy()
+        self._page_size = page_size
+        self._client: ImmichClient | None = None
+        self._lock = threading.Lock()
+        self._since: str | None = None  # this listing's updatedAfter (None: everything)
+        self._state: dict[str, Any] = {}
+        self._updated: dict[str, str] = {}  # ref → updatedAt, of this listing
+        self._trashed: set[str] = set()  # refs trashed since the mark
+        self._spool_dir: str | None = None
+        self._spooled: OrderedDict[str, str] = OrderedDict()  # ref → downloaded file
+        self._fetching: dict[str, threading.Lock] = {}
+
+    @classmethod
+    def from_options(cls, name: str, options: ImmichSourceOptions) -> ImmichSource:
+        return cls(name, options)
+
+    @property
+    def location(self) -> str:
+        albums = f" albums {', '.join(self.options.albums)}" if self.options.albums else ""
+        return f"{self.options.url.rstrip('/')}{albums}"
+
+    # -- the incremental protocol (sources/base.py IncrementalSource) ------------------------
+
+    def resume(self, state: dict[str, Any]) -> None:
+        self._state = dict(state)
+        mark = state.get("updated_after")
+        same_albums = state.get("albums", []) == sorted(self.options.albums)
+        self._since = None
+        if isinstance(mark, str) and same_albums:
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(mark.replace("Z", "+00:00")) - OVERLAP
+                self._since = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @property
+    def listing_partial(self) -> bool:
+        return self._since is not None
+
+    @property
+    def gone_refs(self) -> set[str]:
+        """Assets moved to Immich's trash since the mark (a listing of changes sees them)."""
+        return set(self._trashed)
+
+    def next_state(self, failed: set[str]) -> dict[str, Any]:
+        """The mark after this run: the newest ``updatedAt`` listed, but never past an asset
+        that failed (it is listed again next time)."""
+        stamps = list(self._updated.values())
+        if not stamps:
+            return self._state
+        failed_stamps = [self._updated[r] for r in failed if r in self._updated]
+        mark = min(failed_stamps) if failed_stamps else max(stamps, key=_instant)
+        previous = self._state.get("updated_after")
+        if failed_stamps and isinstance(previous, str) and _instant(previous) < _instant(mark):
+            mark = min(mark, previous, key=_instant)
+        return {"updated_after": mark, "albums": sorted(self.options.albums)}
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def listing(self) -> Iterator[FolderListing]:
+        """Every asset (or those changed since the mark) in one listing of folder ``""``."""
+        client = self._http()
+        album_ids = self._album_ids(client) if self.options.albums else [None]
+        self._updated = {}
+        entries: dict[str, SourceEntry] = {}
+        stills: list[ImmichAsset] = []
+        for visibility in VISIBILITIES:
+            for album_id in album_ids:
+                page: int | None = 1
+                while page is not None:
+                    assets, page = self._retrying(
+                        "listing",
+                        functools.partial(
+                            search_page,
+                            client,
+                            page=page,
+                            visibility=visibility,
+                            updated_after=self._since,
+                            album_id=album_id,
+                            page_size=self._page_size,
+                        ),
+                    )
+                    for asset in assets:
+                        if asset.id not in entries:
+                            entries[asset.id] = self._entry(asset)
+                            if asset.live_photo_video_id:
+                                stills.append(asset)
+        self._trashed = self._trashed_since(client, album_ids) if self._since else set()
+        if self.options.albums:
+            # An album holds the still; its motion half is a hidden asset of its own.
+            for still in stills:
+                video_id = still.live_photo_video_id
+                if video_id and video_id not in entries:
+                    video = self._retrying(video_id, functools.partial(client.get_asset, video_id))
+                    if video is not None:
+                        entries[video.id] = self._entry(video)
+        yield FolderListing("", list(entries.values()))
+
+    def _trashed_since(self, client: ImmichClient, album_ids: list[str | None]) -> set[str]:
+        """Ids of assets trashed since the mark: a listing of changes must report deletions
+        (Immich's delete moves to the trash first; a full listing simply leaves them out)."""
+        found: set[str] = set()
+        for visibility in VISIBILITIES:
+            for album_id in album_ids:
+                page: int | None = 1
+                while page is not None:
+                    assets, page = self._retrying(
+                        "listing the trash",
+                        functools.partial(
+                            search_page,
+                            client,
+                            page=page,
+                            visibility=visibility,
+                            trashed_after=self._since,
+                            album_id=album_id,
+                            page_size=self._page_size,
+                        ),
+                    )
+                    found.update(a.id for a in assets if a.is_trashed)
+        return found
+
+    def _entry(self, asset: ImmichAsset) -> SourceEntry:
+        self._updated[asset.id] = asset.updated_at
+        name = asset.original_file_name
+        mtime_ns = _ns(asset.file_modified_at or asset.file_created_at)
+        skipped = None
+        if asset.library_id is not None:
+            skipped = EXTERNAL
+        elif asset.type not in ("IMAGE", "VIDEO"):
+            skipped = NOT_MEDIA
+        elif asset.file_size is None or asset.sha1 is None:
+            skipped = NOT_READ
+        ext = os.path.splitext(name)[1].lower()
+        return SourceEntry(
+            ref=asset.id,
+            name=name,
+            size=asset.file_size or 0,
+            mtime_ns=mtime_ns,
+            local_path=os.path.join(self._spool(), f"{asset.id}{ext}"),
+            checksum=asset.sha1,
+            skipped=skipped,
+            # No extension: the name says nothing, the import reads the first bytes.
+            sniff=skipped is None and not ext,
+        )
+
+    def _album_ids(self, client: ImmichClient) -> list[str | None]:
+        ids: list[str | None] = []
+        for album in self.options.albums:
+            found = self._retrying(album, functools.partial(client.list_albums, album))
+            if not found:
+                raise SourceMisconfigured(
+                    source=self.name, detail=f"no album named {album!r} in that Immich account"
+                )
+            ids.extend(a.id for a in found)
+        return ids
+
+    # -- content ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open(self, entry: SourceEntry) -> Iterator[BinaryIO]:
+        """The original's bytes, downloaded once and checked against the listing."""
+        path = self._fetch(entry)
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below, after the caller's read
+        except FileNotFoundError as exc:  # evicted meanwhile: fetch once more
+            self._forget(entry.ref)
+            stream = open(self._fetch(entry), "rb")  # noqa: SIM115
+            del exc
+        with stream:
+            yield stream
+
+    def _fetch(self, entry: SourceEntry) -> str:
+        try:
+            return self._fetch_once(entry)
+        except _Final as exc:
+            raise exc.error from exc.__cause__
+
+    def _fetch_once(self, entry: SourceEntry) -> str:
+        with self._lock:
+            ready = self._spooled.get(entry.ref)
+            if ready is not None and os.path.exists(ready):
+                self._spooled.move_to_end(entry.ref)
+                return ready
+            gate = self._fetching.setdefault(entry.ref, threading.Lock())
+        with gate:  # one download per asset, however many stages ask at once
+            with self._lock:
+                ready = self._spooled.get(entry.ref)
+            if ready is not None and os.path.exists(ready):
+                return ready
+            path = entry.local_path or os.path.join(self._spool(), entry.ref)
+            self._retrying(entry.ref, lambda: _settled(self._download, entry, path), item=True)
+            with self._lock:
+                self._spooled[entry.ref] = path
+                self._fetching.pop(entry.ref, None)
+                while len(self._spooled) > SPOOL_FILES:
+                    _old, old_path = self._spooled.popitem(last=False)
+                    with contextlib.suppress(OSError):
+                        os.unlink(old_path)
+            return path
+
+    def _download(self, entry: SourceEntry, path: str) -> None:
+        partial = f"{path}.part"
+        try:
+            with open(partial, "wb") as target:
+                got = download_original(self._http(), entry.ref, target)
+            if got is None:
+                raise VanishedFile(path=f"{self.name}:{entry.ref}")
+            size, sha1 = got
+            if entry.checksum is not None and sha1 != entry.checksum:
+                raise TornRead(path=f"{self.name}:{entry.ref}")
+            if size != entry.size:
+                raise DownloadFailed(
+                    path=f"{self.name}:{entry.ref}",
+                    detail=f"{size} of {entry.size} bytes",
+                )
+            os.replace(partial, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+
+    def _forget(self, ref: str) -> None:
+        with self._lock:
+            self._spooled.pop(ref, None)
+
+    def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
+        return iter(())  # polled by the service (poll_seconds), not watched
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
+            self._spooled.clear()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _http(self) -> ImmichClient:
+        with self._lock:
+            if self._client is None:
+                key = _resolve_key(self.name, self.options)
+                self._client = ImmichClient(
+                    self.options.url,
+                    SecretStr(key),
+                    errors=source_errors(self.name),
+                    verify_tls=self.options.verify_tls,
+                    transport=self._transport,
+                )
+            return self._client
+
+    def _spool(self) -> str:
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.mkdtemp(prefix="picpipe-immich-")
+        return self._spool_dir
+
+    def _retrying(self, what: str, call: Callable[[], T], *, item: bool = False) -> T:
+        """``call`` with backoff while the server is unavailable (5xx, timeouts, resets).
+
+        For an item, only that is retried (a checksum mismatch is not), and the last failure
+        becomes a DownloadFailed of the item: the run goes on. The listing's ends the run.
+        """
+        try:
+            return call_with_retries(call, self._retry, what=f"{self.name}: {what}")
+        except SourceUnavailable as exc:
+            if not item:
+                raise
+            detail = str(exc.fields.get("detail", exc.message))
+            raise DownloadFailed(path=f"{self.name}:{what}", detail=detail) from exc
+
+
+def _settled(download: Callable[[SourceEntry, str], None], entry: SourceEntry, path: str) -> None:
+    """Run ``download``; an item error (wrong bytes, cut short, gone) is final for this run,
+    not retried: only an unavailable server is worth waiting for."""
+    try:
+        download(entry, path)
+    except ItemError as exc:
+        raise _Final(exc) from exc
+
+
+class _Final(PicpipeError):
+    """An item error carried through the retry loop unretried (unwrapped by `open`)."""
+
+    retryable = False
+
+    def __init__(self, error: ItemError) -> None:
+        super().__init__(detail=error.message)
+        self.error = error
+
+
+def _resolve_key(name: str, options: ImmichSourceOptions) -> str:
+    if options.api_key is not None:
+        return options.api_key.get_secret_value()
+    if options.api_key_env:
+        found = os.environ.get(options.api_key_env)
+        if not found:
+            raise SourceMisconfigured(
+                source=name,
+                detail=f"api_key_env: environment variable {options.api_key_env} is not set",
+            )
+        return found
+    assert options.api_key_file is not None
+    try:
+        return options.api_key_file.expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceMisconfigured(
+            source=name,
+            detail=f"api_key_file: cannot read {options.api_key_file} ({exc.strerror})",
+        ) from exc
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _ns(stamp: str) -> int:
+    try:
+        moment = _instant(stamp)
+    except ValueError:
+        return 0
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
