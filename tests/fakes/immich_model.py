@@ -116,11 +116,12 @@ def matches(
         and ("updatedAfter" not in body or asset.updated >= parse_date(body["updatedAfter"]))
         and ("updatedBefore" not in body or asset.updated <= parse_date(body["updatedBefore"]))
         and body.get("libraryId", asset.library_id) == asset.library_id
-        and (
-            "trashedAfter" not in body
-            or (asset.trashed_at is not None and asset.trashed_at >= parse_date(body["trashedAfter"]))
-        )
+        and ("trashedAfter" not in body or _trashed_since(asset, body["trashedAfter"]))
     )
+
+
+def _trashed_since(asset: FakeAsset, stamp: str) -> bool:
+    return asset.trashed_at is not None and asset.trashed_at >= parse_date(stamp)
 
 
 def asset_dto(asset: FakeAsset, *, exif: bool) -> dict[str, Any]:

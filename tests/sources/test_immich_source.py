@@ -84,7 +84,8 @@ def test_a_bad_api_key_is_one_clear_line(
     with pytest.raises(SourceAuthFailed) as caught:
         sqlite_library.run(source)
     message = caught.value.message
-    assert "\n" not in message and "wrong-key" not in message
+    assert "\n" not in message
+    assert "wrong-key" not in message
     assert message.startswith("source phone: authentication failed")
 
 
@@ -151,7 +152,8 @@ def test_the_high_water_mark_never_passes_a_failed_asset(
     sqlite_library.run(source)
     with sqlite_library.catalog.session() as db:
         state = db.scalar(select(Source.state).where(Source.name == "phone"))
-    assert state is not None and state["updated_after"]
+    assert state is not None
+    assert state["updated_after"]
     newest = max(a.updated for a in immich_account.fake.assets.values()
                  if a.owner_id == immich_account.user_id)  # fmt: skip
     assert state["updated_after"] == newest.isoformat(timespec="milliseconds").replace(

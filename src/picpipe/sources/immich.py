@@ -44,7 +44,6 @@ from picpipe.config import StrictOptions
 from picpipe.errors import (
     DownloadFailed,
     ItemError,
-    PicpipeError,
     SourceMisconfigured,
     SourceUnavailable,
     TornRead,
@@ -186,7 +185,7 @@ class ImmichSource:
     def listing(self) -> Iterator[FolderListing]:
         """Every asset (or those changed since the mark) in one listing of folder ``""``."""
         client = self._http()
-        album_ids = self._album_ids(client) if self.options.albums else [None]
+        album_ids: list[str | None] = self._album_ids(client) if self.options.albums else [None]
         self._updated = {}
         entries: dict[str, SourceEntry] = {}
         stills: list[ImmichAsset] = []
@@ -296,12 +295,6 @@ class ImmichSource:
             yield stream
 
     def _fetch(self, entry: SourceEntry) -> str:
-        try:
-            return self._fetch_once(entry)
-        except _Final as exc:
-            raise exc.error from exc.__cause__
-
-    def _fetch_once(self, entry: SourceEntry) -> str:
         with self._lock:
             ready = self._spooled.get(entry.ref)
             if ready is not None and os.path.exists(ready):
@@ -314,7 +307,11 @@ class ImmichSource:
             if ready is not None and os.path.exists(ready):
                 return ready
             path = entry.local_path or os.path.join(self._spool(), entry.ref)
-            self._retrying(entry.ref, lambda: _settled(self._download, entry, path), item=True)
+            failed = self._retrying(
+                entry.ref, functools.partial(_settled, self._download, entry, path), item=True
+            )
+            if failed is not None:
+                raise failed
             with self._lock:
                 self._spooled[entry.ref] = path
                 self._fetching.pop(entry.ref, None)
@@ -395,23 +392,16 @@ class ImmichSource:
             raise DownloadFailed(path=f"{self.name}:{what}", detail=detail) from exc
 
 
-def _settled(download: Callable[[SourceEntry, str], None], entry: SourceEntry, path: str) -> None:
-    """Run ``download``; an item error (wrong bytes, cut short, gone) is final for this run,
-    not retried: only an unavailable server is worth waiting for."""
+def _settled(
+    download: Callable[[SourceEntry, str], None], entry: SourceEntry, path: str
+) -> ItemError | None:
+    """Run ``download``; an item error (wrong bytes, cut short, gone) is returned, not
+    raised, so the retry loop around it waits only for an unavailable server."""
     try:
         download(entry, path)
     except ItemError as exc:
-        raise _Final(exc) from exc
-
-
-class _Final(PicpipeError):
-    """An item error carried through the retry loop unretried (unwrapped by `open`)."""
-
-    retryable = False
-
-    def __init__(self, error: ItemError) -> None:
-        super().__init__(detail=error.message)
-        self.error = error
+        return exc
+    return None
 
 
 def _resolve_key(name: str, options: ImmichSourceOptions) -> str:

@@ -1,0 +1,122 @@
+"""Immich source benchmark against the spec-validated fake Immich on loopback.
+
+- Listing speed: a full listing (`ImmichSource.listing`, every page of every visibility) of an
+  account holding ``--assets`` assets (default 20,000), in items per second. The fake checks
+  every answer against the OpenAPI schemas, so this is a floor for a real server's side.
+- Download throughput: the source's download of one ``--mib`` MiB original (stream to a temp
+  file, SHA-1 and size checked) against a plain ``httpx`` streaming download of the same URL
+  into a file, in the same run, rounds interleaved, medians of ``--repeat``. Target >= 0.9x.
+- Unchanged poll: after a full listing, the next listing from the saved high-water mark
+  (`resume(next_state(...))`): requests made to the fake and seconds.
+
+    PYTHONPATH=. .venv/bin/python bench/immich_source_bench.py [--assets N] [--mib N]
+        [--repeat N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from tests.servers.immich import serve_immich
+
+from picpipe.sources.base import iter_entries
+from picpipe.sources.immich import ImmichSource, ImmichSourceOptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=20_000)
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with serve_immich() as server:
+        fake = server.fake
+        account = fake.add_user()
+        options = ImmichSourceOptions(url=server.url, api_key=SecretStr(account.api_key))
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        for i in range(args.assets):
+            stored = fake.put_asset(account.user_id, f"IMG_{i:05}.JPG", i.to_bytes(8, "big"))
+            stored.updated = yesterday - timedelta(seconds=i)  # none changed since yesterday
+        source = ImmichSource("bench", options)
+        log(f"listing {args.assets} assets")
+        calls_before = sum(fake.calls.values())
+        began = time.perf_counter()
+        entries = [e for e in iter_entries(source)]
+        listing_s = time.perf_counter() - began
+        listing_requests = sum(fake.calls.values()) - calls_before
+        assert len(entries) == args.assets, len(entries)
+
+        log("unchanged poll")
+        source.resume(source.next_state(set()))
+        calls_before = sum(fake.calls.values())
+        began = time.perf_counter()
+        changed = list(iter_entries(source))
+        poll_s = time.perf_counter() - began
+        poll_requests = sum(fake.calls.values()) - calls_before
+
+        log(f"download throughput, {args.mib} MiB, {args.repeat} rounds")
+        big = fake.put_asset(account.user_id, "BIG.MOV", os.urandom(args.mib << 20))
+        entry = next(e for e in iter_entries(ImmichSource("one", options)) if e.ref == big.id)
+        ours, plain = [], []
+        downloader = ImmichSource("round", options)
+        with tempfile.TemporaryDirectory() as scratch:
+            url = f"{server.url}/api/assets/{big.id}/original"
+            with httpx.Client(headers={"x-api-key": account.api_key}) as http:
+                for round_ in range(args.repeat + 1):  # round 0 warms both connections up
+                    began = time.perf_counter()
+                    with downloader.open(entry) as stream:
+                        stream.read(1)
+                    took = time.perf_counter() - began
+                    # Forget the spooled copy so the next round downloads again.
+                    downloader._forget(entry.ref)
+                    os.unlink(entry.local_path or "")
+                    began = time.perf_counter()
+                    with (
+                        http.stream("GET", url, params={"edited": "false"}) as answer,
+                        open(os.path.join(scratch, "plain"), "wb") as out,
+                    ):
+                        for chunk in answer.iter_bytes(1 << 20):
+                            out.write(chunk)
+                    if round_:
+                        ours.append(took)
+                        plain.append(time.perf_counter() - began)
+        downloader.close()
+        source.close()
+    mib = args.mib
+    report: dict[str, Any] = {
+        "assets": args.assets,
+        "listing_seconds": round(listing_s, 3),
+        "listing_items_per_s": round(args.assets / listing_s),
+        "listing_requests": listing_requests,
+        "download_mib": mib,
+        "picpipe_mib_per_s": round(mib / statistics.median(ours), 1),
+        "httpx_mib_per_s": round(mib / statistics.median(plain), 1),
+        "download_ratio": round(statistics.median(plain) / statistics.median(ours), 3),
+        "unchanged_poll_requests": poll_requests,
+        "unchanged_poll_seconds": round(poll_s, 3),
+        "unchanged_poll_entries": len(changed),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:28} {value}")
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
