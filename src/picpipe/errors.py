@@ -276,6 +276,16 @@ class SourceRejected(SourceError):
     template = "source {source} refused {what}: {detail}"
 
 
+class ChecksumMismatch(ItemError):
+    """The bytes fetched from a source are not those its server's checksum names."""
+
+    template = (
+        "{path}: the bytes do not match the server's {algorithm} checksum; "
+        "it will be retried on the next run"
+    )
+    retryable = True
+
+
 class DownloadFailed(ItemError):
     """A remote original could not be fetched in full (cut off, server error, timeout)."""
 

@@ -218,3 +218,17 @@ def test_round_trip_picpipe_immich_picpipe_adds_nothing_and_downloads_once(
         refs = db.scalars(select(SourceFile.ref).where(SourceFile.state == "duplicate")).all()
     assert len(refs) == 3  # provenance: the Immich asset ids of picpipe's uploads
     destination.close()
+
+
+def test_bytes_that_do_not_match_immichs_sha1_are_not_imported(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture
+) -> None:
+    data = phone_photos(immich_account, 1)[0]
+    (asset,) = [a for a in immich_account.fake.assets.values()
+                if a.owner_id == immich_account.user_id]  # fmt: skip
+    # A disk fault on Immich's side: same size, other bytes, the recorded checksum kept.
+    immich_account.fake.corrupt(asset.id, photo(777, len(data)), keep_checksum=True)
+    summary = sqlite_library.run(immich_source(immich_account))
+    assert (summary.new, summary.failed) == (0, 1)
+    assert "do not match the server's SHA-1 checksum" in summary.failures[0]["reason"]
+    assert originals(sqlite_library) == []

@@ -1,5 +1,5 @@
 """What the Immich source asks of the Immich client: listing pages since a high-water mark and
-originals streamed to a file with their SHA-1 checked.
+originals streamed to a file.
 
 Contract:
 - `search_page` is ``POST /search/metadata`` with ``order: asc``, ``size`` ≤ 1000 and
@@ -7,9 +7,9 @@ Contract:
   ``assets.nextPage`` is null. One visibility per pass: what an unfiltered search returns has
   changed between versions (NOTES §5).
 - `download_original` streams ``GET /assets/{id}/original`` (``edited=false``: the untouched
-  original) into an open binary file, hashing SHA-1 as the bytes pass; it returns (bytes
-  written, hex SHA-1), or None when the asset is gone. A connection cut mid-body is the
-  client's "unavailable" error; comparing with the listing is the caller's decision.
+  original) into an open binary file; it returns the bytes written, or None when the asset is
+  gone. A connection cut mid-body is the client's "unavailable" error; comparing with the
+  listing is the caller's decision.
 - Errors are the client's `ErrorMap`; `source_errors` builds the one a source passes.
 """
 
@@ -25,7 +25,6 @@ from picpipe.errors import (
     SourceRejected,
     SourceUnavailable,
 )
-from picpipe.hashing import new_hasher
 
 if TYPE_CHECKING:
     from picpipe.clients.immich import ImmichClient
@@ -76,18 +75,15 @@ def search_page(
         raise client.errors.rejected("search", f"unexpected answer ({exc!r})") from exc
 
 
-def download_original(
-    client: ImmichClient, asset_id: str, target: BinaryIO
-) -> tuple[int, str] | None:
-    """Stream the original into ``target``; (bytes, hex SHA-1), None when there is no such
-    asset."""
-    sha1 = new_hasher("sha1")
+def download_original(client: ImmichClient, asset_id: str, target: BinaryIO) -> int | None:
+    """Stream the original into ``target``; the bytes written, None when there is no such
+    asset. Nothing is hashed here: the import's one read of the file checks the SHA-1
+    beside its SHA-256 (`pipeline/stages.py` hash stage), so the bytes are hashed once."""
     written = 0
     with client.open_original(asset_id) as chunks:
         if chunks is None:
             return None
         for chunk in chunks:
-            sha1.update(chunk)
             target.write(chunk)
             written += len(chunk)
-    return written, sha1.hexdigest()
+    return written

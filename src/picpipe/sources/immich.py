@@ -16,8 +16,10 @@ SHA-1 (recorded at upload) and end as provenance without a download
 (`pipeline/checksum_stage.py`); so does any content picpipe has.
 
 ``open`` downloads the original once to a private temp folder (``local_path`` names it, so
-exiftool reads it) and checks size and SHA-1 against the listing: a cut-off body is a
-retryable DownloadFailed, other bytes a TornRead; nothing partial is ever handed on. 5xx
+exiftool reads it) and checks its size against the listing: a cut-off body is a retryable
+DownloadFailed, a complete body of another size a TornRead; nothing partial is ever handed on.
+The SHA-1 is checked by the import's hash stage in its one read of the bytes, beside the
+SHA-256 (``caps.server_checksum``): a mismatch is a retryable ChecksumMismatch. 5xx
 answers, timeouts and resets are retried with backoff (`jobs/retry.py`); a bad API key, an
 unknown album or no Immich at the URL are one-line source errors that end the run.
 """
@@ -328,14 +330,8 @@ class ImmichSource:
                 got = download_original(self._http(), entry.ref, target)
             if got is None:
                 raise VanishedFile(path=f"{self.name}:{entry.ref}")
-            size, sha1 = got
-            if entry.checksum is not None and sha1 != entry.checksum:
+            if got != entry.size:  # a complete answer of another size: the file changed
                 raise TornRead(path=f"{self.name}:{entry.ref}")
-            if size != entry.size:
-                raise DownloadFailed(
-                    path=f"{self.name}:{entry.ref}",
-                    detail=f"{size} of {entry.size} bytes",
-                )
             os.replace(partial, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -395,7 +391,7 @@ class ImmichSource:
 def _settled(
     download: Callable[[SourceEntry, str], None], entry: SourceEntry, path: str
 ) -> ItemError | None:
-    """Run ``download``; an item error (wrong bytes, cut short, gone) is returned, not
+    """Run ``download``; an item error (other bytes, gone) is returned, not
     raised, so the retry loop around it waits only for an unavailable server."""
     try:
         download(entry, path)
