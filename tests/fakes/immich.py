@@ -22,7 +22,8 @@ External libraries (admin-only, scans over ``mounts``): `tests.fakes.immich_libr
 Back door for tests: `add_user` (``admin=True`` for library operations), `add_key`,
 `corrupt`, `trash`, `asset`, `put_asset` (as a scan or another client would store it;
 ``library_id`` for an external library's asset), `delete_asset`; counters ``calls``,
-``downloads`` (originals sent in full, by asset id),
+``downloads`` (originals sent in full, by asset id), asset metadata kept per asset
+(``PUT``/``GET /assets/{id}/metadata``: picpipe's upload mark),
 ``created`` and per user ``user_calls``, ``user_created``; ``faults`` (`tests.fakes.http.Faults`:
 fail, drop or stall the next requests of an operation); ``truncate_downloads`` (the next N
 originals stop halfway, connection closed); toggles ``reset_on_early_duplicate`` and
@@ -407,6 +408,23 @@ class FakeImmich(LibraryOps):
             asset.updated = now()
             return self._json(call.op, 200, asset_dto(asset, exif=True))
 
+    def _op_update_asset_metadata(self, call: _Call, body: dict[str, Any]) -> Response:
+        with self.lock:
+            asset = self._owned(call, call.op.path_params["id"])
+            if asset is None:
+                return no_access(call.op)
+            stamp = now()
+            for item in body["items"]:
+                asset.metadata[item["key"]] = (item["value"], stamp)
+            return self._json(call.op, 200, _metadata_dto(asset))
+
+    def _op_get_asset_metadata(self, call: _Call) -> Response:
+        with self.lock:
+            asset = self._owned(call, call.op.path_params["id"])
+            if asset is None:
+                return no_access(call.op)
+            return self._json(call.op, 200, _metadata_dto(asset))
+
     def _op_search_assets(self, call: _Call, body: dict[str, Any]) -> Response:
         unknown = {k for k, v in body.items() if v is not None} - IMPLEMENTED_FILTERS
         if unknown:
@@ -516,6 +534,13 @@ class FakeImmich(LibraryOps):
 
 
 # -- module helpers --------------------------------------------------------------------------
+
+
+def _metadata_dto(asset: FakeAsset) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "value": value, "updatedAt": iso(stamp)}
+        for key, (value, stamp) in sorted(asset.metadata.items())
+    ]
 
 
 def _snake(name: str) -> str:

@@ -71,6 +71,7 @@ class FakeAsset:
     is_favorite: bool = False
     sidecar: bytes | None = None
     trashed_at: datetime | None = None
+    metadata: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)
     library_id: str | None = None  # an external library's asset (checksum: SHA-1 of the path)
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from picpipe.catalog.models import Asset, Source, SourceFile
+from picpipe.clients.immich_marker import upload_marker
 from picpipe.destinations.base import Destination, open_destination
 from picpipe.errors import SourceAuthFailed, SourceMisconfigured, SourceUnavailable
 from picpipe.jobs.replicate import SyncRun
@@ -232,3 +233,43 @@ def test_bytes_that_do_not_match_immichs_sha1_are_not_imported(
     assert (summary.new, summary.failed) == (0, 1)
     assert "do not match the server's SHA-1 checksum" in summary.failures[0]["reason"]
     assert originals(sqlite_library) == []
+
+
+def test_uploads_from_before_sha1s_were_recorded_are_known_by_their_id(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"DSC_{i:04}.JPG").write_bytes(photo(300 + i, 30_000))
+    sqlite_library.import_folder(folder)
+    destination = open_destination("immich", immich_account.config())
+    sync(sqlite_library, destination)
+    destination.close()
+    with sqlite_library.catalog.write() as db:  # a catalog from before migration 0014
+        db.execute(update(Asset).values(sha1=None))
+    summary = sqlite_library.run(immich_source(immich_account))
+    assert (summary.new, summary.duplicate, summary.failed) == (0, 2, 0)
+    assert downloads(immich_account) == 0
+
+
+def test_picpipes_uploads_carry_its_mark_in_immich(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    (folder / "DSC_0001.JPG").write_bytes(photo(400, 30_000))
+    sqlite_library.import_folder(folder)
+    destination = open_destination("immich", immich_account.config())
+    sync(sqlite_library, destination)
+    destination.close()
+    with sqlite_library.catalog.session() as db:
+        sha256 = db.scalars(select(Asset.sha256)).one()
+    (uploaded,) = [a for a in immich_account.fake.assets.values()
+                   if a.owner_id == immich_account.user_id]  # fmt: skip
+    client = immich_source(immich_account)._http()
+    marker = upload_marker(client, uploaded.id)
+    assert marker is not None
+    assert marker["sha256"] == sha256
+    phone = immich_account.fake.put_asset(immich_account.user_id, "IMG_1.JPG", photo(401))
+    assert upload_marker(client, phone.id) is None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from picpipe.catalog.models import Asset, Source
+from picpipe.catalog.models import Asset, Destination, Replica, Source
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -44,6 +44,19 @@ def assets_by_sha1(db: Session, sha1s: Iterable[str]) -> dict[str, tuple[str, st
             if sha1 is not None:
                 found[sha1] = (sha256, path, size)
     return found
+
+
+def uploaded_as(db: Session, kind: str, key: str) -> tuple[str, str, int] | None:
+    """(sha256, library path, size) of the asset picpipe stored as ``key`` at a destination of
+    ``kind``, verified there; None when ``key`` names no replica of picpipe's."""
+    row = db.execute(
+        select(Asset.sha256, Asset.library_path, Asset.size)
+        .join(Replica, Replica.sha256 == Asset.sha256)
+        .join(Destination, Destination.id == Replica.destination_id)
+        .where(Destination.kind == kind, Replica.remote_key == key, Replica.state == "verified")
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def record_sha1s(db: Session, pairs: Iterable[tuple[str, str]]) -> None:

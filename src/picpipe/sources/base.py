@@ -43,6 +43,9 @@ class SourceCaps:
     # Lists only what changed since a mark kept in the catalog between runs
     # (`IncrementalSource`); such a listing cannot tell which files are gone.
     incremental: bool = False
+    # Refs are the keys a destination of this kind stores (Immich asset ids): an entry whose
+    # ref is a verified replica's key is picpipe's own upload, known without a download.
+    refs_are_keys_of: str | None = None
 
 
 class SourceEntry(NamedTuple):

@@ -12,8 +12,9 @@ Entries: ref = the Immich asset id (stable), name = the original file name, size
 Accounted for but not imported (``skipped``): assets of an external library (their checksum is
 a hash of the path; the library may be picpipe's own), assets Immich has not read yet (no
 size), and anything that is not a photo or video. picpipe's own uploads are known by their
-SHA-1 (recorded at upload) and end as provenance without a download
-(`pipeline/checksum_stage.py`); so does any content picpipe has.
+id (a verified replica of an ``immich`` destination) or their SHA-1 (recorded at upload) and
+end as provenance without a download (`pipeline/checksum_stage.py`); so does any content
+picpipe has. They also carry picpipe's mark in Immich (`clients/immich_marker.py`).
 
 ``open`` downloads the original once to a private temp folder (``local_path`` names it, so
 exiftool reads it) and checks its size against the listing: a cut-off body is a retryable
@@ -111,7 +112,11 @@ class ImmichSource:
 
     kind: ClassVar[str] = "immich"
     caps: ClassVar[SourceCaps] = SourceCaps(
-        stable_ids=True, server_checksum="sha1", local_paths=True, incremental=True
+        stable_ids=True,
+        server_checksum="sha1",
+        local_paths=True,
+        incremental=True,
+        refs_are_keys_of="immich",
     )
     Options: ClassVar[type[ImmichSourceOptions]] = ImmichSourceOptions
 
