@@ -13,7 +13,9 @@ Behaviour (NOTES §11): per-owner SHA-1 dedup, 201 created / 200 duplicate; the
 ``isTrashed``; a missing or foreign asset is 400 "Not found or no <permission> access", as
 Immich's access checks answer; search/metadata pages with ``nextPage`` strings, and without a
 ``visibility`` filter only the timeline (the narrowest v3 behaviour, so clients must ask per
-visibility); owned albums; Live Photo links (400 unless the target is a VIDEO of the same
+visibility; ``updatedAfter``/``trashedAfter`` inclusive, ``libraryId``); owned albums whose
+``updatedAt`` moves when assets are added; asset metadata (picpipe's upload mark); Live Photo
+links (400 unless the target is a VIDEO of the same
 owner, which then becomes hidden). Trashed duplicates are answered "duplicate" with the trashed
 id, as 3.0.3 does.
 
@@ -21,9 +23,8 @@ External libraries (admin-only, scans over ``mounts``): `tests.fakes.immich_libr
 
 Back door for tests: `add_user` (``admin=True`` for library operations), `add_key`,
 `corrupt`, `trash`, `asset`, `put_asset` (as a scan or another client would store it;
-``library_id`` for an external library's asset), `delete_asset`; counters ``calls``,
-``downloads`` (originals sent in full, by asset id), asset metadata kept per asset
-(``PUT``/``GET /assets/{id}/metadata``: picpipe's upload mark),
+``library_id`` for an external library's asset), `delete_asset`, `put_album`,
+`remove_from_album`; counters ``calls``, ``downloads`` (originals sent in full, by asset id),
 ``created`` and per user ``user_calls``, ``user_created``; ``faults`` (`tests.fakes.http.Faults`:
 fail, drop or stall the next requests of an operation); ``truncate_downloads`` (the next N
 originals stop halfway, connection closed); toggles ``reset_on_early_duplicate`` and
@@ -174,6 +175,20 @@ class FakeImmich(LibraryOps):
         with self.lock:
             self.assets[asset_id] = asset
         return asset
+
+    def put_album(self, owner_id: str, name: str, asset_ids: list[str]) -> FakeAlbum:
+        """An album as the web app would make it (the back door adds without the checks)."""
+        stamp = now()
+        album = FakeAlbum(str(uuid.uuid4()), owner_id, name, "", stamp, list(asset_ids), stamp)
+        with self.lock:
+            self.albums[album.id] = album
+        return album
+
+    def remove_from_album(self, album_id: str, asset_id: str) -> None:
+        with self.lock:
+            album = self.albums[album_id]
+            album.asset_ids.remove(asset_id)
+            album.updated = now()
 
     def delete_asset(self, asset_id: str) -> None:
         with self.lock:
@@ -496,6 +511,7 @@ class FakeImmich(LibraryOps):
                     results.append({"id": asset_id, "success": False, "error": "duplicate"})
                 else:
                     album.asset_ids.append(asset_id)
+                    album.updated = now()
                     results.append({"id": asset_id, "success": True})
             return self._json(call.op, 200, results)
 

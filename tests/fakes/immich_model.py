@@ -83,6 +83,7 @@ class FakeAlbum:
     description: str
     created: datetime
     asset_ids: list[str] = field(default_factory=list)
+    updated: datetime | None = None  # assets added or removed (Immich's album updatedAt)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def album_dto(album: FakeAlbum, owner: FakeUser) -> dict[str, Any]:
         "hasSharedLink": False,
         "isActivityEnabled": True,
         "createdAt": iso(album.created),
-        "updatedAt": iso(album.created),
+        "updatedAt": iso(album.updated or album.created),
         "order": "desc",
     }
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
-from picpipe.catalog.models import Asset, Source, SourceFile
+from picpipe.catalog.models import Album, AlbumAsset, Asset, Source, SourceFile
 from picpipe.clients.immich_marker import upload_marker
 from picpipe.destinations.base import Destination, open_destination
 from picpipe.errors import SourceAuthFailed, SourceMisconfigured, SourceUnavailable
@@ -273,3 +273,79 @@ def test_picpipes_uploads_carry_its_mark_in_immich(
     assert marker["sha256"] == sha256
     phone = immich_account.fake.put_asset(immich_account.user_id, "IMG_1.JPG", photo(401))
     assert upload_marker(client, phone.id) is None
+
+
+def album_members(lib: LibraryFixture) -> dict[str, set[str]]:
+    with lib.catalog.session() as db:
+        rows = db.execute(
+            select(Album.name, AlbumAsset.sha256).join(
+                AlbumAsset, AlbumAsset.album_id == Album.id, isouter=True
+            )
+        ).all()
+    out: dict[str, set[str]] = {}
+    for name, sha in rows:
+        out.setdefault(name, set())
+        if sha is not None:
+            out[name].add(sha)
+    return out
+
+
+def imported_as(lib: LibraryFixture, ref: str) -> str:
+    with lib.catalog.session() as db:
+        sha = db.scalar(select(SourceFile.sha256).where(SourceFile.ref == ref))
+    assert sha is not None
+    return sha
+
+
+def test_albums_are_recorded_and_follow_immich(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture
+) -> None:
+    fake, user = immich_account.fake, immich_account.user_id
+    phone_photos(immich_account, 3)
+    ids = sorted((a.file_created_at, a.id) for a in fake.assets.values() if a.owner_id == user)
+    first, second, _third = (i for _t, i in ids)
+    album = fake.put_album(user, "Kids", [first, second])
+    sqlite_library.run(immich_source(immich_account))
+    kids = {imported_as(sqlite_library, first), imported_as(sqlite_library, second)}
+    assert album_members(sqlite_library) == {"Kids": kids}
+    fake.remove_from_album(album.id, second)  # the album changes, its assets do not
+    again = sqlite_library.run(immich_source(immich_account))
+    assert again.new == 0
+    assert album_members(sqlite_library) == {"Kids": {imported_as(sqlite_library, first)}}
+
+
+def test_an_album_source_imports_only_its_album(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture
+) -> None:
+    fake, user = immich_account.fake, immich_account.user_id
+    phone_photos(immich_account, 3)
+    some = [a.id for a in fake.assets.values() if a.owner_id == user][:2]
+    fake.put_album(user, "Kitchen", some)
+    summary = sqlite_library.run(immich_source(immich_account, albums=["Kitchen"]))
+    assert (summary.seen, summary.new) == (2, 2)
+    assert len(album_members(sqlite_library)["Kitchen"]) == 2
+    assert downloads(immich_account) == 2
+
+
+def test_live_photo_halves_are_paired(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture
+) -> None:
+    fake, user = immich_account.fake, immich_account.user_id
+    video = fake.put_asset(
+        user, "MOTION_7.MOV", b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00" + photo(70),
+        visibility="hidden",
+    )  # fmt: skip
+    still = fake.put_asset(user, "IMG_0007.JPG", photo(71, 20_000))
+    still.live_photo_video_id = video.id
+    fake.put_album(user, "Live", [still.id])  # the album holds the still only
+    summary = sqlite_library.run(immich_source(immich_account, albums=["Live"]))
+    assert (summary.new, summary.failed) == (2, 0)
+    halves = {imported_as(sqlite_library, still.id), imported_as(sqlite_library, video.id)}
+    with sqlite_library.catalog.session() as db:
+        pairs = db.execute(
+            select(Asset.pair_id, Asset.pair_kind).where(Asset.sha256.in_(halves))
+        ).all()
+    assert len(pairs) == 2
+    assert len({p for p, _k in pairs}) == 1
+    assert {k for _p, k in pairs} == {"live"}
+    assert pairs[0][0] is not None

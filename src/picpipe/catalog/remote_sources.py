@@ -1,5 +1,5 @@
-"""What remote sources (Immich) keep in the catalog: their state between runs and the SHA-1
-checksums servers report for assets.
+"""What remote sources (Immich) keep in the catalog: their state between runs, the SHA-1
+checksums servers report for assets, their albums and the pairs they name.
 
 A source's state is secret-free JSON on its row (an Immich listing's high-water mark). The
 SHA-1 of an asset is recorded once picpipe has checked a server's checksum against the bytes;
@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 
-from picpipe.catalog.models import Asset, Destination, Replica, Source
+from picpipe.catalog.models import (
+    Album,
+    AlbumAsset,
+    Asset,
+    Destination,
+    Replica,
+    Source,
+    SourceFile,
+)
+from picpipe.catalog.pairs import set_pair
+from picpipe.catalog.queries import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -65,3 +75,65 @@ def record_sha1s(db: Session, pairs: Iterable[tuple[str, str]]) -> None:
         db.execute(
             update(Asset).where(Asset.sha256 == sha256, Asset.sha1.is_(None)).values(sha1=sha1)
         )
+
+
+def shas_of_refs(db: Session, source_id: int, refs: Iterable[str]) -> dict[str, str]:
+    """ref → sha256 of the source's files that are in the library (imported or duplicate)."""
+    wanted = sorted(set(refs))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        rows = db.execute(
+            select(SourceFile.ref, SourceFile.sha256).where(
+                SourceFile.source_id == source_id,
+                SourceFile.ref.in_(wanted[start : start + 500]),
+                SourceFile.sha256.is_not(None),
+                SourceFile.gone.is_(False),
+            )
+        )
+        for ref, sha256 in rows:
+            if sha256 is not None:
+                found[ref] = sha256
+    return found
+
+
+def record_source_albums(
+    db: Session, source_id: int, albums: Mapping[str, tuple[str, Sequence[str]]]
+) -> int:
+    """Each album (server id → (name, member refs), complete) as the source's picpipe album:
+    created on first sight, renamed with the server, its members replaced by the assets those
+    refs imported as. Members not (yet) in the library are left out. Returns the memberships
+    written."""
+    written = 0
+    for external_id, (name, refs) in albums.items():
+        album = db.scalar(
+            select(Album).where(Album.source_id == source_id, Album.external_id == external_id)
+        )
+        if album is None:
+            album = Album(
+                name=name, source_id=source_id, external_id=external_id, created_at=utcnow()
+            )
+            db.add(album)
+            db.flush()
+        elif album.name != name:
+            album.name = name
+        shas = set(shas_of_refs(db, source_id, refs).values())
+        db.execute(delete(AlbumAsset).where(AlbumAsset.album_id == album.id))
+        if shas:
+            db.execute(
+                insert(AlbumAsset),
+                [{"album_id": album.id, "sha256": sha} for sha in sorted(shas)],
+            )
+        written += len(shas)
+    return written
+
+
+def link_ref_pairs(db: Session, source_id: int, pairs: Iterable[tuple[str, str]]) -> int:
+    """Pair the assets the source names as halves of one Live Photo: (still ref, motion ref).
+    Halves not both in the library wait for a later run; a pair once set stays."""
+    wanted = list(pairs)
+    shas = shas_of_refs(db, source_id, [r for pair in wanted for r in pair])
+    linked = 0
+    for still, motion in wanted:
+        if still in shas and motion in shas and shas[still] != shas[motion]:
+            linked += set_pair(db, [shas[still], shas[motion]], f"live:{shas[still]}", "live")
+    return linked

@@ -120,6 +120,7 @@ class ImmichAlbum:
     id: str
     name: str
     asset_count: int
+    updated_at: str = ""  # changes when assets are added or removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,12 @@ def parse_asset(item: dict[str, Any]) -> ImmichAsset:
 
 
 def parse_album(item: dict[str, Any]) -> ImmichAlbum:
-    return ImmichAlbum(str(item["id"]), str(item["albumName"]), int(item["assetCount"]))
+    return ImmichAlbum(
+        str(item["id"]),
+        str(item["albumName"]),
+        int(item["assetCount"]),
+        str(item.get("updatedAt", "")),
+    )
 
 
 def parse_bulk_results(body: Any) -> list[BulkCheckResult]:

@@ -25,7 +25,12 @@ from picpipe.catalog.queries import (
     session_assets,
     touch_source_scan,
 )
-from picpipe.catalog.remote_sources import save_source_state, source_state
+from picpipe.catalog.remote_sources import (
+    link_ref_pairs,
+    record_source_albums,
+    save_source_state,
+    source_state,
+)
 from picpipe.errors import CatalogError, ContentClaimed, ItemError, LibraryError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.report import RunReport
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
     from picpipe.jobs.runs import LeasedRun
     from picpipe.jobs.worker import Executor
     from picpipe.pipeline.exiftool import ExifToolPool
-    from picpipe.sources.base import IncrementalSource
+    from picpipe.sources.base import IncrementalSource, RelatingSource
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +298,11 @@ class ImportRun:
         self._retry_deferred(deferred, recorder, index)
         recorder.flush()
         self._settle(index, reappeared, files_in, listing_complete)
+        if source.caps.relations:
+            relations = cast("RelatingSource", source).relations()
+            with self.catalog.write() as db:
+                record_source_albums(db, source_id, relations.albums)
+                link_ref_pairs(db, source_id, relations.live_pairs)
         if incremental is not None:
             state = incremental.next_state(self._failed_refs)
             with self.catalog.write() as db:

@@ -46,6 +46,8 @@ class SourceCaps:
     # Refs are the keys a destination of this kind stores (Immich asset ids): an entry whose
     # ref is a verified replica's key is picpipe's own upload, known without a download.
     refs_are_keys_of: str | None = None
+    # Knows albums and Live Photo halves by ref (`RelatingSource`): recorded after the import.
+    relations: bool = False
 
 
 class SourceEntry(NamedTuple):
@@ -132,6 +134,25 @@ class Source(Protocol):
     def remove(self, entry: SourceEntry) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRelations:
+    """What a source says about its files beyond their bytes, by ref.
+
+    ``albums``: server album id → (name, every member ref); each album given is complete, its
+    picpipe album's members are replaced. ``live_pairs``: (still ref, motion ref).
+    """
+
+    albums: dict[str, tuple[str, list[str]]]
+    live_pairs: list[tuple[str, str]]
+
+
+class RelatingSource(Source, Protocol):
+    """A source with ``caps.relations``: after its files are recorded, the import asks for
+    `relations` (of the last listing) and records the albums and pairs."""
+
+    def relations(self) -> SourceRelations: ...
 
 
 class IncrementalSource(Source, Protocol):

@@ -53,14 +53,14 @@ from picpipe.errors import (
     VanishedFile,
 )
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
-from picpipe.sources.base import FolderListing, SourceCaps, SourceEntry
+from picpipe.sources.base import FolderListing, SourceCaps, SourceEntry, SourceRelations
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     import httpx
 
-    from picpipe.clients.immich_models import ImmichAsset
+    from picpipe.clients.immich_models import ImmichAlbum, ImmichAsset
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,6 +117,7 @@ class ImmichSource:
         local_paths=True,
         incremental=True,
         refs_are_keys_of="immich",
+        relations=True,
     )
     Options: ClassVar[type[ImmichSourceOptions]] = ImmichSourceOptions
 
@@ -140,6 +141,8 @@ class ImmichSource:
         self._state: dict[str, Any] = {}
         self._updated: dict[str, str] = {}  # ref → updatedAt, of this listing
         self._trashed: set[str] = set()  # refs trashed since the mark
+        self._live: list[tuple[str, str]] = []  # (still ref, motion ref) of the last listing
+        self._members: dict[str, tuple[str, list[str]]] = {}  # album id → (name, refs)
         self._spool_dir: str | None = None
         self._spooled: OrderedDict[str, str] = OrderedDict()  # ref → downloaded file
         self._fetching: dict[str, threading.Lock] = {}
@@ -192,31 +195,21 @@ class ImmichSource:
     def listing(self) -> Iterator[FolderListing]:
         """Every asset (or those changed since the mark) in one listing of folder ``""``."""
         client = self._http()
-        album_ids: list[str | None] = self._album_ids(client) if self.options.albums else [None]
+        albums = self._albums(client)
+        album_ids: list[str | None] = [a.id for a in albums] if self.options.albums else [None]
         self._updated = {}
         entries: dict[str, SourceEntry] = {}
         stills: list[ImmichAsset] = []
+        seen_in: dict[str, list[str]] = {}  # album id → members, from album-scoped passes
         for visibility in VISIBILITIES:
             for album_id in album_ids:
-                page: int | None = 1
-                while page is not None:
-                    assets, page = self._retrying(
-                        "listing",
-                        functools.partial(
-                            search_page,
-                            client,
-                            page=page,
-                            visibility=visibility,
-                            updated_after=self._since,
-                            album_id=album_id,
-                            page_size=self._page_size,
-                        ),
-                    )
-                    for asset in assets:
-                        if asset.id not in entries:
-                            entries[asset.id] = self._entry(asset)
-                            if asset.live_photo_video_id:
-                                stills.append(asset)
+                for asset in self._search(client, visibility, album_id, self._since):
+                    if album_id is not None:
+                        seen_in.setdefault(album_id, []).append(asset.id)
+                    if asset.id not in entries:
+                        entries[asset.id] = self._entry(asset)
+                        if asset.live_photo_video_id:
+                            stills.append(asset)
         self._trashed = self._trashed_since(client, album_ids) if self._since else set()
         if self.options.albums:
             # An album holds the still; its motion half is a hidden asset of its own.
@@ -226,30 +219,74 @@ class ImmichSource:
                     video = self._retrying(video_id, functools.partial(client.get_asset, video_id))
                     if video is not None:
                         entries[video.id] = self._entry(video)
+        self._live = [(s.id, s.live_photo_video_id) for s in stills if s.live_photo_video_id]
+        self._members = self._album_members(client, albums, {} if self._since else seen_in)
         yield FolderListing("", list(entries.values()))
+
+    def relations(self) -> SourceRelations:
+        """The albums (re)listed by the last listing, complete, and its Live Photo pairs."""
+        return SourceRelations(dict(self._members), list(self._live))
+
+    def _search(
+        self,
+        client: ImmichClient,
+        visibility: str,
+        album_id: str | None,
+        since: str | None,
+        *,
+        trashed: bool = False,
+    ) -> Iterator[ImmichAsset]:
+        """Every page of one search, each retried while the server is unavailable; assets
+        updated since ``since``, or (``trashed``) moved to the trash since then."""
+        page: int | None = 1
+        while page is not None:
+            assets, page = self._retrying(
+                "listing",
+                functools.partial(
+                    search_page,
+                    client,
+                    page=page,
+                    visibility=visibility,
+                    updated_after=None if trashed else since,
+                    trashed_after=since if trashed else None,
+                    album_id=album_id,
+                    page_size=self._page_size,
+                ),
+            )
+            yield from assets
+
+    def _album_members(
+        self, client: ImmichClient, albums: list[ImmichAlbum], listed: dict[str, list[str]]
+    ) -> dict[str, tuple[str, list[str]]]:
+        """Every member of each album that changed since the mark (all on a full listing;
+        ``listed``: members a full album-scoped listing found already). Adding or removing
+        assets changes an album's ``updatedAt``, not the assets'."""
+        members: dict[str, tuple[str, list[str]]] = {}
+        since = _instant(self._since) if self._since else None
+        for album in albums:
+            if since is not None and album.updated_at and _instant(album.updated_at) < since:
+                continue
+            if album.id in listed:
+                members[album.id] = (album.name, listed[album.id])
+                continue
+            refs = [
+                asset.id
+                for visibility in ("timeline", "archive")  # hidden assets are no album's
+                for asset in self._search(client, visibility, album.id, None)
+            ]
+            members[album.id] = (album.name, refs)
+        return members
 
     def _trashed_since(self, client: ImmichClient, album_ids: list[str | None]) -> set[str]:
         """Ids of assets trashed since the mark: a listing of changes must report deletions
         (Immich's delete moves to the trash first; a full listing simply leaves them out)."""
-        found: set[str] = set()
-        for visibility in VISIBILITIES:
-            for album_id in album_ids:
-                page: int | None = 1
-                while page is not None:
-                    assets, page = self._retrying(
-                        "listing the trash",
-                        functools.partial(
-                            search_page,
-                            client,
-                            page=page,
-                            visibility=visibility,
-                            trashed_after=self._since,
-                            album_id=album_id,
-                            page_size=self._page_size,
-                        ),
-                    )
-                    found.update(a.id for a in assets if a.is_trashed)
-        return found
+        return {
+            asset.id
+            for visibility in VISIBILITIES
+            for album_id in album_ids
+            for asset in self._search(client, visibility, album_id, self._since, trashed=True)
+            if asset.is_trashed
+        }
 
     def _entry(self, asset: ImmichAsset) -> SourceEntry:
         self._updated[asset.id] = asset.updated_at
@@ -275,16 +312,20 @@ class ImmichSource:
             sniff=skipped is None and not ext,
         )
 
-    def _album_ids(self, client: ImmichClient) -> list[str | None]:
-        ids: list[str | None] = []
-        for album in self.options.albums:
-            found = self._retrying(album, functools.partial(client.list_albums, album))
-            if not found:
+    def _albums(self, client: ImmichClient) -> list[ImmichAlbum]:
+        """The configured albums (SourceMisconfigured for a name the account lacks), or every
+        album of the account for a whole library."""
+        if not self.options.albums:
+            return self._retrying("albums", client.list_albums)
+        found: list[ImmichAlbum] = []
+        for name in self.options.albums:
+            named = self._retrying(name, functools.partial(client.list_albums, name))
+            if not named:
                 raise SourceMisconfigured(
-                    source=self.name, detail=f"no album named {album!r} in that Immich account"
+                    source=self.name, detail=f"no album named {name!r} in that Immich account"
                 )
-            ids.extend(a.id for a in found)
-        return ids
+            found.extend(named)
+        return found
 
     # -- content ------------------------------------------------------------------------------
 
