@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.queries import (
     ensure_source,
@@ -25,18 +25,13 @@ from picpipe.catalog.queries import (
     session_assets,
     touch_source_scan,
 )
-from picpipe.catalog.remote_sources import (
-    link_ref_pairs,
-    record_source_albums,
-    save_source_state,
-    source_state,
-)
 from picpipe.errors import CatalogError, ContentClaimed, ItemError, LibraryError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.report import RunReport
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.record import Recorder, SessionCounts
+from picpipe.pipeline.remote_import import RemoteImport
 from picpipe.pipeline.scan import (
     ScanIndex,
     folder_digest,
@@ -58,7 +53,6 @@ if TYPE_CHECKING:
     from picpipe.jobs.runs import LeasedRun
     from picpipe.jobs.worker import Executor
     from picpipe.pipeline.exiftool import ExifToolPool
-    from picpipe.sources.base import IncrementalSource, RelatingSource
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +168,7 @@ class ImportRun:
         # How long a task waits for another run's claim: past two leases a dead owner's claim
         # has been taken over, so a claim still held means a live run is slow.
         self.wait_for_claims = wait_for_claims or 2 * run.options.lease_seconds + 5
-        self._failed_refs: set[str] = set()  # refs of the source being imported that failed
+        self._remote: RemoteImport | None = None  # the source being imported, if it remembers
 
     def run(self, sources: Sequence[Source]) -> SessionSummary:
         """Import every source; the run's status is set from the outcome."""
@@ -231,17 +225,12 @@ class ImportRun:
             ).id
         index = ScanIndex.load(self.catalog, source_id)
         log.info("scanning %s (%d folders known)", source.name, len(index.stored))
-        incremental = cast("IncrementalSource", source) if source.caps.incremental else None
-        if incremental is not None:
-            with self.catalog.session() as db:
-                incremental.resume(source_state(db, source_id))
+        remote = self._remote = RemoteImport(self.catalog, source, source_id)
         counts = recorder.counts
         reappeared: list[int] = []
         listing_complete = True
         files_in: dict[str, int] = {}
         deferred: list[ImportTask] = []
-        self._failed_refs = set()
-        trashed: list[int] = []
         for item in source.listing():
             self.run_lease.check()
             if isinstance(item, ScanProblem):
@@ -249,8 +238,7 @@ class ImportRun:
                 index.unsettled.add(folder_of(item.ref))
                 recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
                 continue
-            if incremental is not None and incremental.listing_partial:
-                # Only changes were listed: what is missing from them is not gone.
+            if remote.partial:  # only changes were listed: what is missing is not gone
                 listing_complete = False
                 index.unsettled.add(item.folder)
             files = len(item)
@@ -286,9 +274,7 @@ class ImportRun:
                 for done in self.pool.submit(task):
                     self._finished(recorder, done, index, deferred)
             index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])
-            if incremental is not None and incremental.listing_partial:
-                gone_refs = incremental.gone_refs
-                trashed += [k.id for r, k in known_rows.items() if r in gone_refs and not k.gone]
+            remote.unlisted(known_rows)
             for done in self.pool.finished():
                 self._finished(recorder, done, index, deferred)
         # The listing is complete: "seen" is final (the dashboard stops saying "at least").
@@ -298,16 +284,7 @@ class ImportRun:
         self._retry_deferred(deferred, recorder, index)
         recorder.flush()
         self._settle(index, reappeared, files_in, listing_complete)
-        if source.caps.relations:
-            relations = cast("RelatingSource", source).relations()
-            with self.catalog.write() as db:
-                record_source_albums(db, source_id, relations.albums)
-                link_ref_pairs(db, source_id, relations.live_pairs)
-        if incremental is not None:
-            state = incremental.next_state(self._failed_refs)
-            with self.catalog.write() as db:
-                mark_gone(db, trashed)  # what a listing of changes reported deleted
-                save_source_state(db, source_id, state)
+        remote.finish()
 
     def _retry_deferred(
         self, deferred: list[ImportTask], recorder: Recorder, index: ScanIndex
@@ -346,8 +323,8 @@ class ImportRun:
             deferred.append(task)
             return
         recorder.add(task)
-        if task.error is not None:
-            self._failed_refs.add(task.entry.ref)
+        if task.error is not None and self._remote is not None:
+            self._remote.failed.add(task.entry.ref)
         if task.outcome == "skipped":
             index.count_skipped(folder_of(task.entry.ref))
         if task.error is not None:

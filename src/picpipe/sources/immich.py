@@ -31,19 +31,14 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
-import tempfile
 import threading
-from collections import OrderedDict
 from datetime import datetime, timedelta
-from pathlib import Path  # noqa: TC003 - pydantic resolves the option's type at runtime
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
 from picpipe.clients.immich import ImmichClient
 from picpipe.clients.immich_listing import download_original, search_page, source_errors
-from picpipe.config import StrictOptions
 from picpipe.errors import (
     DownloadFailed,
     ItemError,
@@ -54,6 +49,8 @@ from picpipe.errors import (
 )
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
 from picpipe.sources.base import FolderListing, SourceCaps, SourceEntry, SourceRelations
+from picpipe.sources.immich_options import ImmichSourceOptions, resolve_api_key
+from picpipe.sources.spool import DownloadSpool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -67,44 +64,9 @@ T = TypeVar("T")
 
 VISIBILITIES = ("timeline", "archive", "hidden")  # "locked" needs a PIN session, not a key
 OVERLAP = timedelta(minutes=5)
-SPOOL_FILES = 16  # downloads kept for the stages that read a file again (hash, exiftool, place)
 EXTERNAL = "in an Immich external library (its checksum is of the path, not the bytes)"
 NOT_READ = "Immich has not read this file yet (no size); listed again once it has"
 NOT_MEDIA = "not a photo or video"
-
-
-class ImmichSourceOptions(StrictOptions):
-    """An Immich server, one user's API key, and optionally the albums to import."""
-
-    url: str = Field(description="Immich server URL, e.g. https://photos.example.org (/api added)")
-    api_key: SecretStr | None = Field(
-        default=None, description="API key (prefer api_key_env or api_key_file)"
-    )
-    api_key_env: str | None = Field(
-        default=None, description="name of an environment variable that holds the API key"
-    )
-    api_key_file: Path | None = Field(default=None, description="file that holds the API key")
-    albums: list[str] = Field(
-        default_factory=list, description="album names to import; none: the whole library"
-    )
-    verify_tls: bool = Field(default=True, description="check the server's TLS certificate")
-    mode: Literal["library", "index"] = Field(
-        default="library", description="library: keep originals; index: catalog and thumbnails"
-    )
-    poll_seconds: float = Field(default=60.0, gt=0, description="interval of the service's polls")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-    @model_validator(mode="after")
-    def _has_key(self) -> ImmichSourceOptions:
-        if self.api_key is None and not self.api_key_env and self.api_key_file is None:
-            raise ValueError("one of api_key, api_key_env or api_key_file is required")
-        return self
 
 
 class ImmichSource:
@@ -143,9 +105,7 @@ class ImmichSource:
         self._trashed: set[str] = set()  # refs trashed since the mark
         self._live: list[tuple[str, str]] = []  # (still ref, motion ref) of the last listing
         self._members: dict[str, tuple[str, list[str]]] = {}  # album id → (name, refs)
-        self._spool_dir: str | None = None
-        self._spooled: OrderedDict[str, str] = OrderedDict()  # ref → downloaded file
-        self._fetching: dict[str, threading.Lock] = {}
+        self._spool = DownloadSpool("picpipe-immich-")
 
     @classmethod
     def from_options(cls, name: str, options: ImmichSourceOptions) -> ImmichSource:
@@ -305,7 +265,7 @@ class ImmichSource:
             name=name,
             size=asset.file_size or 0,
             mtime_ns=mtime_ns,
-            local_path=os.path.join(self._spool(), f"{asset.id}{ext}"),
+            local_path=self._spool.path_for(asset.id, ext),
             checksum=asset.sha1,
             skipped=skipped,
             # No extension: the name says nothing, the import reads the first bytes.
@@ -331,61 +291,34 @@ class ImmichSource:
 
     @contextlib.contextmanager
     def open(self, entry: SourceEntry) -> Iterator[BinaryIO]:
-        """The original's bytes, downloaded once and checked against the listing."""
-        path = self._fetch(entry)
+        """The original's bytes, downloaded once (`sources/spool.py`), its size checked."""
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below, after the caller's read
-        except FileNotFoundError as exc:  # evicted meanwhile: fetch once more
-            self._forget(entry.ref)
+            stream = open(self._fetch(entry), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # evicted meanwhile: fetch once more
+            self._spool.forget(entry.ref)
             stream = open(self._fetch(entry), "rb")  # noqa: SIM115
-            del exc
         with stream:
             yield stream
 
     def _fetch(self, entry: SourceEntry) -> str:
-        with self._lock:
-            ready = self._spooled.get(entry.ref)
-            if ready is not None and os.path.exists(ready):
-                self._spooled.move_to_end(entry.ref)
-                return ready
-            gate = self._fetching.setdefault(entry.ref, threading.Lock())
-        with gate:  # one download per asset, however many stages ask at once
-            with self._lock:
-                ready = self._spooled.get(entry.ref)
-            if ready is not None and os.path.exists(ready):
-                return ready
-            path = entry.local_path or os.path.join(self._spool(), entry.ref)
-            failed = self._retrying(
-                entry.ref, functools.partial(_settled, self._download, entry, path), item=True
-            )
-            if failed is not None:
-                raise failed
-            with self._lock:
-                self._spooled[entry.ref] = path
-                self._fetching.pop(entry.ref, None)
-                while len(self._spooled) > SPOOL_FILES:
-                    _old, old_path = self._spooled.popitem(last=False)
-                    with contextlib.suppress(OSError):
-                        os.unlink(old_path)
-            return path
+        path = entry.local_path or self._spool.path_for(entry.ref)
+        download = functools.partial(self._download, entry)
+        # Only an unavailable server is retried; an item error comes back as a value.
+        failed = self._retrying(
+            entry.ref,
+            functools.partial(_settled, self._spool.fetch, entry.ref, path, download),
+            item=True,
+        )
+        if isinstance(failed, ItemError):
+            raise failed
+        return failed
 
-    def _download(self, entry: SourceEntry, path: str) -> None:
-        partial = f"{path}.part"
-        try:
-            with open(partial, "wb") as target:
-                got = download_original(self._http(), entry.ref, target)
-            if got is None:
-                raise VanishedFile(path=f"{self.name}:{entry.ref}")
-            if got != entry.size:  # a complete answer of another size: the file changed
-                raise TornRead(path=f"{self.name}:{entry.ref}")
-            os.replace(partial, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
-
-    def _forget(self, ref: str) -> None:
-        with self._lock:
-            self._spooled.pop(ref, None)
+    def _download(self, entry: SourceEntry, target: BinaryIO) -> None:
+        got = download_original(self._http(), entry.ref, target)
+        if got is None:
+            raise VanishedFile(path=f"{self.name}:{entry.ref}")
+        if got != entry.size:  # a complete answer of another size: the file changed
+            raise TornRead(path=f"{self.name}:{entry.ref}")
 
     def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
         return iter(())  # polled by the service (poll_seconds), not watched
@@ -394,17 +327,14 @@ class ImmichSource:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self._spool_dir is not None:
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
-            self._spool_dir = None
-            self._spooled.clear()
+        self._spool.close()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     def _http(self) -> ImmichClient:
         with self._lock:
             if self._client is None:
-                key = _resolve_key(self.name, self.options)
+                key = resolve_api_key(self.name, self.options)
                 self._client = ImmichClient(
                     self.options.url,
                     SecretStr(key),
@@ -413,11 +343,6 @@ class ImmichSource:
                     transport=self._transport,
                 )
             return self._client
-
-    def _spool(self) -> str:
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.mkdtemp(prefix="picpipe-immich-")
-        return self._spool_dir
 
     def _retrying(self, what: str, call: Callable[[], T], *, item: bool = False) -> T:
         """``call`` with backoff while the server is unavailable (5xx, timeouts, resets).
@@ -435,36 +360,17 @@ class ImmichSource:
 
 
 def _settled(
-    download: Callable[[SourceEntry, str], None], entry: SourceEntry, path: str
-) -> ItemError | None:
-    """Run ``download``; an item error (other bytes, gone) is returned, not
-    raised, so the retry loop around it waits only for an unavailable server."""
+    fetch: Callable[[str, str, Callable[[BinaryIO], None]], str],
+    ref: str,
+    path: str,
+    download: Callable[[BinaryIO], None],
+) -> str | ItemError:
+    """``fetch(...)``'s path, or the item error it raised (other bytes, gone) as a value, so
+    the retry loop around it waits only for an unavailable server."""
     try:
-        download(entry, path)
+        return fetch(ref, path, download)
     except ItemError as exc:
         return exc
-    return None
-
-
-def _resolve_key(name: str, options: ImmichSourceOptions) -> str:
-    if options.api_key is not None:
-        return options.api_key.get_secret_value()
-    if options.api_key_env:
-        found = os.environ.get(options.api_key_env)
-        if not found:
-            raise SourceMisconfigured(
-                source=name,
-                detail=f"api_key_env: environment variable {options.api_key_env} is not set",
-            )
-        return found
-    assert options.api_key_file is not None
-    try:
-        return options.api_key_file.expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SourceMisconfigured(
-            source=name,
-            detail=f"api_key_file: cannot read {options.api_key_file} ({exc.strerror})",
-        ) from exc
 
 
 def _instant(stamp: str) -> datetime:
