@@ -115,7 +115,12 @@ def import_(
     if move:
         refuse_move_outside_inboxes(settings, paths or list(settings.sources))
     if dry_run:
-        _dry_run(settings, resolve_sources(settings, paths or []), as_json)
+        planned = resolve_sources(settings, paths or [])
+        try:
+            _dry_run(settings, planned, as_json)
+        finally:
+            for source in planned:
+                source.close()
         return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
@@ -136,6 +141,8 @@ def import_(
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for source in sources:  # connections and temp downloads of remote sources
+            source.close()
         tools.close()
         catalog.close()
     summary = result.summary
