@@ -27,8 +27,8 @@ Back door for tests: `add_user` (``admin=True`` for library operations), `add_ke
 `remove_from_album`; counters ``calls``, ``downloads`` (originals sent in full, by asset id),
 ``created`` and per user ``user_calls``, ``user_created``; ``faults`` (`tests.fakes.http.Faults`:
 fail, drop or stall the next requests of an operation); ``truncate_downloads`` (the next N
-originals stop halfway, connection closed); toggles ``reset_on_early_duplicate`` and
-``version``; `clear_faults`. Records and
+originals stop halfway, connection closed), ``cut_off`` (asset ids whose originals do);
+toggles ``reset_on_early_duplicate`` and ``version``; `clear_faults`. Records and
 JSON shapes live in `tests.fakes.immich_model`.
 """
 
@@ -108,6 +108,7 @@ class FakeImmich(LibraryOps):
         self.scans: Counter[str] = Counter()  # library id → scan requests
         self.downloads: Counter[str] = Counter()  # asset id → originals sent in full
         self.truncate_downloads = 0  # the next N originals stop halfway (connection closed)
+        self.cut_off: set[str] = set()  # asset ids whose originals always stop halfway
 
     # -- back door -----------------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class FakeImmich(LibraryOps):
         with self.lock:
             self.faults.clear()
             self.truncate_downloads = 0
+            self.cut_off.clear()
             self.reset_on_early_duplicate = False
             self.version = dict(VERSION)
 
@@ -390,8 +392,9 @@ class FakeImmich(LibraryOps):
         if asset is None:
             return no_access(call.op)
         with self.lock:
-            cut = self.truncate_downloads > 0
-            self.truncate_downloads -= 1 if cut else 0
+            counted = self.truncate_downloads > 0
+            self.truncate_downloads -= 1 if counted else 0
+            cut = counted or asset.id in self.cut_off
             if not cut:
                 self.downloads[asset.id] += 1
         if cut:  # the full length announced, half the bytes sent, the connection closed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -164,9 +165,8 @@ def test_the_high_water_mark_never_passes_a_failed_asset(
     source.resume(state)
     list(source.listing())
     failed = next(iter(source._updated))
-    assert source.next_state({failed})["updated_after"] == min(
-        source._updated[failed], state["updated_after"]
-    )
+    assert source.next_state({failed})["updated_after"] == source._updated[failed]
+    assert source.next_state(set())["updated_after"] == state["updated_after"]
 
 
 def test_external_library_assets_and_non_media_are_accounted_for_not_imported(
@@ -349,3 +349,20 @@ def test_live_photo_halves_are_paired(
     assert len({p for p, _k in pairs}) == 1
     assert {k for _p, k in pairs} == {"live"}
     assert pairs[0][0] is not None
+
+
+def test_an_old_asset_that_failed_is_listed_again_after_newer_ones_imported(
+    immich_account: ImmichAccount, sqlite_library: LibraryFixture
+) -> None:
+    fake, user = immich_account.fake, immich_account.user_id
+    old = fake.put_asset(user, "OLD.JPG", photo(500, 20_000))
+    old.updated -= timedelta(days=1)  # far behind the mark's overlap
+    new = fake.put_asset(user, "NEW.JPG", photo(501, 20_000))
+    fake.cut_off.add(old.id)
+    source = immich_source(immich_account)
+    first = sqlite_library.run(source)
+    assert (first.new, first.failed) == (1, 1)
+    fake.cut_off.clear()
+    second = sqlite_library.run(immich_source(immich_account))
+    assert (second.new, second.failed) == (1, 0)
+    assert {imported_as(sqlite_library, old.id), imported_as(sqlite_library, new.id)}

@@ -139,15 +139,13 @@ class ImmichSource:
 
     def next_state(self, failed: set[str]) -> dict[str, Any]:
         """The mark after this run: the newest ``updatedAt`` listed, but never past an asset
-        that failed (it is listed again next time)."""
-        stamps = list(self._updated.values())
+        that failed (``updatedAfter`` is inclusive: it is listed again next time)."""
+        stamps = {ref: stamp for ref, stamp in self._updated.items() if stamp}
         if not stamps:
             return self._state
-        failed_stamps = [self._updated[r] for r in failed if r in self._updated]
-        mark = min(failed_stamps) if failed_stamps else max(stamps, key=_instant)
-        previous = self._state.get("updated_after")
-        if failed_stamps and isinstance(previous, str) and _instant(previous) < _instant(mark):
-            mark = min(mark, previous, key=_instant)
+        failed_stamps = [stamps[ref] for ref in failed if ref in stamps]
+        pick = min if failed_stamps else max
+        mark = pick(failed_stamps or stamps.values(), key=_instant)
         return {"updated_after": mark, "albums": sorted(self.options.albums)}
 
     # -- listing ------------------------------------------------------------------------------
