@@ -16,10 +16,16 @@ from sqlalchemy import func, select, update
 from picpipe.catalog.models import Album, AlbumAsset, Asset, Source, SourceFile
 from picpipe.clients.immich_marker import upload_marker
 from picpipe.destinations.base import Destination, open_destination
-from picpipe.errors import SourceAuthFailed, SourceMisconfigured, SourceUnavailable
+from picpipe.errors import (
+    ConfigError,
+    SourceAuthFailed,
+    SourceMisconfigured,
+    SourceUnavailable,
+)
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
 from picpipe.jobs.sync_report import SyncReport
+from picpipe.sources.base import source_options
 from picpipe.sources.immich import ImmichSource, ImmichSourceOptions
 from tests.conftest import LibraryFixture
 from tests.destinations.contract import photo
@@ -366,3 +372,15 @@ def test_an_old_asset_that_failed_is_listed_again_after_newer_ones_imported(
     second = sqlite_library.run(immich_source(immich_account))
     assert (second.new, second.failed) == (1, 0)
     assert {imported_as(sqlite_library, old.id), imported_as(sqlite_library, new.id)}
+
+
+def test_options_forbid_unknown_keys_and_accept_mode_and_polling() -> None:
+    entry = {"kind": "immich", "url": "http://immich:2283", "api_key_env": "K"}
+    parsed = source_options("phone", {**entry, "mode": "index", "poll_seconds": 30})
+    assert (parsed.mode, parsed.poll_seconds, parsed.albums) == ("index", 30, [])
+    with pytest.raises(ConfigError, match=r"sources\.phone\.albumz"):
+        source_options("phone", {**entry, "albumz": ["x"]})
+    with pytest.raises(ConfigError, match="api_key"):
+        source_options("phone", {"kind": "immich", "url": "http://immich:2283"})
+    with pytest.raises(ConfigError, match="url"):
+        source_options("phone", {**entry, "url": "immich:2283"})
