@@ -159,6 +159,7 @@ sources:
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
 #   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
 #   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
+#   immich:  {{kind: immich, url: "http://immich:2283", api_key_env: IMMICH_API_KEY}}
 
 # Time zone of camera clocks, for dates without an offset in photos without GPS.
 cameras:

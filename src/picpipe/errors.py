@@ -258,6 +258,41 @@ class SourceUnavailable(SourceError):
     retryable = True
 
 
+class SourceAuthFailed(SourceError):
+    template = "source {source}: authentication failed ({detail}); check its credentials"
+
+
+class SourceMisconfigured(SourceError):
+    """The source's config names something the server does not have (no API there, no
+    such album)."""
+
+    template = "source {source}: {detail}"
+    exit_code = ExitCode.CONFIG
+
+
+class SourceRejected(SourceError):
+    """The server refused a request for good, or answered something picpipe cannot read."""
+
+    template = "source {source} refused {what}: {detail}"
+
+
+class ChecksumMismatch(ItemError):
+    """The bytes fetched from a source are not those its server's checksum names."""
+
+    template = (
+        "{path}: the bytes do not match the server's {algorithm} checksum; "
+        "it will be retried on the next run"
+    )
+    retryable = True
+
+
+class DownloadFailed(ItemError):
+    """A remote original could not be fetched in full (cut off, server error, timeout)."""
+
+    template = "{path}: download failed ({detail}); it will be retried on the next run"
+    retryable = True
+
+
 # -- destinations --------------------------------------------------------------------------
 # Backends re-raise SDK and HTTP errors as one of these (``from exc``); ``retryable`` is what
 # jobs/retry.py asks. Messages name the destination and key, never credentials or local paths.

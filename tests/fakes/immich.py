@@ -13,17 +13,22 @@ Behaviour (NOTES §11): per-owner SHA-1 dedup, 201 created / 200 duplicate; the
 ``isTrashed``; a missing or foreign asset is 400 "Not found or no <permission> access", as
 Immich's access checks answer; search/metadata pages with ``nextPage`` strings, and without a
 ``visibility`` filter only the timeline (the narrowest v3 behaviour, so clients must ask per
-visibility); owned albums; Live Photo links (400 unless the target is a VIDEO of the same
+visibility; ``updatedAfter``/``trashedAfter`` inclusive, ``libraryId``); owned albums whose
+``updatedAt`` moves when assets are added; asset metadata (picpipe's upload mark); Live Photo
+links (400 unless the target is a VIDEO of the same
 owner, which then becomes hidden). Trashed duplicates are answered "duplicate" with the trashed
 id, as 3.0.3 does.
 
 External libraries (admin-only, scans over ``mounts``): `tests.fakes.immich_libraries`.
 
 Back door for tests: `add_user` (``admin=True`` for library operations), `add_key`,
-`corrupt`, `trash`, `asset`; counters ``calls``,
+`corrupt`, `trash`, `asset`, `put_asset` (as a scan or another client would store it;
+``library_id`` for an external library's asset), `delete_asset`, `put_album`,
+`remove_from_album`; counters ``calls``, ``downloads`` (originals sent in full, by asset id),
 ``created`` and per user ``user_calls``, ``user_created``; ``faults`` (`tests.fakes.http.Faults`:
-fail, drop or stall the next requests of an operation); toggles ``reset_on_early_duplicate`` and
-``version``; `clear_faults`. Records and
+fail, drop or stall the next requests of an operation); ``truncate_downloads`` (the next N
+originals stop halfway, connection closed), ``cut_off`` (asset ids whose originals do);
+toggles ``reset_on_early_duplicate`` and ``version``; `clear_faults`. Records and
 JSON shapes live in `tests.fakes.immich_model`.
 """
 
@@ -103,6 +108,9 @@ class FakeImmich(LibraryOps, TagOps):
         self.mounts: dict[str, Path] = {}  # container path → host folder, for library scans
         self.scans: Counter[str] = Counter()  # library id → scan requests
         self.tags: dict[str, FakeTag] = {}
+        self.downloads: Counter[str] = Counter()  # asset id → originals sent in full
+        self.truncate_downloads = 0  # the next N originals stop halfway (connection closed)
+        self.cut_off: set[str] = set()  # asset ids whose originals always stop halfway
 
     # -- back door -----------------------------------------------------------------------------
 
@@ -138,15 +146,69 @@ class FakeImmich(LibraryOps, TagOps):
             if not keep_checksum:
                 asset.checksum = hashlib.sha1(data).digest()
                 asset.file_size = len(data)
+                asset.updated = now()
+
+    def put_asset(
+        self,
+        owner_id: str,
+        name: str,
+        data: bytes,
+        *,
+        modified: datetime | None = None,
+        library_id: str | None = None,
+        kind: str | None = None,
+        visibility: str = "timeline",
+    ) -> FakeAsset:
+        """Store an asset as Immich's own uploads or library scans would (no validation of
+        the name: a test may need what an upload would refuse). An external library's asset
+        gets the checksum Immich gives those: SHA-1 of ``"path:" + path``."""
+        stamp = now()
+        moment = modified or stamp
+        asset_id = str(uuid.uuid4())
+        checksum = hashlib.sha1(data).digest()
+        if library_id is not None:
+            checksum = hashlib.sha1(f"path:/external/{name}".encode()).digest()
+        asset = FakeAsset(
+            id=asset_id, owner_id=owner_id, data=data, checksum=checksum,
+            file_size=len(data), type=kind or asset_type(name) or "OTHER",
+            original_file_name=name.rpartition("/")[2], mime_type=None,
+            file_created_at=moment, file_modified_at=moment, duration_ms=None,
+            created=stamp, updated=stamp, visibility=visibility, library_id=library_id,
+        )  # fmt: skip
+        with self.lock:
+            self.assets[asset_id] = asset
+        return asset
+
+    def put_album(self, owner_id: str, name: str, asset_ids: list[str]) -> FakeAlbum:
+        """An album as the web app would make it (the back door adds without the checks)."""
+        stamp = now()
+        album = FakeAlbum(str(uuid.uuid4()), owner_id, name, "", stamp, list(asset_ids), stamp)
+        with self.lock:
+            self.albums[album.id] = album
+        return album
+
+    def remove_from_album(self, album_id: str, asset_id: str) -> None:
+        with self.lock:
+            album = self.albums[album_id]
+            album.asset_ids.remove(asset_id)
+            album.updated = now()
+
+    def delete_asset(self, asset_id: str) -> None:
+        with self.lock:
+            del self.assets[asset_id]
 
     def trash(self, asset_id: str) -> None:
         with self.lock:
-            self.assets[asset_id].is_trashed = True
+            asset = self.assets[asset_id]
+            asset.is_trashed, asset.trashed_at = True, now()
+            asset.updated = asset.trashed_at
 
     def clear_faults(self) -> None:
         """Forget pending faults and behaviour toggles (the fixtures call it after each test)."""
         with self.lock:
             self.faults.clear()
+            self.truncate_downloads = 0
+            self.cut_off.clear()
             self.reset_on_early_duplicate = False
             self.version = dict(VERSION)
 
@@ -336,6 +398,17 @@ class FakeImmich(LibraryOps, TagOps):
         asset = self._owned(call, call.op.path_params["id"])
         if asset is None:
             return no_access(call.op)
+        with self.lock:
+            counted = self.truncate_downloads > 0
+            self.truncate_downloads -= 1 if counted else 0
+            cut = counted or asset.id in self.cut_off
+            if not cut:
+                self.downloads[asset.id] += 1
+        if cut:  # the full length announced, half the bytes sent, the connection closed
+            half = [asset.data[: len(asset.data) // 2]]
+            return Response(
+                200, half, "application/octet-stream", length=len(asset.data), reset=True
+            )
         return Response(200, asset.data, content_type="application/octet-stream")
 
     def _op_update_asset(self, call: _Call, body: dict[str, Any]) -> Response:
@@ -363,13 +436,34 @@ class FakeImmich(LibraryOps, TagOps):
             asset.updated = now()
             return self._json(call.op, 200, self._with_tags(asset_dto(asset, exif=True), asset))
 
+    def _op_update_asset_metadata(self, call: _Call, body: dict[str, Any]) -> Response:
+        with self.lock:
+            asset = self._owned(call, call.op.path_params["id"])
+            if asset is None:
+                return no_access(call.op)
+            stamp = now()
+            for item in body["items"]:
+                asset.metadata[item["key"]] = (item["value"], stamp)
+            return self._json(call.op, 200, _metadata_dto(asset))
+
+    def _op_get_asset_metadata(self, call: _Call) -> Response:
+        with self.lock:
+            asset = self._owned(call, call.op.path_params["id"])
+            if asset is None:
+                return no_access(call.op)
+            return self._json(call.op, 200, _metadata_dto(asset))
+
     def _op_search_assets(self, call: _Call, body: dict[str, Any]) -> Response:
         unknown = {k for k, v in body.items() if v is not None} - IMPLEMENTED_FILTERS
         if unknown:
             return error(501, f"the fake does not search by {sorted(unknown)}")
         with self.lock:
             found = [a for a in self.assets.values() if matches(a, call.user.id, body, self.albums)]
-        found.sort(key=lambda a: a.file_created_at, reverse=body.get("order", "desc") == "desc")
+        # Immich orders by fileCreatedAt (then id): not by updatedAt, so a client's high-water
+        # mark must be the largest updatedAt it saw, not the last one.
+        found.sort(
+            key=lambda a: (a.file_created_at, a.id), reverse=body.get("order", "desc") == "desc"
+        )
         page, size = body.get("page", 1), body.get("size", 250)
         items = found[(page - 1) * size : page * size]
         more = len(found) > page * size
@@ -430,6 +524,7 @@ class FakeImmich(LibraryOps, TagOps):
                     results.append({"id": asset_id, "success": False, "error": "duplicate"})
                 else:
                     album.asset_ids.append(asset_id)
+                    album.updated = now()
                     results.append({"id": asset_id, "success": True})
             return self._json(call.op, 200, results)
 
@@ -468,6 +563,13 @@ class FakeImmich(LibraryOps, TagOps):
 
 
 # -- module helpers --------------------------------------------------------------------------
+
+
+def _metadata_dto(asset: FakeAsset) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "value": value, "updatedAt": iso(stamp)}
+        for key, (value, stamp) in sorted(asset.metadata.items())
+    ]
 
 
 def _snake(name: str) -> str:

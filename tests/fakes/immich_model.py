@@ -29,6 +29,7 @@ MEDIA_TYPES = {
 IMPLEMENTED_FILTERS = {
     "page", "size", "order", "visibility", "checksum", "id", "originalFileName", "type",
     "isFavorite", "albumIds", "takenAfter", "takenBefore", "withDeleted", "withExif",
+    "updatedAfter", "updatedBefore", "libraryId", "trashedAfter",
 }  # fmt: skip
 
 
@@ -71,6 +72,9 @@ class FakeAsset:
     sidecar: bytes | None = None
     description: str = ""  # what people edit (PUT /assets/{id})
     rating: int | None = None
+    trashed_at: datetime | None = None
+    metadata: dict[str, tuple[dict[str, Any], datetime]] = field(default_factory=dict)
+    library_id: str | None = None  # an external library's asset (checksum: SHA-1 of the path)
 
 
 @dataclass
@@ -81,6 +85,7 @@ class FakeAlbum:
     description: str
     created: datetime
     asset_ids: list[str] = field(default_factory=list)
+    updated: datetime | None = None  # assets added or removed (Immich's album updatedAt)
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,16 @@ def matches(
         and all(asset.id in albums[a].asset_ids for a in body.get("albumIds", []) if a)
         and ("takenAfter" not in body or taken >= parse_date(body["takenAfter"]))
         and ("takenBefore" not in body or taken <= parse_date(body["takenBefore"]))
+        # Immich compares updatedAt inclusively on both ends.
+        and ("updatedAfter" not in body or asset.updated >= parse_date(body["updatedAfter"]))
+        and ("updatedBefore" not in body or asset.updated <= parse_date(body["updatedBefore"]))
+        and body.get("libraryId", asset.library_id) == asset.library_id
+        and ("trashedAfter" not in body or _trashed_since(asset, body["trashedAfter"]))
     )
+
+
+def _trashed_since(asset: FakeAsset, stamp: str) -> bool:
+    return asset.trashed_at is not None and asset.trashed_at >= parse_date(stamp)
 
 
 def asset_dto(asset: FakeAsset, *, exif: bool) -> dict[str, Any]:
@@ -141,6 +155,7 @@ def asset_dto(asset: FakeAsset, *, exif: bool) -> dict[str, Any]:
         "ownerId": asset.owner_id,
         "visibility": asset.visibility,
         "livePhotoVideoId": asset.live_photo_video_id,
+        "libraryId": asset.library_id,
     }
     if exif:
         dto["exifInfo"] = {
@@ -176,7 +191,7 @@ def album_dto(album: FakeAlbum, owner: FakeUser) -> dict[str, Any]:
         "hasSharedLink": False,
         "isActivityEnabled": True,
         "createdAt": iso(album.created),
-        "updatedAt": iso(album.created),
+        "updatedAt": iso(album.updated or album.created),
         "order": "desc",
     }
 

@@ -66,6 +66,9 @@ class Asset(Base):
     # The asset whose file this one was extracted from (a motion photo's video): its
     # provenance, as it has no source file of its own.
     embedded_in: Mapped[str | None] = mapped_column(String(64), index=True)
+    # SHA-1 of the bytes as a server reported it (Immich) and picpipe checked: later listings
+    # naming it are known content, not downloaded again.
+    sha1: Mapped[str | None] = mapped_column(String(40), index=True)
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
     problems: Mapped[list[str] | None] = mapped_column(JSON)
@@ -102,6 +105,8 @@ class Source(Base):
     location: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     last_scan_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    # What a remote source keeps between runs (a listing's high-water mark); no secrets.
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SourceFile(Base):

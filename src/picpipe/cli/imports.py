@@ -115,7 +115,12 @@ def import_(
     if move:
         refuse_move_outside_inboxes(settings, paths or list(settings.sources))
     if dry_run:
-        _dry_run(settings, resolve_sources(settings, paths or []), as_json)
+        planned = resolve_sources(settings, paths or [])
+        try:
+            _dry_run(settings, planned, as_json)
+        finally:
+            for source in planned:
+                source.close()
         return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
@@ -136,6 +141,8 @@ def import_(
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for source in sources:  # connections and temp downloads of remote sources
+            source.close()
         tools.close()
         catalog.close()
     summary = result.summary
@@ -267,6 +274,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
         refuse_own_folder(settings, folder, f"sources.{name}:")
         source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
         return source
+    factory = getattr(load_source_kind(kind), "from_options", None)
+    if factory is not None:  # remote kinds (immich): built from their options alone
+        remote: Source = factory(name, parsed)
+        return remote
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

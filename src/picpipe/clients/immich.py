@@ -108,6 +108,7 @@ class ImmichClient:
         self.base_url = api_base_url(url)
         self._secret = api_key.get_secret_value()
         self._errors = errors
+        self.errors = errors  # what failures become (the source's listing module uses it too)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"x-api-key": self._secret, "user-agent": f"picpipe/{__version__}"},
@@ -221,7 +222,9 @@ class ImmichClient:
         """``GET /assets/{id}/original`` streamed in 1 MiB chunks; None when there is no such
         asset. Errors while streaming are mapped like every other error."""
         what = f"original of {asset_id}"
-        request = self._http.build_request("GET", f"/assets/{asset_id}/original")
+        request = self._http.build_request(
+            "GET", f"/assets/{asset_id}/original", params={"edited": "false"}
+        )
         try:
             response = self._http.send(request, stream=True)
         except httpx.TransportError as exc:

@@ -105,6 +105,10 @@ class ImmichAsset:
     live_photo_video_id: str | None
     file_created_at: str
     local_date_time: str
+    # Read by the Immich source: the listing's high-water mark, the external-library mark.
+    updated_at: str = ""
+    file_modified_at: str = ""
+    library_id: str | None = None
 
     @property
     def sha1(self) -> str | None:
@@ -116,6 +120,7 @@ class ImmichAlbum:
     id: str
     name: str
     asset_count: int
+    updated_at: str = ""  # changes when assets are added or removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +146,19 @@ def parse_asset(item: dict[str, Any]) -> ImmichAsset:
         live_photo_video_id=item.get("livePhotoVideoId"),
         file_created_at=str(item["fileCreatedAt"]),
         local_date_time=str(item["localDateTime"]),
+        updated_at=str(item.get("updatedAt", "")),
+        file_modified_at=str(item.get("fileModifiedAt", "")),
+        library_id=item.get("libraryId"),
     )
 
 
 def parse_album(item: dict[str, Any]) -> ImmichAlbum:
-    return ImmichAlbum(str(item["id"]), str(item["albumName"]), int(item["assetCount"]))
+    return ImmichAlbum(
+        str(item["id"]),
+        str(item["albumName"]),
+        int(item["assetCount"]),
+        str(item.get("updatedAt", "")),
+    )
 
 
 def parse_bulk_results(body: Any) -> list[BulkCheckResult]:

@@ -5,7 +5,8 @@ Immich names what it stores, so ``put`` returns the key: the Immich asset id
 
 - Upload: multipart ``POST /assets`` with our hex SHA-1 in ``x-immich-checksum`` and the dates
   with their UTC offset (``taken_local`` + ``taken_offset_min``; without a known offset the wall
-  time goes as UTC, ``Z``, which Immich shows unchanged). Immich keeps one copy of given bytes
+  time goes as UTC, ``Z``, which Immich shows unchanged); a new asset then gets picpipe's mark
+  (`clients/immich_marker.py`). Immich keeps one copy of given bytes
   per user: a "duplicate" answer names the asset holding them and counts as stored; the engine
   still verifies it like any other replica.
 - Verification: cheap = ``GET /assets/{id}``: the SHA-1 Immich computed while receiving
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, cast
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from picpipe.clients.immich import ErrorMap, ImmichClient
+from picpipe.clients.immich_marker import mark_upload
 from picpipe.clients.immich_models import ImmichAsset, is_asset_id
 from picpipe.destinations.base import (
     AssetRef,
@@ -58,6 +60,7 @@ from picpipe.destinations.immich_fields import (
 )
 from picpipe.destinations.immich_metadata import ImmichEdits, push_edits
 from picpipe.errors import (
+    DestinationAuthFailed,
     DestinationError,
     DestinationMisconfigured,
     DestinationRejected,
@@ -77,7 +80,7 @@ NEEDED = {
     "asset.upload": "upload",
     "asset.read": "verify",
     "asset.download": "verify deeply",
-    "asset.update": "link Live Photos and send later edits",
+    "asset.update": "link Live Photos, mark uploads as picpipe's and send later edits",
     "tag.create": "send keywords edited after the upload",
     "tag.asset": "send keywords edited after the upload",
 }
@@ -159,6 +162,7 @@ class ImmichDestination:
         self._version_checked = False
         self._album_ids: dict[str, str] = {}
         self._album_lock = threading.Lock()  # find-or-create must not race into two albums
+        self._mark_refused = False  # the key may not set metadata: stop asking
 
     def key_for(self, asset: AssetRef) -> str:
         """A hint only: Immich names the asset, and ``put`` returns that name (the key)."""
@@ -202,6 +206,7 @@ class ImmichDestination:
             stored = RemoteObject(
                 key=result.id, size=digests.size, sha1=sha1, extra={"status": "created"}
             )
+            self._mark(client, result.id, digests.sha256)
         else:
             found = client.get_asset(result.id)
             if found is None:
@@ -218,6 +223,19 @@ class ImmichDestination:
         if self.options.album:
             self._add(self.options.album, [stored.key])
         return stored
+
+    def _mark(self, client: ImmichClient, asset_id: str, sha256: str) -> None:
+        """picpipe's mark on a new upload (`clients/immich_marker.py`). Best effort: the copy
+        is stored either way, and a key without ``asset.update`` is told once."""
+        if self._mark_refused:
+            return
+        try:
+            mark_upload(client, asset_id, sha256)
+        except DestinationAuthFailed as exc:
+            self._mark_refused = True
+            log.warning("%s: uploads are not marked as picpipe's (%s)", self.name, exc.message)
+        except DestinationError as exc:  # stored all the same; only the mark is missing
+            log.info("%s: %s not marked as picpipe's (%s)", self.name, asset_id, exc.message)
 
     def verify(self, key: str, digests: Digests, *, deep: bool = False) -> Verification:
         cheap = not deep and digests.sha1 is not None  # without our SHA-1, only bytes can tell

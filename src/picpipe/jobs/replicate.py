@@ -25,6 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from picpipe.catalog import replicas as q
+from picpipe.catalog.remote_sources import record_sha1s
 from picpipe.config import RunOptions
 from picpipe.destinations.base import Destination, Digests, collision_key
 from picpipe.errors import IntegrityMismatch, PicpipeError
@@ -398,6 +399,11 @@ class SyncRun(ReplicaOutcomes):
         with self._lock:
             report.destinations[target.name].uploaded += 1
             report.destinations[target.name].bytes += job.asset.size
+        if digests.sha1 is not None:
+            # The SHA-1 of verified library bytes: an Immich source that lists this upload
+            # back knows the content (`pipeline/checksum_stage.py`) and downloads nothing.
+            with self.catalog.write() as db:
+                record_sha1s(db, [(job.asset.sha256, digests.sha1)])
         self._verified(target, job, stored_key, method, report, **kept)
         if sent is not None and (kept["extra"] or {}).get("status") == "created":
             record_sent_sidecar(self.catalog, target.destination_id, sha, stored_key, sent)

@@ -20,6 +20,7 @@ from picpipe.catalog.queries import (
     utcnow,
     write_session_counts,
 )
+from picpipe.catalog.remote_sources import record_sha1s
 from picpipe.catalog.runs import content_claim, release_claims
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class Recorder:
                     row["id"] = task.known.id
                     updates.append(row)
             upsert_source_files(db, new_rows, updates)
+            record_sha1s(db, self._checked_sha1s(tasks))
             failures = [(t.display, t.error.reason) for t in tasks if t.error is not None]
             failures += [(display, reason) for _sid, display, reason in problems]
             add_session_failures(db, self.session_id, failures)
@@ -146,6 +148,19 @@ class Recorder:
         self._last_flush = time.monotonic()
         if self.move:
             self._remove_moved(tasks)
+
+    def _checked_sha1s(self, tasks: list[ImportTask]) -> list[tuple[str, str]]:
+        """(sha256, SHA-1) of imported tasks whose source checked the server's SHA-1 against
+        the bytes it delivered (`pipeline/checksum_stage.py`)."""
+        pairs: list[tuple[str, str]] = []
+        for task in tasks:
+            source = self.sources.get(task.source_name)
+            checksum = task.entry.checksum
+            if source is None or checksum is None or source.caps.server_checksum != "sha1":
+                continue
+            if task.outcome in ("new", "duplicate") and task.sha256 is not None:
+                pairs.append((task.sha256, checksum))
+        return pairs
 
     def _count_as_duplicate(self, task: ImportTask) -> None:
         task.outcome = "duplicate"

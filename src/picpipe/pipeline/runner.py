@@ -32,6 +32,7 @@ from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.places import use_cache_dir
 from picpipe.pipeline.record import Recorder, SessionCounts
+from picpipe.pipeline.remote_import import RemoteImport
 from picpipe.pipeline.scan import (
     ScanIndex,
     folder_digest,
@@ -168,6 +169,7 @@ class ImportRun:
         # How long a task waits for another run's claim: past two leases a dead owner's claim
         # has been taken over, so a claim still held means a live run is slow.
         self.wait_for_claims = wait_for_claims or 2 * run.options.lease_seconds + 5
+        self._remote: RemoteImport | None = None  # the source being imported, if it remembers
 
     def run(self, sources: Sequence[Source]) -> SessionSummary:
         """Import every source; the run's status is set from the outcome."""
@@ -224,6 +226,7 @@ class ImportRun:
             ).id
         index = ScanIndex.load(self.catalog, source_id)
         log.info("scanning %s (%d folders known)", source.name, len(index.stored))
+        remote = self._remote = RemoteImport(self.catalog, source, source_id)
         counts = recorder.counts
         reappeared: list[int] = []
         listing_complete = True
@@ -236,6 +239,9 @@ class ImportRun:
                 index.unsettled.add(folder_of(item.ref))
                 recorder.add_problem(source_id, f"{source.name}:{item.ref}", item.reason)
                 continue
+            if remote.partial:  # only changes were listed: what is missing is not gone
+                listing_complete = False
+                index.unsettled.add(item.folder)
             files = len(item)
             counts.seen += files
             files_in[item.folder] = files_in.get(item.folder, 0) + files
@@ -269,6 +275,7 @@ class ImportRun:
                 for done in self.pool.submit(task):
                     self._finished(recorder, done, index, deferred)
             index.not_seen_again(item.folder, [k.id for k in known_rows.values() if not k.gone])
+            remote.unlisted(known_rows)
             for done in self.pool.finished():
                 self._finished(recorder, done, index, deferred)
         # The listing is complete: "seen" is final (the dashboard stops saying "at least").
@@ -278,6 +285,7 @@ class ImportRun:
         self._retry_deferred(deferred, recorder, index)
         recorder.flush()
         self._settle(index, reappeared, files_in, listing_complete)
+        remote.finish()
 
     def _retry_deferred(
         self, deferred: list[ImportTask], recorder: Recorder, index: ScanIndex
@@ -316,6 +324,8 @@ class ImportRun:
             deferred.append(task)
             return
         recorder.add(task)
+        if task.error is not None and self._remote is not None:
+            self._remote.failed.add(task.entry.ref)
         if task.outcome == "skipped":
             index.count_skipped(folder_of(task.entry.ref))
         if task.error is not None:

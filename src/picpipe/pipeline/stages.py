@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog.queries import find_asset, utcnow
 from picpipe.catalog.runs import content_claim, try_claim
-from picpipe.errors import ContentClaimed, EmptyFile, UnreadableFile
-from picpipe.hashing import sha256_stream
+from picpipe.errors import ChecksumMismatch, ContentClaimed, EmptyFile, UnreadableFile
+from picpipe.hashing import new_hasher, sha256_stream
 from picpipe.library.layout import original_path, written_sidecar_paths
 from picpipe.library.writer import place_original
+from picpipe.pipeline.checksum_stage import known_checksum_stage
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
 from picpipe.pipeline.jpeg_stream import JpegStreamWalk
 from picpipe.pipeline.metadata import media_info
@@ -109,13 +110,19 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
     if task.entry.size == 0:
         raise EmptyFile(path=task.display)
     walk = JpegStreamWalk()
-    with ctx.sources[task.source_name].open(task.entry) as stream:
+    source = ctx.sources[task.source_name]
+    # A server's SHA-1 (Immich) is checked in this same read: the bytes are hashed once.
+    sha1 = new_hasher("sha1") if _checks_sha1(source, task) else None
+    tee = walk.update if sha1 is None else _both(walk.update, sha1.update)
+    with source.open(task.entry) as stream:
         try:
-            digest, size = sha256_stream(stream, tee=walk.update)
+            digest, size = sha256_stream(stream, tee=tee)
         except OSError as exc:
             raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
     if size == 0:
         raise EmptyFile(path=task.display)
+    if sha1 is not None and sha1.hexdigest() != task.entry.checksum:
+        raise ChecksumMismatch(path=task.display, algorithm="SHA-1")
     task.sha256 = digest
     task.jpeg_verdict, task.jpeg_payload = walk.verdict, walk.payload_sha256
     task.jpeg_end = walk.end
@@ -278,6 +285,7 @@ def sidecar_stage(ctx: StageContext, task: ImportTask, naming: str = "sha") -> N
 
 IMPORT_STAGES: tuple[Stage, ...] = (
     sniff_stage,
+    known_checksum_stage,
     hash_stage,
     dedupe_stage,
     metadata_stage,
@@ -329,6 +337,20 @@ def _jpeg_short(task: ImportTask, path: str | bytes | None) -> bool:
         return task.jpeg_verdict == "short"
     # The lenient walk tolerates stray bytes between segments, as libjpeg does.
     return path is not None and jpeg_truncated(path)
+
+
+def _checks_sha1(source: Source, task: ImportTask) -> bool:
+    return source.caps.server_checksum == "sha1" and task.entry.checksum is not None
+
+
+def _both(
+    first: Callable[[memoryview], object], second: Callable[[memoryview], object]
+) -> Callable[[memoryview], None]:
+    def feed(view: memoryview) -> None:
+        first(view)
+        second(view)
+
+    return feed
 
 
 def _present(path: Path, size: int) -> bool:

@@ -40,6 +40,14 @@ class SourceCaps:
     local_paths: bool = False  # entries have a local file path tools such as exiftool can read
     # A volume that comes and goes (a camera card): sessions per insertion, "safe to format".
     removable: bool = False
+    # Lists only what changed since a mark kept in the catalog between runs
+    # (`IncrementalSource`); such a listing cannot tell which files are gone.
+    incremental: bool = False
+    # Refs are the keys a destination of this kind stores (Immich asset ids): an entry whose
+    # ref is a verified replica's key is picpipe's own upload, known without a download.
+    refs_are_keys_of: str | None = None
+    # Knows albums and Live Photo halves by ref (`RelatingSource`): recorded after the import.
+    relations: bool = False
 
 
 class SourceEntry(NamedTuple):
@@ -126,6 +134,46 @@ class Source(Protocol):
     def remove(self, entry: SourceEntry) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRelations:
+    """What a source says about its files beyond their bytes, by ref.
+
+    ``albums``: server album id → (name, every member ref); each album given is complete, its
+    picpipe album's members are replaced. ``live_pairs``: (still ref, motion ref).
+    """
+
+    albums: dict[str, tuple[str, list[str]]]
+    live_pairs: list[tuple[str, str]]
+
+
+class RelatingSource(Source, Protocol):
+    """A source with ``caps.relations``: after its files are recorded, the import asks for
+    `relations` (of the last listing) and records the albums and pairs."""
+
+    def relations(self) -> SourceRelations: ...
+
+
+class IncrementalSource(Source, Protocol):
+    """A source with ``caps.incremental``; the import calls, in this order:
+
+    ``resume(state)`` with what ``next_state`` returned after the last run ({} at first),
+    then ``listing()``; ``listing_partial`` says whether that listing covered only changes
+    (no file may then be marked gone but those in ``gone_refs``: deletions the source saw
+    among the changes); ``next_state(failed)`` after the run's outcomes are recorded, with the
+    refs that failed, so the mark never passes a file to try again.
+    """
+
+    def resume(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def listing_partial(self) -> bool: ...
+
+    @property
+    def gone_refs(self) -> set[str]: ...
+
+    def next_state(self, failed: set[str]) -> dict[str, Any]: ...
 
 
 def source_kinds() -> dict[str, Any]:
