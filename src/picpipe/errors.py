@@ -258,6 +258,32 @@ class SourceUnavailable(SourceError):
     retryable = True
 
 
+class SourceAuthFailed(SourceError):
+    """The server refused the login (wrong password, account disabled or locked)."""
+
+    template = "source {source}: login refused: {detail}"
+
+
+class SourceOtpNeeded(SourceAuthFailed):
+    """2-step verification: a code is needed (or the one given was wrong)."""
+
+    template = "source {source}: {detail}"
+
+
+class SourceMisconfigured(SourceError):
+    """What the config names is not there: an album, the Photos app, the Shared Space."""
+
+    template = "source {source}: {detail}"
+    exit_code = ExitCode.CONFIG
+
+
+class DownloadInterrupted(ItemError):
+    """A remote file's download ended early or failed in transit; nothing of it was kept."""
+
+    template = "{path}: download interrupted ({detail}); the next run fetches it again"
+    retryable = True
+
+
 # -- destinations --------------------------------------------------------------------------
 # Backends re-raise SDK and HTTP errors as one of these (``from exc``); ``retryable`` is what
 # jobs/retry.py asks. Messages name the destination and key, never credentials or local paths.

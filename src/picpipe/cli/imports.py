@@ -267,6 +267,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
         refuse_own_folder(settings, folder, f"sources.{name}:")
         source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
         return source
+    if kind == "synology":
+        from picpipe.sources.synology import SynologySource  # httpx loads only when configured
+
+        return SynologySource(name, parsed, home=settings.home_root, scan=settings.scan)
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

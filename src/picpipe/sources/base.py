@@ -9,6 +9,8 @@ Contract (every kind, checked by ``tests/conformance``):
 - ``open`` yields a binary stream of the entry's bytes. It raises an ``ItemError``: VanishedFile
   when the entry is gone, UnreadableFile when it cannot be read, TornRead when the bytes changed
   while the stream was open (detected on exit).
+- ``album_members`` exists only for kinds with ``caps.albums``: the albums of the last
+  complete listing (`SourceAlbum`); an album not listed is left as it was.
 - ``remove`` exists only for kinds with ``caps.can_remove`` and is called only by ``--move``
   after the library copy is verified and recorded.
 - The kind's class has ``Options``: a pydantic model of its config entry without ``kind``
@@ -40,6 +42,9 @@ class SourceCaps:
     local_paths: bool = False  # entries have a local file path tools such as exiftool can read
     # A volume that comes and goes (a camera card): sessions per insertion, "safe to format".
     removable: bool = False
+    # The source has albums: ``album_members()`` after a listing says which refs are in which
+    # (the import records them as picpipe albums).
+    albums: bool = False
 
 
 class SourceEntry(NamedTuple):
@@ -102,6 +107,16 @@ class FolderListing:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceAlbum:
+    """One album of a source as its last listing saw it: ``members`` maps each ref in it to
+    the source's own key for that item (a Synology cache key), or None."""
+
+    external_id: str
+    name: str
+    members: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
 class ScanProblem:
     """Something in the listing that could not be read (a folder that vanished, a loop)."""
 
@@ -126,6 +141,12 @@ class Source(Protocol):
     def remove(self, entry: SourceEntry) -> None: ...
 
     def close(self) -> None: ...
+
+
+class AlbumSource(Protocol):
+    """The extra of a kind with ``caps.albums``."""
+
+    def album_members(self) -> list[SourceAlbum]: ...
 
 
 def source_kinds() -> dict[str, Any]:

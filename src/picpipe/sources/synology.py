@@ -1,0 +1,365 @@
+"""Synology Photos albums (or the Shared Space) as a source: ``kind: synology``.
+
+Each album is one folder of the listing, named by the album; an entry's ref is
+``<album>/<file name>`` (``<album>/<stem>~<item id>.<ext>`` when two items of an album share a
+name), its extras the item id and cache key, its mtime the item's time. The listing reads no
+content, with one exception: a Live Photo downloads as a zip of its still and its video, and
+only the zip says how big each half is, so a Live Photo seen for the first time is fetched by
+the listing into the download cache (the import's ``open`` then reads it from there; nothing
+is fetched twice) and the halves' sizes are remembered in the source's state file. The halves
+are listed as ``IMG_1234.HEIC`` and ``IMG_1234.MOV`` side by side, which `pipeline/pairs.py`
+pairs as a Live Photo.
+
+``open`` downloads the original into a temp file under the home (never into memory), keeps the
+last few downloads for the import's second read (hash, then placement), and raises
+VanishedFile (the item is gone), UnreadableFile (the NAS refuses it), DownloadInterrupted (the
+bytes stopped short, after retries), TornRead (the file changed since it was listed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, NamedTuple
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from picpipe.clients.synology import SynologyClient
+from picpipe.clients.synology_models import Item, ItemScope
+from picpipe.config import ScanOptions, StrictOptions
+from picpipe.errors import DownloadInterrupted, SourceMisconfigured, TornRead, UnreadableFile
+from picpipe.sources.base import FolderListing, ScanProblem, SourceAlbum, SourceCaps, SourceEntry
+from picpipe.sources.synology_state import SynologyState
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import httpx
+
+    from picpipe.jobs.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SHARED_FOLDER = "Shared Space"
+KEPT_DOWNLOADS = 32  # an item is read twice (hash, placement) by one of a few workers
+LIVE_VIDEO_EXT = "MOV"
+
+
+class SynologyOptions(StrictOptions):
+    """A ``kind: synology`` source entry: albums of one account on one NAS."""
+
+    url: str = Field(description="the NAS, e.g. http://nas:5000 or https://nas:5001")
+    username: str = Field(min_length=1, description="the DSM account")
+    password: SecretStr | None = Field(
+        default=None, description="password (prefer password_env or password_file)"
+    )
+    password_env: str | None = Field(
+        default=None, description="name of an environment variable holding the password"
+    )
+    password_file: Path | None = Field(default=None, description="file holding the password")
+    otp_env: str | None = Field(
+        default=None,
+        description="environment variable with a 2-step verification code, needed once: "
+        "the device token it earns is kept under the home",
+    )
+    albums: list[str] = Field(
+        default_factory=list,
+        description="album names or ids (own or shared with the account); empty = every album",
+    )
+    space: Literal["personal", "shared"] = Field(
+        default="personal", description="personal albums, or the whole Shared Space"
+    )
+    mode: Literal["library", "index"] = Field(
+        default="library", description="keep originals in the library, or only index them"
+    )
+    poll_seconds: float = Field(default=60.0, ge=5.0, description="interval of the service's polls")
+    session: str = Field(default="webui", description="DSM session name (non-admin accounts)")
+    timeout: float = Field(default=30.0, gt=0, description="seconds a NAS may stay silent")
+
+    @field_validator("albums", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        # `albums: [kitchen-dash, 42]`: ids may come as numbers from YAML.
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL of the NAS")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fits(self) -> SynologyOptions:
+        if not any((self.password, self.password_env, self.password_file)):
+            raise ValueError("needs password, password_env or password_file")
+        if self.space == "shared" and self.albums:
+            raise ValueError("the Shared Space has no albums: leave `albums` out for it")
+        return self
+
+
+class _Listed(NamedTuple):
+    item: Item
+    passphrase: str | None
+    half: Literal["whole", "still", "video"]
+
+
+class SynologySource:
+    """Albums of Synology Photos; see the module docstring for refs, listing and open."""
+
+    kind: ClassVar[str] = "synology"
+    caps: ClassVar[SourceCaps] = SourceCaps(stable_ids=True, albums=True)
+    Options = SynologyOptions
+
+    def __init__(
+        self,
+        name: str,
+        options: SynologyOptions,
+        *,
+        home: Path,
+        scan: ScanOptions | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.scan = scan or ScanOptions()
+        self._media = self.scan.media_extensions()
+        self.state = SynologyState(home, name)
+        self.client = SynologyClient(
+            options.url,
+            source=name,
+            account=options.username,
+            password=_secret(name, options),
+            session_name=options.session,
+            otp_code=os.environ.get(options.otp_env) if options.otp_env else None,
+            device_id=self.state.device_id(),
+            on_device_id=self.state.save_device_id,
+            transport=transport,
+            timeout=options.timeout,
+            retry=retry,
+        )
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix="synology-", dir=home / "tmp"))
+        self._listed: dict[str, _Listed] = {}
+        self._albums: list[SourceAlbum] = []
+        self._downloads: OrderedDict[str, Path] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return f"{self.options.url} ({self.options.username})"
+
+    # -- protocol ----------------------------------------------------------------------------
+
+    def listing(self) -> Iterator[FolderListing | ScanProblem]:
+        """One folder per album. Raises SourceMisconfigured (album not found, Photos or the
+        Shared Space missing), SourceAuthFailed / SourceOtpNeeded, SourceUnavailable."""
+        listed: dict[str, _Listed] = {}
+        albums: list[SourceAlbum] = []
+        live_keys: set[str] = set()
+        for folder, scope, external in self._scopes():
+            entries: list[SourceEntry] = []
+            members: dict[str, str | None] = {}
+            names: dict[str, int] = {}
+            items = list(self.client.items(scope))
+            for item in items:
+                names[item.filename] = names.get(item.filename, 0) + 1
+            for item in items:
+                for entry, half in self._entries_of(
+                    folder, item, names[item.filename] > 1, scope.passphrase
+                ):
+                    listed[entry.ref] = _Listed(item, scope.passphrase, half)
+                    entries.append(entry)
+                    members[entry.ref] = item.cache_key
+                if item.kind == "live":
+                    live_keys.add(item.cache_key)
+            albums.append(SourceAlbum(external, folder, members))
+            with self._lock:  # the import opens a folder's entries before the next is listed
+                self._listed.update((e.ref, listed[e.ref]) for e in entries)
+            yield FolderListing(folder, entries)
+        with self._lock:
+            self._listed = listed
+            self._albums = albums
+        self.state.forget_live_sizes(live_keys)
+
+    @contextmanager
+    def open(self, entry: SourceEntry) -> Iterator[BinaryIO]:
+        with self._lock:
+            found = self._listed.get(entry.ref)
+        if found is None:
+            raise UnreadableFile(path=entry.ref, detail="not in the last listing of the album")
+        path = self._downloaded(entry.ref, found)
+        if path.stat().st_size != entry.size:
+            raise TornRead(path=entry.ref)
+        with open(path, "rb") as handle:
+            yield handle
+
+    def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
+        return iter(())  # polled by the service (`poll_seconds`), not watched
+
+    def album_members(self) -> list[SourceAlbum]:
+        with self._lock:
+            return list(self._albums)
+
+    def close(self) -> None:
+        self.client.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def _scopes(self) -> Iterator[tuple[str, ItemScope, str]]:
+        if self.options.space == "shared":
+            yield SHARED_FOLDER, ItemScope(team=True), "shared-space"
+            return
+        if self.options.albums:
+            for wanted in self.options.albums:
+                album = self.client.find_album(wanted)
+                yield album.name, _scope(album.id, album.passphrase), str(album.id)
+            return
+        seen: set[str] = set()
+        for album in sorted(self.client.albums(), key=lambda a: a.id):
+            if album.name in seen:
+                log.warning("source %s: a second album named %r is left out", self.name, album.name)
+                continue
+            seen.add(album.name)
+            yield album.name, _scope(album.id, album.passphrase), str(album.id)
+
+    def _entries_of(
+        self, folder: str, item: Item, clash: bool, passphrase: str | None
+    ) -> list[tuple[SourceEntry, Literal["whole", "still", "video"]]]:
+        mtime_ns = item.time * 1_000_000_000
+        stem, dot, ext = item.filename.rpartition(".")
+        if not dot:
+            stem, ext = item.filename, ""
+        if clash:  # two items of one album with one name: the item id tells them apart
+            stem = f"{stem}~{item.id}"
+        extras: dict[str, Any] = {"item_id": item.id, "cache_key": item.cache_key}
+        if item.kind != "live":
+            name = f"{stem}.{ext}" if ext else stem
+            entry = self._entry(folder, name, item.filesize, mtime_ns, extras)
+            return [(entry, "whole")]
+        sizes = self.state.live_sizes(item.cache_key) or self._fetch_live_sizes(
+            folder, item, passphrase
+        )
+        still = self._entry(folder, f"{stem}.{ext}", sizes[0], mtime_ns, extras)
+        video = self._entry(folder, f"{stem}.{LIVE_VIDEO_EXT}", sizes[1], mtime_ns, extras)
+        return [(still, "still"), (video, "video")]
+
+    def _entry(
+        self, folder: str, name: str, size: int, mtime_ns: int, extras: dict[str, Any]
+    ) -> SourceEntry:
+        ref = f"{folder}/{name}" if folder else name
+        skipped = next(
+            (f"temporary name ({p})" for p in self.scan.ignored_patterns if fnmatch.fnmatch(name, p)),
+            None,
+        )
+        ext = name.rpartition(".")[2].lower() if "." in name else ""
+        sniff = skipped is None and ext not in self._media
+        return SourceEntry(ref, name, size, mtime_ns, extras=extras, skipped=skipped, sniff=sniff)
+
+    def _fetch_live_sizes(
+        self, folder: str, item: Item, passphrase: str | None
+    ) -> tuple[int, int]:
+        ref = f"{folder}/{item.filename}" if folder else item.filename
+        try:
+            still, video = self._download_live(ref, item, passphrase)
+        except (DownloadInterrupted, UnreadableFile) as exc:
+            log.warning("source %s: %s", self.name, exc)
+            return (item.filesize, 0)  # listed; its import fails with the reason and retries
+        return (still.stat().st_size, video.stat().st_size)
+
+    # -- downloads ---------------------------------------------------------------------------
+
+    def _downloaded(self, ref: str, found: _Listed) -> Path:
+        with self._lock:
+            path = self._downloads.get(ref)
+            if path is not None and path.exists():
+                self._downloads.move_to_end(ref)
+                return path
+        if found.half == "whole":
+            path = self._tmp / f"{found.item.id}"
+            with open(path, "wb") as target:
+                self.client.download(found.item, target, passphrase=found.passphrase, what=ref)
+            self._keep(ref, path)
+            return path
+        folder = ref.rpartition("/")[0]
+        still_ref = f"{folder}/{found.item.filename}" if folder else found.item.filename
+        still, video = self._download_live(still_ref, found.item, found.passphrase)
+        return video if found.half == "video" else still
+
+    def _download_live(self, ref: str, item: Item, passphrase: str | None) -> tuple[Path, Path]:
+        """Fetch a Live Photo's zip and unpack its halves (streamed, never whole in memory)."""
+        archive_path = self._tmp / f"{item.id}.zip"
+        with open(archive_path, "wb") as target:
+            result = self.client.download(item, target, passphrase=passphrase, what=ref)
+        still, video = self._tmp / f"{item.id}.still", self._tmp / f"{item.id}.video"
+        try:
+            if not result.is_zip:
+                raise UnreadableFile(path=ref, detail="a Live Photo that did not come as a zip")
+            with zipfile.ZipFile(archive_path) as archive:
+                members = archive.infolist()
+                videos = [m for m in members if m.filename.lower().endswith((".mov", ".mp4"))]
+                stills = [m for m in members if m not in videos]
+                if len(videos) != 1 or len(stills) != 1:
+                    raise UnreadableFile(path=ref, detail="a Live Photo zip without its two halves")
+                for member, out in ((stills[0], still), (videos[0], video)):
+                    with archive.open(member) as source, open(out, "wb") as sink:
+                        shutil.copyfileobj(source, sink, 1024 * 1024)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnreadableFile(path=ref, detail=f"damaged Live Photo zip ({exc})") from exc
+        finally:
+            archive_path.unlink(missing_ok=True)
+        self.state.remember_live_sizes(item.cache_key, still.stat().st_size, video.stat().st_size)
+        stem = ref.rpartition(".")[0] if "." in ref.rpartition("/")[2] else ref
+        self._keep(ref, still)
+        self._keep(f"{stem}.{LIVE_VIDEO_EXT}", video)
+        return still, video
+
+    def _keep(self, ref: str, path: Path) -> None:
+        with self._lock:
+            self._downloads[ref] = path
+            self._downloads.move_to_end(ref)
+            while len(self._downloads) > KEPT_DOWNLOADS:
+                _old, stale = self._downloads.popitem(last=False)
+                if stale != path:
+                    stale.unlink(missing_ok=True)
+
+
+def _scope(album_id: int, passphrase: str) -> ItemScope:
+    # Albums shared with the account are listed by passphrase (by id: 609, NOTES §4).
+    return ItemScope(passphrase=passphrase) if passphrase else ItemScope(album_id=album_id)
+
+
+def _secret(source: str, options: SynologyOptions) -> str:
+    """The password from the config, a named variable or a file; errors name only where."""
+    if options.password is not None:
+        return options.password.get_secret_value()
+    if options.password_env:
+        found = os.environ.get(options.password_env)
+        if found is None:
+            raise SourceMisconfigured(
+                source=source, detail=f"password: environment variable {options.password_env} is not set"
+            )
+        return found
+    assert options.password_file is not None  # the options' validator saw to it
+    try:
+        return options.password_file.expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceMisconfigured(
+            source=source,
+            detail=f"password: cannot read {options.password_file} ({exc.strerror})",
+        ) from exc
+
+
+__all__ = ["SynologyOptions", "SynologySource"]
