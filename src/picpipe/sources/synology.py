@@ -35,7 +35,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from picpipe.clients.synology import SynologyClient
 from picpipe.clients.synology_models import Item, ItemScope
 from picpipe.config import ScanOptions, StrictOptions
-from picpipe.errors import DownloadInterrupted, SourceMisconfigured, TornRead, UnreadableFile
+from picpipe.errors import (
+    DownloadInterrupted,
+    SourceMisconfigured,
+    TornRead,
+    UnreadableFile,
+    VanishedFile,
+)
 from picpipe.sources.base import FolderListing, ScanProblem, SourceAlbum, SourceCaps, SourceEntry
 from picpipe.sources.synology_state import SynologyState
 
@@ -198,7 +204,7 @@ class SynologySource:
         with self._lock:
             found = self._listed.get(entry.ref)
         if found is None:
-            raise UnreadableFile(path=entry.ref, detail="not in the last listing of the album")
+            raise VanishedFile(path=entry.ref)  # the last listing no longer had it
         path = self._downloaded(entry.ref, found)
         if path.stat().st_size != entry.size:
             raise TornRead(path=entry.ref)
