@@ -59,6 +59,7 @@ PHOTO_APIS: dict[str, int] = {
     "SYNO.FotoTeam.Browse.Folder": 2,
 }
 AUTH_MAX = 7
+UNFAULTED = ("SYNO.API.Info", "SYNO.API.Auth")  # faults for "any API" leave these alone
 
 
 @dataclass
@@ -155,6 +156,7 @@ class _Fault:
     api: str | None
     code: int = 109
     seconds: float = 0.0
+    after: int = 0  # let this many matching requests pass first
 
 
 class _Refused(Exception):
@@ -256,10 +258,12 @@ class FakeSynology:
         api: str | None = None,
         code: int = 109,
         seconds: float = 0.0,
+        after: int = 0,
     ) -> None:
-        """Fault the next ``count`` requests of ``api`` (None: any API but SYNO.API.Info)."""
+        """Fault ``count`` requests of ``api`` (None: any API but SYNO.API.Info and Auth),
+        after letting ``after`` of them pass."""
         with self._lock:
-            self._faults.append(_Fault(kind, count, api, code, seconds))
+            self._faults.append(_Fault(kind, count, api, code, seconds, after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -504,11 +508,12 @@ class FakeSynology:
         return self._next_id
 
     def _take_fault(self, api: str) -> _Fault | None:
-        if api == "SYNO.API.Info":
-            return None
         with self._lock:
             for fault in self._faults:
-                if fault.api in (None, api):
+                if fault.api == api or (fault.api is None and api not in UNFAULTED):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)

@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHARED_FOLDER = "Shared Space"
-KEPT_DOWNLOADS = 32  # an item is read twice (hash, placement) by one of a few workers
+# An item is read three times (hash, metadata, placement) by one of a few workers.
+KEPT_DOWNLOADS = 256
 LIVE_VIDEO_EXT = "MOV"
 
 
@@ -253,18 +254,24 @@ class SynologySource:
         extras: dict[str, Any] = {"item_id": item.id, "cache_key": item.cache_key}
         if item.kind != "live":
             name = f"{stem}.{ext}" if ext else stem
-            entry = self._entry(folder, name, item.filesize, mtime_ns, extras)
+            entry = self._entry(folder, name, item.filesize, mtime_ns, extras, f"{item.id}")
             return [(entry, "whole")]
         sizes = self.state.live_sizes(item.cache_key) or self._fetch_live_sizes(
             folder, item, passphrase
         )
-        still = self._entry(folder, f"{stem}.{ext}", sizes[0], mtime_ns, extras)
-        video = self._entry(folder, f"{stem}.{LIVE_VIDEO_EXT}", sizes[1], mtime_ns, extras)
+        still = self._entry(folder, f"{stem}.{ext}", sizes[0], mtime_ns, extras, f"{item.id}.still")
+        video = self._entry(
+            folder, f"{stem}.{LIVE_VIDEO_EXT}", sizes[1], mtime_ns, extras, f"{item.id}.video"
+        )
         return [(still, "still"), (video, "video")]
 
     def _entry(
-        self, folder: str, name: str, size: int, mtime_ns: int, extras: dict[str, Any]
+        self, folder: str, name: str, size: int, mtime_ns: int, extras: dict[str, Any], file: str
     ) -> SourceEntry:
+        """``file``: the download's name in the temp folder. The entry names it as its local
+        path although it exists only once ``open`` fetched it: the import's metadata stage
+        (exiftool) runs after the hash stage's ``open``, and reads it there (hence no
+        ``local_paths`` capability: the path is not there before the first read)."""
         ref = f"{folder}/{name}" if folder else name
         skipped = next(
             (f"temporary name ({p})" for p in self.scan.ignored_patterns if fnmatch.fnmatch(name, p)),
@@ -272,7 +279,16 @@ class SynologySource:
         )
         ext = name.rpartition(".")[2].lower() if "." in name else ""
         sniff = skipped is None and ext not in self._media
-        return SourceEntry(ref, name, size, mtime_ns, extras=extras, skipped=skipped, sniff=sniff)
+        return SourceEntry(
+            ref,
+            name,
+            size,
+            mtime_ns,
+            local_path=str(self._tmp / file),
+            extras=extras,
+            skipped=skipped,
+            sniff=sniff,
+        )
 
     def _fetch_live_sizes(
         self, folder: str, item: Item, passphrase: str | None
