@@ -19,6 +19,7 @@ bytes stopped short, after retries), TornRead (the file changed since it was lis
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import shutil
@@ -94,7 +95,13 @@ class SynologyOptions(StrictOptions):
     @field_validator("albums", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
-        # `albums: [kitchen-dash, 42]`: ids may come as numbers from YAML.
+        # `albums: [kitchen-dash, 42]`: ids may come as numbers from YAML; from an environment
+        # variable (PICPIPE_SOURCES__KITCHEN__ALBUMS) as "a,b" or a JSON list.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
             return [str(v) for v in value]
         return value
