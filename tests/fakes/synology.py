@@ -202,7 +202,9 @@ class FakeSynology:
 
     def add_album(self, name: str, *, passphrase: str = "", owner_user_id: int = 1) -> FakeAlbum:
         with self._lock:
-            album = FakeAlbum(self._new_id(), name, passphrase=passphrase, owner_user_id=owner_user_id)
+            album = FakeAlbum(
+                self._new_id(), name, passphrase=passphrase, owner_user_id=owner_user_id
+            )
             self.albums[album.id] = album
             return album
 
@@ -221,9 +223,7 @@ class FakeSynology:
         video: bytes | None = None,
     ) -> FakeItem:
         with self._lock:
-            item = FakeItem(
-                self._new_id(), filename, data, taken, 0 if shared_space else 1, video
-            )
+            item = FakeItem(self._new_id(), filename, data, taken, 0 if shared_space else 1, video)
             self.items[item.id] = item
             if album is not None:
                 album.items.append(item.id)
@@ -398,7 +398,8 @@ class FakeSynology:
             offset, limit = _paging(params)
             shared = params.get("category") == "normal_share_with_me"
             albums = [
-                a for a in sorted(self.albums.values(), key=lambda a: a.id)
+                a
+                for a in sorted(self.albums.values(), key=lambda a: a.id)
                 if shared or not a.passphrase
             ]
             return _ok({"list": [a.as_json() for a in albums[offset : offset + limit]]})
@@ -418,7 +419,11 @@ class FakeSynology:
                 raise _Refused(120)
             return [i for i in self.items.values() if i.owner_user_id == 0]
         if "passphrase" in params:
-            found = [a for a in self.albums.values() if a.passphrase and a.passphrase == params["passphrase"]]
+            found = [
+                a
+                for a in self.albums.values()
+                if a.passphrase and a.passphrase == params["passphrase"]
+            ]
             if not found:
                 raise _Refused(120)
             return [self.items[i] for i in found[0].items if i in self.items]
@@ -449,7 +454,11 @@ class FakeSynology:
         item = self.items.get(params.get("id"))  # type: ignore[arg-type]
         if params.get("size") not in ("sm", "m", "xl") or params.get("type") != "unit":
             raise _Refused(120)
-        if item is None or str(params.get("cache_key")) != item.cache_key or (item.owner_user_id == 0) != team:
+        if (
+            item is None
+            or str(params.get("cache_key")) != item.cache_key
+            or (item.owner_user_id == 0) != team
+        ):
             return JSONResponse({"success": False, "error": {"code": 120}}, status_code=404)
         return Response(b"\xff\xd8\xff\xe0fake-thumbnail\xff\xd9", media_type="image/jpeg")
 

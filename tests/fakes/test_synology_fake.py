@@ -57,8 +57,26 @@ def test_api_info_lists_photos_and_no_team_albums(fake: FakeSynology) -> None:
         ({"api": "SYNO.Foto.Browse.Item", "method": "nope", "version": 1}, 103),
         ({"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 99}, 104),
         ({"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 1}, 114),
-        ({"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 1, "offset": 0, "limit": 5001}, 120),
-        ({"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 1, "offset": 0, "limit": 0}, 120),
+        (
+            {
+                "api": "SYNO.Foto.Browse.Item",
+                "method": "list",
+                "version": 1,
+                "offset": 0,
+                "limit": 5001,
+            },
+            120,
+        ),
+        (
+            {
+                "api": "SYNO.Foto.Browse.Item",
+                "method": "list",
+                "version": 1,
+                "offset": 0,
+                "limit": 0,
+            },
+            120,
+        ),
     ],
 )
 def test_off_spec_requests_are_refused(
@@ -74,8 +92,20 @@ def test_without_a_session_every_photo_call_is_119(fake: FakeSynology) -> None:
 
 
 def test_login_codes_and_the_device_token(fake: FakeSynology) -> None:
-    assert code(call(fake, "auth.cgi", api="SYNO.API.Auth", version=7, method="login",
-                     account="frame", passwd="wrong")) == 400
+    assert (
+        code(
+            call(
+                fake,
+                "auth.cgi",
+                api="SYNO.API.Auth",
+                version=7,
+                method="login",
+                account="frame",
+                passwd="wrong",
+            )
+        )
+        == 400
+    )
     fake.otp = "123456"
     needed = login(fake)
     assert code(needed) == 403
@@ -106,7 +136,8 @@ def test_items_page_without_a_total_and_shared_albums_by_passphrase(fake: FakeSy
     session = sid(fake)
     base = {"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 4, "_sid": session}
     page = call(fake, **base, album_id=album.id, offset=5, limit=5).json()["data"]
-    assert set(page) == {"list"} and len(page["list"]) == 2
+    assert set(page) == {"list"}
+    assert len(page["list"]) == 2
     assert code(call(fake, **base, album_id=shared.id, offset=0, limit=5)) == 609
     by_pass = call(fake, **base, passphrase=json.dumps("12345"), offset=0, limit=5)
     assert [i["filename"] for i in by_pass.json()["data"]["list"]] == ["anna.jpg"]
@@ -135,22 +166,30 @@ def test_downloads_single_many_and_live(fake: FakeSynology) -> None:
     base = {"api": "SYNO.Foto.Download", "method": "download", "version": 2, "_sid": sid(fake)}
     single = call(fake, **base, unit_id=[one.id])
     assert (single.content, single.headers["content-type"]) == (b"\xff\xd8one", "image/jpeg")
-    assert call(fake, **base, item_id=[two.id]).headers["content-type"] == "application/octet-stream"
+    assert (
+        call(fake, **base, item_id=[two.id]).headers["content-type"] == "application/octet-stream"
+    )
     many = call(fake, **base, unit_id=[one.id, two.id])
     assert zipfile.ZipFile(io.BytesIO(many.content)).namelist() == ["a.jpg", "b.heic"]
     zipped = call(fake, **base, unit_id=[live.id])
     assert zipped.content.startswith(b"PK\x03\x04")
-    assert sorted(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()) == ["IMG_1.HEIC", "IMG_1.MOV"]
+    assert sorted(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()) == [
+        "IMG_1.HEIC",
+        "IMG_1.MOV",
+    ]
     assert code(call(fake, **base, unit_id=[99999])) == 620
 
 
 def test_thumbnails_need_the_current_cache_key(fake: FakeSynology) -> None:
     item = fake.add_item(fake.add_album("a"), "a.jpg", b"one")
     base = {"api": "SYNO.Foto.Thumbnail", "method": "get", "version": 2, "_sid": sid(fake)}
-    good = call(fake, **base, id=item.id, cache_key=json.dumps(item.cache_key), type="unit", size="sm")
+    good = call(
+        fake, **base, id=item.id, cache_key=json.dumps(item.cache_key), type="unit", size="sm"
+    )
     assert good.headers["content-type"] == "image/jpeg"
     bad = call(fake, **base, id=item.id, cache_key="1_2", type="unit", size="sm")
-    assert bad.status_code == 404 and code(bad) == 120
+    assert bad.status_code == 404
+    assert code(bad) == 120
 
 
 def test_fault_knobs(fake: FakeSynology) -> None:
@@ -161,12 +200,14 @@ def test_fault_knobs(fake: FakeSynology) -> None:
     assert call(fake, **base, unit_id=[item.id]).status_code == 500
     fake.fail_next("json_error", code=117, api="SYNO.Foto.Download")
     answer = call(fake, **base, unit_id=[item.id])
-    assert answer.status_code == 200 and code(answer) == 117
+    assert answer.status_code == 200
+    assert code(answer) == 117
     fake.fail_next("code", code=109)
     assert code(call(fake, **base, unit_id=[item.id])) == 109
     fake.fail_next("truncate", api="SYNO.Foto.Download")
     cut = call(fake, **base, unit_id=[item.id])
-    assert int(cut.headers["content-length"]) == 1000 and len(cut.content) == 500
+    assert int(cut.headers["content-length"]) == 1000
+    assert len(cut.content) == 500
     assert call(fake, **base, unit_id=[item.id]).content == b"x" * 1000
 
 
@@ -175,14 +216,25 @@ def test_slow_answers_and_the_loopback_server(fake: FakeSynology) -> None:
     with serve_in_thread(fake) as url:
         session = httpx.post(
             f"{url}/photo/webapi/entry.cgi/SYNO.API.Auth",
-            data={"api": "SYNO.API.Auth", "version": "7", "method": "login",
-                  "account": "frame", "passwd": "s3cret"},
+            data={
+                "api": "SYNO.API.Auth",
+                "version": "7",
+                "method": "login",
+                "account": "frame",
+                "passwd": "s3cret",
+            },
         ).json()["data"]["sid"]
         fake.fail_next("slow", seconds=1.0)
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(
                 f"{url}/webapi/entry.cgi",
-                params={"api": "SYNO.Foto.Browse.Album", "version": "4", "method": "list",
-                        "offset": "0", "limit": "5", "_sid": session},
+                params={
+                    "api": "SYNO.Foto.Browse.Album",
+                    "version": "4",
+                    "method": "list",
+                    "offset": "0",
+                    "limit": "5",
+                    "_sid": session,
+                },
                 timeout=0.2,
             )

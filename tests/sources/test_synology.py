@@ -146,7 +146,7 @@ def test_a_download_cut_off_is_retried_or_fails_alone_and_the_next_run_completes
     source = synology_source(fake, tmp_path / "home", albums=[ALBUM])
     fake.fail_next("truncate", count=2, api="SYNO.Foto.Download")
     assert sqlite_library.run(source).new == 5  # retried inside the download
-    extra = fake.add_item(fake.album(ALBUM), "IMG_9999.JPG", photo(99, 30_000))
+    fake.add_item(fake.album(ALBUM), "IMG_9999.JPG", photo(99, 30_000))
     fake.fail_next("truncate", count=100, api="SYNO.Foto.Download")
     summary = sqlite_library.run(source)
     assert (summary.new, summary.failed) == (0, 1)
@@ -193,7 +193,8 @@ def test_live_photos_arrive_as_two_paired_halves(
     assert sorted(a.kind for a in rows) == ["photo", "video"]
     assert len({a.pair_id for a in rows}) == 1
     again = sqlite_library.run(source)
-    assert again.unchanged == 7 and fake.calls["SYNO.Foto.Download.download"] == downloads
+    assert again.unchanged == 7
+    assert fake.calls["SYNO.Foto.Download.download"] == downloads
     source.close()
 
 

@@ -88,7 +88,8 @@ def test_photos_sync_flow_from_environment_variables(tmp_path: Path) -> None:
         names = httpx.get(f"{base}/files/list", timeout=10).json()
         assert sorted(names) == sorted(f"{item.cache_key}.jpg" for item in items)
         one = httpx.get(f"{base}/files/{items[0].cache_key}.jpg", timeout=30)
-        assert one.status_code == 200 and one.content.startswith(b"\xff\xd8")
+        assert one.status_code == 200
+        assert one.content.startswith(b"\xff\xd8")
         assert httpx.get(f"{base}/files/1_2.jpg", timeout=10).status_code == 404
         stats = httpx.get(f"{base}/cache/stats", timeout=10).json()
         assert stats["indexed"] == PHOTOS

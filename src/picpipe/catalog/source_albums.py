@@ -34,10 +34,14 @@ def record_source_albums(db: Session, source_name: str, albums: Sequence[SourceA
     recorded = 0
     for album in albums:
         row = db.scalar(
-            select(Album).where(Album.source_id == source_id, Album.external_id == album.external_id)
+            select(Album).where(
+                Album.source_id == source_id, Album.external_id == album.external_id
+            )
         )
         if row is None:
-            row = Album(name=album.name, source_id=source_id, external_id=album.external_id, created_at=now)
+            row = Album(
+                name=album.name, source_id=source_id, external_id=album.external_id, created_at=now
+            )
             db.add(row)
             db.flush()
         elif row.name != album.name:

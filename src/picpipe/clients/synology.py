@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from picpipe.clients.synology_models import (
-    AUTH_MESSAGES,
-    OTP_NEEDED,
-    OTP_WRONG,
+from picpipe.clients.synology_errors import (
     SESSION_GONE,
-    TRANSIENT,
+    code_error,
+    download_error,
+    login_error,
+    transport_detail,
+)
+from picpipe.clients.synology_models import (
     Album,
     ApiInfo,
     Download,
@@ -35,13 +37,9 @@ from picpipe.clients.synology_models import (
 from picpipe.errors import (
     DownloadInterrupted,
     PicpipeError,
-    SourceAuthFailed,
     SourceError,
     SourceMisconfigured,
-    SourceOtpNeeded,
     SourceUnavailable,
-    UnreadableFile,
-    VanishedFile,
 )
 from picpipe.jobs.retry import RetryPolicy, call_with_retries
 
@@ -50,6 +48,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PAGE_LIMIT = 5000  # the most Browse.Item list gives per page (NOTES §6)
 ALBUM_PAGE = 500
@@ -143,7 +142,10 @@ class SynologyClient:
         try:
             info = self.apis()["SYNO.API.Auth"]
             self._envelope(
-                info.path, "SYNO.API.Auth", "logout", self._version("SYNO.API.Auth"),
+                info.path,
+                "SYNO.API.Auth",
+                "logout",
+                self._version("SYNO.API.Auth"),
                 {"session": self._session_name, "_sid": sid},
             )
         except (PicpipeError, httpx.HTTPError) as exc:
@@ -176,13 +178,17 @@ class SynologyClient:
             by_id = [a for a in albums if a.id == int(wanted)]
             if by_id:
                 return by_id[0]
-        for same in (lambda a: a.name == wanted, lambda a: a.name.casefold() == wanted.casefold()):
-            found = sorted((a for a in albums if same(a)), key=lambda a: a.id)
+        exact = [a for a in albums if a.name == wanted]
+        folded = [a for a in albums if a.name.casefold() == wanted.casefold()]
+        for found in (sorted(exact, key=lambda a: a.id), sorted(folded, key=lambda a: a.id)):
             if found:
                 if len(found) > 1:
                     log.warning(
                         "source %s: %d albums are named %r; using the oldest (id %d)",
-                        self.source, len(found), wanted, found[0].id,
+                        self.source,
+                        len(found),
+                        wanted,
+                        found[0].id,
                     )
                 return found[0]
         raise SourceMisconfigured(
@@ -192,7 +198,7 @@ class SynologyClient:
         )
 
     def items(self, scope: ItemScope) -> Iterator[Item]:
-        """Every item of ``scope``, page by page; the API gives no total, so a short page ends it."""
+        """Every item of ``scope``, page by page; no total is given, so a short page ends it."""
         api = "SYNO.FotoTeam.Browse.Item" if scope.team else "SYNO.Foto.Browse.Item"
         offset = 0
         while True:
@@ -243,10 +249,10 @@ class SynologyClient:
 
         return self._retried(lambda: self._with_session(once), f"{api}.{method}")
 
-    def _retried(self, func: Callable[[], Any], what: str) -> Any:
+    def _retried(self, func: Callable[[], T], what: str) -> T:
         return call_with_retries(func, self._retry, what=f"source {self.source}: {what}")
 
-    def _with_session(self, func: Callable[[], Any]) -> Any:
+    def _with_session(self, func: Callable[[], T]) -> T:
         """``func()`` inside a session; opened again once when the NAS says it is gone."""
         self.login()
         try:
@@ -254,8 +260,11 @@ class SynologyClient:
         except SourceError as exc:
             if exc.fields.get("code") not in SESSION_GONE:
                 raise
-            log.info("source %s: session ended (code %s); logging in again", self.source,
-                     exc.fields.get("code"))
+            log.info(
+                "source %s: session ended (code %s); logging in again",
+                self.source,
+                exc.fields.get("code"),
+            )
         with self._lock:
             self._sid = None
         self.login()
@@ -280,13 +289,17 @@ class SynologyClient:
         try:
             data = self._retried(
                 lambda: self._envelope(
-                    info.path, "SYNO.API.Auth", "login", self._version("SYNO.API.Auth"),
-                    params, raw=True,
+                    info.path,
+                    "SYNO.API.Auth",
+                    "login",
+                    self._version("SYNO.API.Auth"),
+                    params,
+                    raw=True,
                 ),
                 "login",
             )
         except SourceError as exc:
-            raise self._login_error(exc) from None
+            raise login_error(self.source, exc, had_device=bool(self._device_id)) from None
         device = data.get("device_id") or data.get("did")
         if device and device != self._device_id:
             self._device_id = str(device)
@@ -294,29 +307,6 @@ class SynologyClient:
                 self._on_device_id(self._device_id)
         self._otp_code = None  # a code works once; the device token carries on
         return str(data["sid"])
-
-    def _login_error(self, exc: SourceError) -> PicpipeError:
-        code = exc.fields.get("code")
-        if code == OTP_NEEDED:
-            why = (
-                "the stored device token was not accepted (revoked in DSM?)"
-                if self._device_id
-                else "2-step verification is on for this account"
-            )
-            return SourceOtpNeeded(
-                source=self.source,
-                detail=f"{why}: give a current code once through `otp_env` "
-                "(see README, 2-step verification)",
-            )
-        if code == OTP_WRONG:
-            return SourceOtpNeeded(
-                source=self.source,
-                detail="the 2-step verification code was wrong or expired; run again with "
-                "a fresh code in the `otp_env` variable",
-            )
-        if isinstance(code, int) and code in AUTH_MESSAGES:
-            return SourceAuthFailed(source=self.source, detail=f"{AUTH_MESSAGES[code]} (code {code})")
-        return exc
 
     def _info(self, api: str) -> ApiInfo:
         info = self.apis().get(api)
@@ -333,7 +323,9 @@ class SynologyClient:
     def _version(self, api: str) -> int:
         return min(self.apis()[api].max_version, VERSIONS.get(api, 1))
 
-    def _form(self, api: str, method: str, version: int, params: dict[str, Any], raw: bool) -> dict[str, str]:
+    def _form(
+        self, api: str, method: str, version: int, params: dict[str, Any], raw: bool
+    ) -> dict[str, str]:
         form = {"api": api, "method": method, "version": str(version)}
         for key, value in params.items():
             if value is None:
@@ -356,7 +348,7 @@ class SynologyClient:
             self.requests += 1
             response = self._http.post(path, data=form)
         except httpx.HTTPError as exc:
-            raise SourceUnavailable(source=self.source, detail=_transport_detail(exc)) from exc
+            raise SourceUnavailable(source=self.source, detail=transport_detail(exc)) from exc
         if response.status_code >= 500:
             raise SourceUnavailable(source=self.source, detail=f"HTTP {response.status_code}")
         try:
@@ -372,7 +364,7 @@ class SynologyClient:
             data = body.get("data")
             return data if isinstance(data, dict) else {}
         code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
-        raise _code_error(self.source, api, method, code)
+        raise code_error(self.source, api, method, code)
 
     def _download_once(
         self, api: str, params: dict[str, Any], target: BinaryIO, label: str
@@ -384,7 +376,9 @@ class SynologyClient:
             self.requests += 1
             with self._http.stream("POST", info.path, data=form) as response:
                 if response.status_code >= 500:
-                    raise SourceUnavailable(source=self.source, detail=f"HTTP {response.status_code}")
+                    raise SourceUnavailable(
+                        source=self.source, detail=f"HTTP {response.status_code}"
+                    )
                 kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if kind in JSON_TYPES or response.status_code != 200:
                     # Binary endpoints answer errors as JSON, with HTTP 200 or 404 (NOTES §4).
@@ -399,40 +393,13 @@ class SynologyClient:
                     target.write(chunk)
                     written += len(chunk)
         except httpx.HTTPError as exc:
-            raise DownloadInterrupted(path=label, detail=_transport_detail(exc)) from exc
+            raise DownloadInterrupted(path=label, detail=transport_detail(exc)) from exc
         except SourceError as exc:
-            raise self._download_error(exc, label) from None
+            raise download_error(exc, label) from None
         if expected is not None and written != int(expected):
             raise DownloadInterrupted(path=label, detail=f"{written} of {expected} bytes")
         target.flush()
         return Download(written, kind, head.startswith(ZIP_MAGIC))
-
-    def _download_error(self, exc: SourceError, label: str) -> PicpipeError:
-        code = exc.fields.get("code")
-        if code in SESSION_GONE or code in TRANSIENT or isinstance(exc, SourceUnavailable):
-            return exc  # the session and retry machinery handle these
-        if code in (620, 120):
-            return VanishedFile(path=label)
-        if isinstance(code, int):
-            return UnreadableFile(path=label, detail=f"the NAS refused the download (code {code})")
-        return exc
-
-
-def _code_error(source: str, api: str, method: str, code: Any) -> SourceError:
-    if code in TRANSIENT:
-        return SourceUnavailable(source=source, detail=f"the NAS is busy (code {code})", code=code)
-    if code == 801:
-        return SourceMisconfigured(
-            source=source,
-            detail="the Shared Space is off or this account may not use it (code 801); "
-            "turn it on in Synology Photos → Settings, or use `space: personal`",
-            code=code,
-        )
-    if code == 102:
-        return SourceMisconfigured(
-            source=source, detail=f"the NAS has no {api} (is Synology Photos running?)", code=code
-        )
-    return SourceError(source=source, detail=f"{api}.{method} failed (code {code})", code=code)
 
 
 def _encode(value: Any) -> str:
@@ -454,12 +421,6 @@ def _json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-def _transport_detail(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return type(exc).__name__
 
 
 __all__ = ["PAGE_LIMIT", "SynologyClient"]

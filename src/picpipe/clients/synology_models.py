@@ -1,34 +1,9 @@
-"""Values the Synology Photos client returns, and what the NAS's error codes mean.
-
-The codes (NOTES §4) are sorted into: the session is gone (log in again, once), the NAS is busy
-(retry with backoff), and everything else (permanent: a clear one-line error).
-"""
+"""Values the Synology Photos client returns, parsed from the NAS's JSON (NOTES §5, §6)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-
-# 105/106/107/119: the session lacks rights, timed out, was kicked or is unknown; 803 is how
-# Photos says "no permission" after a session timeout (NOTES §12).
-SESSION_GONE = frozenset({105, 106, 107, 119, 803})
-# Network unstable / system busy (NOTES §4, §12).
-TRANSIENT = frozenset({109, 110, 111, 117, 118})
-
-AUTH_MESSAGES: dict[int, str] = {
-    400: "wrong account or password",
-    401: "the account is disabled (or a guest account)",
-    402: "permission denied for this account (try `session: webui`)",
-    405: "the login went to the wrong app portal (check `url`)",
-    406: "2-step verification must be set up for this account first (DSM → Personal → Security)",
-    407: "this address is blocked after failed logins (DSM → Security → Auto Block)",
-    408: "the password has expired and cannot be changed here",
-    409: "the password has expired; change it in DSM",
-    410: "the password must be changed in DSM first",
-    411: "the account is locked",
-}
-OTP_NEEDED = 403
-OTP_WRONG = 404
 
 Space = Literal["personal", "shared"]
 
@@ -118,11 +93,6 @@ class Download:
 
 
 __all__ = [
-    "AUTH_MESSAGES",
-    "OTP_NEEDED",
-    "OTP_WRONG",
-    "SESSION_GONE",
-    "TRANSIENT",
     "Album",
     "ApiInfo",
     "Download",

@@ -98,10 +98,11 @@ class SynologyOptions(StrictOptions):
         # `albums: [kitchen-dash, 42]`: ids may come as numbers from YAML; from an environment
         # variable (PICPIPE_SOURCES__KITCHEN__ALBUMS) as "a,b" or a JSON list.
         if isinstance(value, str):
+            text = value
             try:
-                value = json.loads(value)
+                value = json.loads(text)
             except ValueError:
-                value = [part.strip() for part in value.split(",") if part.strip()]
+                value = [part.strip() for part in text.split(",") if part.strip()]
         if isinstance(value, list):
             return [str(v) for v in value]
         return value
@@ -222,6 +223,10 @@ class SynologySource:
     def changes(self, stop: threading.Event) -> Iterator[list[SourceEntry]]:
         return iter(())  # polled by the service (`poll_seconds`), not watched
 
+    def remove(self, entry: SourceEntry) -> None:
+        """Never: picpipe does not delete anything on a NAS (no ``can_remove``)."""
+        raise NotImplementedError("picpipe never removes photos from Synology Photos")
+
     def album_members(self) -> list[SourceAlbum]:
         with self._lock:
             return list(self._albums)
@@ -281,7 +286,11 @@ class SynologySource:
         ``local_paths`` capability: the path is not there before the first read)."""
         ref = f"{folder}/{name}" if folder else name
         skipped = next(
-            (f"temporary name ({p})" for p in self.scan.ignored_patterns if fnmatch.fnmatch(name, p)),
+            (
+                f"temporary name ({p})"
+                for p in self.scan.ignored_patterns
+                if fnmatch.fnmatch(name, p)
+            ),
             None,
         )
         ext = name.rpartition(".")[2].lower() if "." in name else ""
@@ -297,9 +306,7 @@ class SynologySource:
             sniff=sniff,
         )
 
-    def _fetch_live_sizes(
-        self, folder: str, item: Item, passphrase: str | None
-    ) -> tuple[int, int]:
+    def _fetch_live_sizes(self, folder: str, item: Item, passphrase: str | None) -> tuple[int, int]:
         ref = f"{folder}/{item.filename}" if folder else item.filename
         try:
             still, video = self._download_live(ref, item, passphrase)
@@ -378,7 +385,8 @@ def _secret(source: str, options: SynologyOptions) -> str:
         found = os.environ.get(options.password_env)
         if found is None:
             raise SourceMisconfigured(
-                source=source, detail=f"password: environment variable {options.password_env} is not set"
+                source=source,
+                detail=f"password: environment variable {options.password_env} is not set",
             )
         return found
     assert options.password_file is not None  # the options' validator saw to it
