@@ -159,6 +159,7 @@ sources:
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
 #   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
 #   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
+#   kitchen: {{kind: synology, url: "http://nas:5000", username: frame, password_env: SYNO_PW}}
 
 # Time zone of camera clocks, for dates without an offset in photos without GPS.
 cameras:
@@ -194,6 +195,8 @@ serve:
   # Host names requests may use besides loopback, this machine's names and IP addresses
   # (the name a reverse proxy or DNS gives this server); "*.example.org" for sub-domains.
   allowed_hosts: []
+  # Set to photos-sync for photos-sync's bare /files/list of cache-key names.
+  compat: picpipe
 
 cache:
   # Full-resolution copies fetched from replicas or converted for browsers, kept in
