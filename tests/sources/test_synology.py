@@ -37,14 +37,14 @@ def originals(lib: LibraryFixture) -> list[Path]:
 
 
 def test_an_album_imports_and_becomes_a_picpipe_album(
-    fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
+    fake: FakeSynology, library: LibraryFixture, tmp_path: Path
 ) -> None:
     source = synology_source(fake, tmp_path / "home", albums=[ALBUM])
-    summary = sqlite_library.run(source)
+    summary = library.run(source)
     assert (summary.seen, summary.new, summary.failed) == (5, 5, 0)
-    again = sqlite_library.run(source)
+    again = library.run(source)
     assert (again.new, again.unchanged) == (0, 5)
-    with sqlite_library.catalog.session() as db:
+    with library.catalog.session() as db:
         albums = browse.albums(db)
     assert [(a["name"], a["count"], a["source"]) for a in albums] == [(ALBUM, 5, "kitchen")]
     source.close()
