@@ -170,6 +170,13 @@ def test_a_server_error_storm_is_retried_then_reported_and_the_next_run_complete
     with pytest.raises(SourceUnavailable, match="HTTP 500"):
         sqlite_library.run(source)
     fake.clear_faults()
+    fake.fail_next("http500", count=1000, api="SYNO.Foto.Download")
+    storm = sqlite_library.run(source)
+    assert (storm.new, storm.unchanged, storm.failed) == (0, 5, 1)
+    assert storm.failures[0]["reason"] == (
+        "download interrupted (HTTP 500); the next run fetches it again"
+    )
+    fake.clear_faults()
     summary = sqlite_library.run(source)
     assert (summary.new, summary.unchanged, summary.failed) == (1, 5, 0)
     assert extra.id in fake.items

@@ -38,7 +38,9 @@ from picpipe.clients.synology_models import Item, ItemScope
 from picpipe.config import ScanOptions, StrictOptions
 from picpipe.errors import (
     DownloadInterrupted,
+    SourceError,
     SourceMisconfigured,
+    SourceUnavailable,
     TornRead,
     UnreadableFile,
     VanishedFile,
@@ -318,6 +320,15 @@ class SynologySource:
     # -- downloads ---------------------------------------------------------------------------
 
     def _downloaded(self, ref: str, found: _Listed) -> Path:
+        """The entry's bytes in a temp file; the NAS's own failures become this item's."""
+        try:
+            return self._fetch(ref, found)
+        except SourceUnavailable as exc:  # retries ran out: the next run tries again
+            raise DownloadInterrupted(path=ref, detail=exc.fields.get("detail", "")) from exc
+        except SourceError as exc:
+            raise UnreadableFile(path=ref, detail=exc.message) from exc
+
+    def _fetch(self, ref: str, found: _Listed) -> Path:
         with self._lock:
             path = self._downloads.get(ref)
             if path is not None and path.exists():
