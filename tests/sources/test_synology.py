@@ -13,10 +13,12 @@ from sqlalchemy import select
 from picpipe.catalog import browse
 from picpipe.catalog.models import Asset
 from picpipe.errors import SourceAuthFailed, SourceMisconfigured, SourceOtpNeeded, SourceUnavailable
+from picpipe.sources.base import iter_entries
+from picpipe.sources.synology import SynologyOptions, SynologySource
 from tests.conftest import LibraryFixture
 from tests.destinations.contract import photo
 from tests.fakes.synology import FakeSynology
-from tests.fakes.synology_world import synology_source
+from tests.fakes.synology_world import FAST_RETRY, synology_source
 
 ALBUM = "kitchen-dash"
 LIVE = Path(__file__).resolve().parents[3] / "shared/testdata/media/iphone"  # a Live Photo
@@ -241,4 +243,19 @@ def test_a_disabled_account_is_a_clear_error(
     source = synology_source(fake, tmp_path / "home")
     with pytest.raises(SourceAuthFailed, match="disabled"):
         sqlite_library.run(source)
+    source.close()
+
+
+def test_an_unreachable_nas_is_retried_then_one_clear_error(tmp_path: Path) -> None:
+    options = {"url": "http://127.0.0.1:9", "username": "frame", "password": "x"}
+    source = SynologySource(
+        "kitchen", SynologyOptions.model_validate(options), home=tmp_path, retry=FAST_RETRY
+    )
+    with pytest.raises(SourceUnavailable) as down:
+        list(iter_entries(source))
+    assert str(down.value) == (
+        "source kitchen is not reachable (cannot connect to http://127.0.0.1:9; "
+        "check `url` and that the NAS is on)"
+    )
+    assert source.client.requests == 1 + FAST_RETRY.retries
     source.close()

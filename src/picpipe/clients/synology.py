@@ -94,8 +94,9 @@ class SynologyClient:
         self._on_device_id = on_device_id
         self._retry = retry or RetryPolicy(retries=4, base=0.5, cap=10.0)
         self.page_limit = page_limit
+        self._url = url.rstrip("/")
         self._http = httpx.Client(
-            base_url=url.rstrip("/") + "/webapi/",
+            base_url=self._url + "/webapi/",
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
@@ -348,7 +349,9 @@ class SynologyClient:
             self.requests += 1
             response = self._http.post(path, data=form)
         except httpx.HTTPError as exc:
-            raise SourceUnavailable(source=self.source, detail=transport_detail(exc)) from exc
+            raise SourceUnavailable(
+                source=self.source, detail=transport_detail(exc, self._url)
+            ) from exc
         if response.status_code >= 500:
             raise SourceUnavailable(source=self.source, detail=f"HTTP {response.status_code}")
         try:

@@ -99,9 +99,15 @@ def download_error(exc: SourceError, label: str) -> PicpipeError:
     return exc
 
 
-def transport_detail(exc: httpx.HTTPError) -> str:
+def transport_detail(exc: httpx.HTTPError, base_url: str = "") -> str:
+    """What went wrong on the wire, in words (the URL has no secrets: calls are POSTs)."""
+    where = f" {base_url}" if base_url else ""
     if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
+        return f"no answer in time from{where or ' the NAS'}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect to{where or ' the NAS'}; check `url` and that the NAS is on"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection closed in the middle of the answer"
     return type(exc).__name__
 
 
