@@ -6,7 +6,10 @@
   plain ``httpx`` streaming POST of the same bytes in the same session, rounds interleaved;
   the ratio (target >= 0.9x);
 - unchanged poll: a second listing of the same album, nothing changed: HTTP requests made and
-  seconds (what each ``poll_seconds`` costs the NAS before the catalog's unchanged check).
+  seconds (what each ``poll_seconds`` costs the NAS before the catalog's unchanged check);
+- unchanged import: ``import_sources`` of a smaller album (``--poll-items``, real JPEGs) into a
+  fresh library, then again with nothing changed: requests and seconds of the second pass
+  (listing, catalog unchanged check, album membership; no download).
 
 From the repo: ``.venv/bin/python bench/synology_bench.py [--items N] [--mb N] [--rounds N]
 [--json]``. Progress goes to stderr, the report to stdout.
@@ -29,13 +32,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from picpipe.samples import make_jpeg  # noqa: E402
 from picpipe.sources.base import iter_entries  # noqa: E402
 from picpipe.sources.synology import SynologyOptions, SynologySource  # noqa: E402
 
 ALBUM = "kitchen-dash"
 
 
-def serve(items: int, mb: int) -> None:
+def serve(items: int, mb: int, poll_items: int) -> None:
     """The child process: the fake NAS with the album and one big original, on loopback."""
     from tests.fakes.synology import FakeSynology, serve_in_thread
 
@@ -44,6 +48,12 @@ def serve(items: int, mb: int) -> None:
     for n in range(items):
         fake.add_item(album, f"IMG_{n:05}.JPG", b"\xff\xd8" + b"x" * 200, 1_700_000_000 + n)
     big = fake.add_item(fake.add_album("big"), "BIG.JPG", bytes(range(256)) * (mb * 4096))
+    poll = fake.add_album("poll")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(poll_items):
+            path = Path(tmp) / f"P_{n:05}.JPG"
+            make_jpeg(path, size=(320, 240), seed=n)
+            fake.add_item(poll, path.name, path.read_bytes(), 1_700_000_000 + n)
     with serve_in_thread(fake) as url:
         print(json.dumps({"url": url, "big": big.id}), flush=True)
         sys.stdin.read()  # until the parent closes the pipe
@@ -54,14 +64,16 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--poll-items", type=int, default=300)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.items, args.mb)
+        serve(args.items, args.mb, args.poll_items)
         return
+    sizes = ["--items", str(args.items), "--mb", str(args.mb), "--poll-items", str(args.poll_items)]
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--items", str(args.items), "--mb", str(args.mb)],
+        [sys.executable, __file__, "--serve", *sizes],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -100,6 +112,7 @@ def measure(url: str, rounds: int) -> dict[str, Any]:
         assert again == listed
         client_rates, plain_rates = download_rounds(source, Path(tmp), rounds)
         source.close()
+        unchanged = unchanged_import(url, Path(tmp))
     ratio = statistics.median(client_rates) / statistics.median(plain_rates)
     return {
         "items": listed,
@@ -110,6 +123,43 @@ def measure(url: str, rounds: int) -> dict[str, Any]:
         "download_client_mb_per_s": round(statistics.median(client_rates), 1),
         "download_plain_httpx_mb_per_s": round(statistics.median(plain_rates), 1),
         "download_ratio": round(ratio, 3),
+        **unchanged,
+    }
+
+
+def unchanged_import(url: str, tmp: Path) -> dict[str, Any]:
+    """First import of the "poll" album into a fresh library, then the unchanged one."""
+    from picpipe.catalog.db import open_catalog
+    from picpipe.config import load_settings
+    from picpipe.jobs.workflows import import_sources
+    from picpipe.pipeline.exiftool import ExifToolPool
+
+    settings = load_settings(home=tmp / "home", library=tmp / "library")
+    catalog = open_catalog(settings.catalog_url)
+    tools = ExifToolPool()
+    options = {"url": url, "username": "frame", "password": "s3cret", "albums": ["poll"]}
+    source = SynologySource(
+        "poll", SynologyOptions.model_validate(options), home=settings.home_root
+    )
+    try:
+        started = time.perf_counter()
+        first = import_sources(settings, catalog, [source], tools=tools)
+        first_seconds = time.perf_counter() - started
+        print(f"first import: {first.new} new in {first_seconds:.1f}s", file=sys.stderr)
+        before = source.client.requests
+        started = time.perf_counter()
+        again = import_sources(settings, catalog, [source], tools=tools)
+        seconds = time.perf_counter() - started
+        assert again.unchanged == first.new, again
+    finally:
+        source.close()
+        tools.close()
+        catalog.close()
+    return {
+        "import_items": first.new,
+        "first_import_seconds": round(first_seconds, 2),
+        "unchanged_import_requests": source.client.requests - before,
+        "unchanged_import_seconds": round(seconds, 3),
     }
 
 
