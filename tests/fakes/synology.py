@@ -592,7 +592,8 @@ class _Served:
 
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False)
+        # "critical": the truncated-body fault makes uvicorn log a traceback per request.
+        config = uvicorn.Config(fake.app, log_level="critical", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -160,6 +160,7 @@ def test_a_download_cut_off_is_retried_or_fails_alone_and_the_next_run_completes
     source.close()
 
 
+@pytest.mark.slow
 def test_a_server_error_storm_is_retried_then_reported_and_the_next_run_completes(
     fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
 ) -> None:
@@ -185,6 +186,7 @@ def test_a_server_error_storm_is_retried_then_reported_and_the_next_run_complete
     source.close()
 
 
+@pytest.mark.slow
 def test_live_photos_arrive_as_two_paired_halves(
     fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
 ) -> None:
