@@ -13,7 +13,7 @@ from sqlalchemy import select
 from picpipe.catalog import browse
 from picpipe.catalog.models import Asset
 from picpipe.errors import SourceAuthFailed, SourceMisconfigured, SourceOtpNeeded, SourceUnavailable
-from picpipe.sources.base import iter_entries
+from picpipe.sources.base import SourceEntry, iter_entries
 from picpipe.sources.synology import SynologyOptions, SynologySource
 from tests.conftest import LibraryFixture
 from tests.destinations.contract import photo
@@ -261,3 +261,13 @@ def test_an_unreachable_nas_is_retried_then_one_clear_error(tmp_path: Path) -> N
     )
     assert source.client.requests == 1 + FAST_RETRY.retries
     source.close()
+
+
+def test_a_fresh_source_opens_a_ref_it_has_not_listed(fake: FakeSynology, tmp_path: Path) -> None:
+    first = synology_source(fake, tmp_path / "home", albums=[ALBUM])
+    entry = next(e for e in iter_entries(first) if isinstance(e, SourceEntry))
+    first.close()
+    fresh = synology_source(fake, tmp_path / "home", albums=[ALBUM])
+    with fresh.open(entry) as stream:  # as serving one photo on demand would
+        assert stream.read() == fake.items[entry.extras["item_id"]].data
+    fresh.close()

@@ -169,6 +169,7 @@ class SynologySource:
         (home / "tmp").mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix="synology-", dir=home / "tmp"))
         self._listed: dict[str, _Listed] = {}
+        self._listed_once = False
         self._albums: list[SourceAlbum] = []
         self._downloads: OrderedDict[str, Path] = OrderedDict()
         self._lock = threading.Lock()
@@ -208,12 +209,21 @@ class SynologySource:
         with self._lock:
             self._listed = listed
             self._albums = albums
+            self._listed_once = True
         self.state.forget_live_sizes(live_keys)
 
     @contextmanager
     def open(self, entry: SourceEntry) -> Iterator[BinaryIO]:
         with self._lock:
             found = self._listed.get(entry.ref)
+            listed_before = self._listed_once
+        if found is None and not listed_before:
+            # A source made to serve one photo (full resolution on demand) lists once to
+            # learn which item a ref names.
+            for _folder in self.listing():
+                pass
+            with self._lock:
+                found = self._listed.get(entry.ref)
         if found is None:
             raise VanishedFile(path=entry.ref)  # the last listing no longer had it
         path = self._downloaded(entry.ref, found)
