@@ -13,7 +13,6 @@ one-line picpipe error (`SourceAuthFailed`, `SourceOtpNeeded`, `SourceMisconfigu
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +32,7 @@ from picpipe.clients.synology_models import (
     Download,
     Item,
     ItemScope,
+    form_value,
 )
 from picpipe.errors import (
     DownloadInterrupted,
@@ -331,7 +331,7 @@ class SynologyClient:
         for key, value in params.items():
             if value is None:
                 continue
-            form[key] = value if raw and isinstance(value, str) else _encode(value)
+            form[key] = value if raw and isinstance(value, str) else form_value(value)
         return form
 
     def _envelope(
@@ -403,20 +403,6 @@ class SynologyClient:
             raise DownloadInterrupted(path=label, detail=f"{written} of {expected} bytes")
         target.flush()
         return Download(written, kind, head.startswith(ZIP_MAGIC))
-
-
-def _encode(value: Any) -> str:
-    """NOTES §1: arrays, objects and booleans as JSON; strings bare unless they would decode
-    as something else (a numeric passphrase), then JSON-quoted."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return value
-        return json.dumps(value)
-    if isinstance(value, bool | list | dict):
-        return json.dumps(value)
-    return str(value)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

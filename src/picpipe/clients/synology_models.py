@@ -1,7 +1,9 @@
-"""Values the Synology Photos client returns, parsed from the NAS's JSON (NOTES §5, §6)."""
+"""Values the Synology Photos client returns, parsed from the NAS's JSON (NOTES §5, §6), and
+how it writes values into a request (NOTES §1)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,6 +94,20 @@ class Download:
     is_zip: bool
 
 
+def form_value(value: Any) -> str:
+    """NOTES §1: arrays, objects and booleans as JSON; strings bare unless they would decode
+    as something else (a numeric passphrase), then JSON-quoted."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+        return json.dumps(value)
+    if isinstance(value, bool | list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
 __all__ = [
     "Album",
     "ApiInfo",
@@ -99,4 +115,5 @@ __all__ = [
     "Item",
     "ItemScope",
     "Space",
+    "form_value",
 ]
