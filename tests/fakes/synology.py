@@ -175,6 +175,7 @@ class FakeSynology:
         self.otp: str | None = None  # set: 2-step verification on, this is the current code
         self.disabled = False
         self.photos_installed = True
+        self.max_versions = dict(PHOTO_APIS)  # lower them to play an older Photos (1.0: all 1)
         self.shared_space = True
         self.idle_seconds: float | None = None
         self.device_ids: set[str] = set()
@@ -312,9 +313,9 @@ class FakeSynology:
             if version > AUTH_MAX:
                 raise _Refused(104)
             return self._auth(method, params)
-        if api not in PHOTO_APIS or not self.photos_installed:
+        if api not in self.max_versions or not self.photos_installed:
             raise _Refused(102)
-        if version > PHOTO_APIS[api]:
+        if version > self.max_versions[api]:
             raise _Refused(104)
         self._check_session(request, params)
         team = api.startswith("SYNO.FotoTeam.")
@@ -336,7 +337,7 @@ class FakeSynology:
             "SYNO.API.Auth": {"path": "entry.cgi", "minVersion": 1, "maxVersion": AUTH_MAX},
         }
         if self.photos_installed:
-            for name, top in PHOTO_APIS.items():
+            for name, top in self.max_versions.items():
                 apis[name] = {
                     "path": "entry.cgi",
                     "minVersion": 1,

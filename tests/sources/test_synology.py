@@ -271,3 +271,12 @@ def test_a_fresh_source_opens_a_ref_it_has_not_listed(fake: FakeSynology, tmp_pa
     with fresh.open(entry) as stream:  # as serving one photo on demand would
         assert stream.read() == fake.items[entry.extras["item_id"]].data
     fresh.close()
+
+
+def test_an_older_photos_gets_the_versions_it_offers(
+    fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    fake.max_versions = dict.fromkeys(fake.max_versions, 1)  # Photos 1.0 on DSM 7.0
+    source = synology_source(fake, tmp_path / "home", albums=[ALBUM])
+    assert sqlite_library.run(source).new == 5
+    source.close()
