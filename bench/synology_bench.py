@@ -123,6 +123,10 @@ def measure(url: str, rounds: int) -> dict[str, Any]:
         "download_client_mb_per_s": round(statistics.median(client_rates), 1),
         "download_plain_httpx_mb_per_s": round(statistics.median(plain_rates), 1),
         "download_ratio": round(ratio, 3),
+        # The machine is shared: the best round of each is the least disturbed one.
+        "download_client_best_mb_per_s": round(max(client_rates), 1),
+        "download_plain_httpx_best_mb_per_s": round(max(plain_rates), 1),
+        "download_ratio_best": round(max(client_rates) / max(plain_rates), 3),
         **unchanged,
     }
 
@@ -150,6 +154,7 @@ def unchanged_import(url: str, tmp: Path) -> dict[str, Any]:
         started = time.perf_counter()
         again = import_sources(settings, catalog, [source], tools=tools)
         seconds = time.perf_counter() - started
+        requests = source.client.requests - before  # before close(): its logout is one more
         assert again.unchanged == first.new, again
     finally:
         source.close()
@@ -158,7 +163,7 @@ def unchanged_import(url: str, tmp: Path) -> dict[str, Any]:
     return {
         "import_items": first.new,
         "first_import_seconds": round(first_seconds, 2),
-        "unchanged_import_requests": source.client.requests - before,
+        "unchanged_import_requests": requests,
         "unchanged_import_seconds": round(seconds, 3),
     }
 
