@@ -280,3 +280,23 @@ def test_an_older_photos_gets_the_versions_it_offers(
     source = synology_source(fake, tmp_path / "home", albums=[ALBUM])
     assert sqlite_library.run(source).new == 5
     source.close()
+
+
+def test_one_download_per_item_version_across_albums_and_runs(
+    fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    other = fake.add_album("fridge")
+    other.items.extend(fake.album(ALBUM).items)  # the same five photos in a second album
+    source = synology_source(fake, tmp_path / "home")
+    summary = sqlite_library.run(source)
+    assert (summary.new, summary.duplicate) == (5, 5)
+    assert fake.calls["SYNO.Foto.Download.download"] == 5
+    changed = fake.items[other.items[0]]
+    fake.replace(changed, photo(123, 21_000), changed.time + 60)  # re-indexed: a new cache key
+    again = sqlite_library.run(source)  # the same source object, as a service's polls
+    assert (again.new, again.failed) == (1, 0)
+    assert fake.calls["SYNO.Foto.Download.download"] == 6
+    with sqlite_library.catalog.session() as db:
+        counts = {a["name"]: a["count"] for a in browse.albums(db)}
+    assert counts == {ALBUM: 5, "fridge": 5}
+    source.close()

@@ -21,9 +21,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 SHARED_FOLDER = "Shared Space"
 # An item is read three times (hash, metadata, placement) by one of a few workers.
 KEPT_DOWNLOADS = 256
+STALE_DOWNLOADS_SECONDS = 86_400.0
 LIVE_VIDEO_EXT = "MOV"
 
 
@@ -102,11 +105,13 @@ class SynologySource:
             retry=retry,
         )
         (home / "tmp").mkdir(parents=True, exist_ok=True)
+        _sweep_old_downloads(home / "tmp")
         self._tmp = Path(tempfile.mkdtemp(prefix="synology-", dir=home / "tmp"))
         self._listed: dict[str, _Listed] = {}
         self._listed_once = False
         self._albums: list[SourceAlbum] = []
-        self._downloads: OrderedDict[str, Path] = OrderedDict()
+        self._downloads: OrderedDict[str, tuple[Path, ...]] = OrderedDict()
+        self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     @property
@@ -161,7 +166,8 @@ class SynologySource:
                 found = self._listed.get(entry.ref)
         if found is None:
             raise VanishedFile(path=entry.ref)  # the last listing no longer had it
-        path = self._downloaded(entry.ref, found)
+        paths = self._downloaded(entry.ref, found)
+        path = paths[1] if found.half == "video" else paths[0]
         if path.stat().st_size != entry.size:
             raise TornRead(path=entry.ref)
         with open(path, "rb") as handle:
@@ -213,14 +219,16 @@ class SynologySource:
         extras: dict[str, Any] = {"item_id": item.id, "cache_key": item.cache_key}
         if item.kind != "live":
             name = f"{stem}.{ext}" if ext else stem
-            entry = self._entry(folder, name, item.filesize, mtime_ns, extras, f"{item.id}")
+            file = _download_name(item)
+            entry = self._entry(folder, name, item.filesize, mtime_ns, extras, file)
             return [(entry, "whole")]
         sizes = self.state.live_sizes(item.cache_key) or self._fetch_live_sizes(
             folder, item, passphrase
         )
-        still = self._entry(folder, f"{stem}.{ext}", sizes[0], mtime_ns, extras, f"{item.id}.still")
+        file = _download_name(item)
+        still = self._entry(folder, f"{stem}.{ext}", sizes[0], mtime_ns, extras, f"{file}.still")
         video = self._entry(
-            folder, f"{stem}.{LIVE_VIDEO_EXT}", sizes[1], mtime_ns, extras, f"{item.id}.video"
+            folder, f"{stem}.{LIVE_VIDEO_EXT}", sizes[1], mtime_ns, extras, f"{file}.video"
         )
         return [(still, "still"), (video, "video")]
 
@@ -256,7 +264,7 @@ class SynologySource:
     def _fetch_live_sizes(self, folder: str, item: Item, passphrase: str | None) -> tuple[int, int]:
         ref = f"{folder}/{item.filename}" if folder else item.filename
         try:
-            still, video = self._download_live(ref, item, passphrase)
+            still, video = self._downloaded(ref, _Listed(item, passphrase, "still"))
         except (DownloadInterrupted, UnreadableFile) as exc:
             log.warning("source %s: %s", self.name, exc)
             return (item.filesize, 0)  # listed; its import fails with the reason and retries
@@ -264,8 +272,9 @@ class SynologySource:
 
     # -- downloads ---------------------------------------------------------------------------
 
-    def _downloaded(self, ref: str, found: _Listed) -> Path:
-        """The entry's bytes in a temp file; the NAS's own failures become this item's."""
+    def _downloaded(self, ref: str, found: _Listed) -> tuple[Path, ...]:
+        """The item's bytes in temp files (a Live Photo: still, video); the NAS's own failures
+        become this item's."""
         try:
             return self._fetch(ref, found)
         except SourceUnavailable as exc:  # retries ran out: the next run tries again
@@ -273,29 +282,37 @@ class SynologySource:
         except SourceError as exc:
             raise UnreadableFile(path=ref, detail=exc.message) from exc
 
-    def _fetch(self, ref: str, found: _Listed) -> Path:
+    def _fetch(self, ref: str, found: _Listed) -> tuple[Path, ...]:
+        """One download per item version, shared by its refs (an item in two albums, the two
+        halves of a Live Photo) and by the import's reads; concurrent askers wait for it."""
+        key = _download_name(found.item)
         with self._lock:
-            path = self._downloads.get(ref)
-            if path is not None and path.exists():
-                self._downloads.move_to_end(ref)
-                return path
-        if found.half == "whole":
-            path = self._tmp / f"{found.item.id}"
-            with open(path, "wb") as target:
-                self.client.download(found.item, target, passphrase=found.passphrase, what=ref)
-            self._keep(ref, path)
-            return path
-        folder = ref.rpartition("/")[0]
-        still_ref = f"{folder}/{found.item.filename}" if folder else found.item.filename
-        still, video = self._download_live(still_ref, found.item, found.passphrase)
-        return video if found.half == "video" else still
+            item_lock = self._fetching.setdefault(key, threading.Lock())
+        with item_lock:
+            with self._lock:
+                paths = self._downloads.get(key)
+                if paths is not None and all(p.exists() for p in paths):
+                    self._downloads.move_to_end(key)
+                    return paths
+            self._tmp.mkdir(parents=True, exist_ok=True)  # a sweep by a later process
+            if found.half == "whole":
+                path = self._tmp / key
+                with open(path, "wb") as target:
+                    self.client.download(found.item, target, passphrase=found.passphrase, what=ref)
+                paths = (path,)
+            else:
+                paths = self._download_live(key, ref, found.item, found.passphrase)
+            self._keep(key, paths)
+            return paths
 
-    def _download_live(self, ref: str, item: Item, passphrase: str | None) -> tuple[Path, Path]:
+    def _download_live(
+        self, key: str, ref: str, item: Item, passphrase: str | None
+    ) -> tuple[Path, Path]:
         """Fetch a Live Photo's zip and unpack its halves (streamed, never whole in memory)."""
-        archive_path = self._tmp / f"{item.id}.zip"
+        archive_path = self._tmp / f"{key}.zip"
         with open(archive_path, "wb") as target:
             result = self.client.download(item, target, passphrase=passphrase, what=ref)
-        still, video = self._tmp / f"{item.id}.still", self._tmp / f"{item.id}.video"
+        still, video = self._tmp / f"{key}.still", self._tmp / f"{key}.video"
         try:
             if not result.is_zip:
                 raise UnreadableFile(path=ref, detail="a Live Photo that did not come as a zip")
@@ -313,19 +330,34 @@ class SynologySource:
         finally:
             archive_path.unlink(missing_ok=True)
         self.state.remember_live_sizes(item.cache_key, still.stat().st_size, video.stat().st_size)
-        stem = ref.rpartition(".")[0] if "." in ref.rpartition("/")[2] else ref
-        self._keep(ref, still)
-        self._keep(f"{stem}.{LIVE_VIDEO_EXT}", video)
         return still, video
 
-    def _keep(self, ref: str, path: Path) -> None:
+    def _keep(self, key: str, paths: tuple[Path, ...]) -> None:
         with self._lock:
-            self._downloads[ref] = path
-            self._downloads.move_to_end(ref)
+            self._downloads[key] = paths
+            self._downloads.move_to_end(key)
             while len(self._downloads) > KEPT_DOWNLOADS:
-                _old, stale = self._downloads.popitem(last=False)
-                if stale != path:
-                    stale.unlink(missing_ok=True)
+                old, stale = self._downloads.popitem(last=False)
+                self._fetching.pop(old, None)
+                for path in stale:
+                    path.unlink(missing_ok=True)  # a reader with it open keeps reading
+
+
+def _download_name(item: Item) -> str:
+    """Temp file name of one version of an item: a re-indexed item gets a new one."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{item.id}-{item.cache_key}")[:120]
+
+
+def _sweep_old_downloads(tmp: Path) -> None:
+    """Remove the download folders of processes that died a day ago or more (``close``
+    removes a live one's)."""
+    cutoff = time.time() - STALE_DOWNLOADS_SECONDS
+    for old in tmp.glob("synology-*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _scope(album_id: int, passphrase: str) -> ItemScope:
