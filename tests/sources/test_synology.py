@@ -300,3 +300,16 @@ def test_one_download_per_item_version_across_albums_and_runs(
         counts = {a["name"]: a["count"] for a in browse.albums(db)}
     assert counts == {ALBUM: 5, "fridge": 5}
     source.close()
+
+
+def test_a_session_that_died_between_polls_is_opened_again(
+    fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    source = synology_source(fake, tmp_path / "home", albums=[ALBUM])
+    sqlite_library.run(source)
+    fake.expire_sessions()  # a NAS reboot overnight
+    fake.add_item(fake.album(ALBUM), "IMG_7777.JPG", photo(77, 20_000))
+    summary = sqlite_library.run(source)  # the same source object, as the service keeps it
+    assert (summary.new, summary.unchanged, summary.failed) == (1, 5, 0)
+    assert fake.logins == 2
+    source.close()

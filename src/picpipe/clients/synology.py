@@ -256,6 +256,7 @@ class SynologyClient:
     def _with_session(self, func: Callable[[], T]) -> T:
         """``func()`` inside a session; opened again once when the NAS says it is gone."""
         self.login()
+        used = self._sid
         try:
             return func()
         except SourceError as exc:
@@ -267,7 +268,8 @@ class SynologyClient:
                 exc.fields.get("code"),
             )
         with self._lock:
-            self._sid = None
+            if self._sid == used:  # another worker may have logged in again already
+                self._sid = None
         self.login()
         return func()
 
