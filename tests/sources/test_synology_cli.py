@@ -46,6 +46,8 @@ def test_import_kitchen_reports_json_and_a_refused_login_is_one_line(tmp_path: P
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
         assert json.dumps(report).count('"new": 3') >= 1
+        assert fake.calls["SYNO.API.Auth.logout"] == 1  # the session is not left open
+        assert not list((tmp_path / "home" / "tmp").glob("synology-*"))  # downloads removed
         refused = run_cli("import", "kitchen", env=env | {"SYNO_PASSWORD": "hunter2-typo"})
     assert refused.returncode == 8
     # stderr: JSON log lines (not a terminal) and the one error line.

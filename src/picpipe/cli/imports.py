@@ -115,7 +115,11 @@ def import_(
     if move:
         refuse_move_outside_inboxes(settings, paths or list(settings.sources))
     if dry_run:
-        _dry_run(settings, resolve_sources(settings, paths or []), as_json)
+        planned = resolve_sources(settings, paths or [])
+        try:
+            _dry_run(settings, planned, as_json)
+        finally:
+            _close(planned)
         return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
@@ -136,6 +140,7 @@ def import_(
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _close(sources)  # a remote source logs out and removes its downloads
         tools.close()
         catalog.close()
     summary = result.summary
@@ -193,6 +198,11 @@ def _dry_run(settings: Settings, sources: list[Source], as_json: bool) -> None:
         f"duplicates recognised by their hash), {plan.unchanged} unchanged, "
         f"{len(plan.skipped)} skipped, {len(plan.problems)} problem(s); nothing was written"
     )
+
+
+def _close(sources: list[Source]) -> None:
+    for source in sources:
+        source.close()
 
 
 def refuse_move_outside_inboxes(settings: Settings, names: list[str]) -> None:
