@@ -2,7 +2,9 @@
 
 Each album is one folder of the listing, named by the album; an entry's ref is
 ``<album>/<file name>`` (``<album>/<stem>~<item id>.<ext>`` when two items of an album share a
-name), its extras the item id and cache key, its mtime the item's time. The listing reads no
+name), its extras the item id and cache key, its mtime the item's time. Refs are paths rather
+than bare item ids because the source contract, provenance and pairing by name all read
+``<folder>/<name>``; an item in two albums is two refs of one asset. The listing reads no
 content, with one exception: a Live Photo downloads as a zip of its still and its video, and
 only the zip says how big each half is, so a Live Photo seen for the first time is fetched by
 the listing into the download cache (the import's ``open`` then reads it from there; nothing
@@ -10,10 +12,12 @@ is fetched twice) and the halves' sizes are remembered in the source's state fil
 are listed as ``IMG_1234.HEIC`` and ``IMG_1234.MOV`` side by side, which `pipeline/pairs.py`
 pairs as a Live Photo.
 
-``open`` downloads the original into a temp file under the home (never into memory), keeps the
-last few downloads for the import's second read (hash, then placement), and raises
-VanishedFile (the item is gone), UnreadableFile (the NAS refuses it), DownloadInterrupted (the
-bytes stopped short, after retries), TornRead (the file changed since it was listed).
+``open`` downloads the original into a temp file under the home (never into memory), once per
+item version (shared by the albums it is in and by a Live Photo's halves), keeps the last
+downloads for the import's later reads (hash, exiftool through the entry's local path,
+placement), and raises VanishedFile (the item is gone), UnreadableFile (the NAS refuses it),
+DownloadInterrupted (the bytes stopped short, after retries), TornRead (the file changed since
+it was listed).
 """
 
 from __future__ import annotations
