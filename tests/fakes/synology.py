@@ -59,6 +59,8 @@ PHOTO_APIS: dict[str, int] = {
     "SYNO.FotoTeam.Browse.Folder": 2,
 }
 AUTH_MAX = 7
+TEAM_ROOT, PERSONAL_ROOT = 1, 2  # folder ids of the spaces' roots (NOTES §7)
+FOLDER_LIMIT = 2000
 UNFAULTED = ("SYNO.API.Info", "SYNO.API.Auth")  # faults for "any API" leave these alone
 
 
@@ -72,6 +74,7 @@ class FakeItem:
     video: bytes | None = None  # a Live Photo's motion half
     unreadable: bool = False
     indexed: int = 0  # bumps on every change: part of the cache key
+    folder_id: int = 0  # 0: the root folder of its space
 
     @property
     def cache_key(self) -> str:
@@ -101,7 +104,8 @@ class FakeItem:
             "time": self.time,
             "indexed_time": (self.time + self.indexed) * 1000,
             "owner_user_id": self.owner_user_id,
-            "folder_id": 1 if self.owner_user_id == 0 else 2,
+            "folder_id": self.folder_id
+            or (TEAM_ROOT if self.owner_user_id == 0 else PERSONAL_ROOT),
             "type": self.kind,
             "additional": {
                 "thumbnail": {
@@ -150,6 +154,26 @@ class FakeAlbum:
 
 
 @dataclass
+class FakeFolder:
+    id: int
+    name: str  # the full path, "/2024/kitchen" (the root is "/")
+    parent: int
+    team: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "parent": self.parent,
+            "owner_user_id": 0 if self.team else 1,
+            "passphrase": "",
+            "shared": False,
+            "sort_by": "default",
+            "sort_direction": "default",
+        }
+
+
+@dataclass
 class _Fault:
     kind: str  # http500 | slow | truncate | json_error | code
     count: int
@@ -182,6 +206,10 @@ class FakeSynology:
         self.sessions: dict[str, float] = {}
         self.albums: dict[int, FakeAlbum] = {}
         self.items: dict[int, FakeItem] = {}
+        self.folders: dict[int, FakeFolder] = {
+            TEAM_ROOT: FakeFolder(TEAM_ROOT, "/", 0, team=True),
+            PERSONAL_ROOT: FakeFolder(PERSONAL_ROOT, "/", 0),
+        }
         self.calls: Counter[str] = Counter()
         self.logins = 0
         self.bytes_sent = 0
@@ -209,6 +237,23 @@ class FakeSynology:
             self.albums[album.id] = album
             return album
 
+    def add_folder(self, path: str, *, team: bool = False) -> FakeFolder:
+        """The folder at ``path`` ("2024/kitchen") in a space, made with its parents."""
+        with self._lock:
+            folder = self.folders[TEAM_ROOT if team else PERSONAL_ROOT]
+            for part in [p for p in path.split("/") if p]:
+                name = f"{folder.name.rstrip('/')}/{part}"
+                found = [
+                    f
+                    for f in self.folders.values()
+                    if f.parent == folder.id and f.name == name and f.team == team
+                ]
+                if not found:
+                    found = [FakeFolder(self._new_id(), name, folder.id, team)]
+                    self.folders[found[0].id] = found[0]
+                folder = found[0]
+            return folder
+
     def album(self, name: str) -> FakeAlbum:
         found = [a for a in self.albums.values() if a.name == name]
         return found[0] if found else self.add_album(name)
@@ -222,9 +267,12 @@ class FakeSynology:
         *,
         shared_space: bool = False,
         video: bytes | None = None,
+        folder: FakeFolder | None = None,
     ) -> FakeItem:
         with self._lock:
-            item = FakeItem(self._new_id(), filename, data, taken, 0 if shared_space else 1, video)
+            team = shared_space or (folder is not None and folder.team)
+            item = FakeItem(self._new_id(), filename, data, taken, 0 if team else 1, video)
+            item.folder_id = folder.id if folder is not None else 0
             self.items[item.id] = item
             if album is not None:
                 album.items.append(item.id)
@@ -325,6 +373,8 @@ class FakeSynology:
             return self._albums(method, params)
         if api.endswith(".Browse.Item"):
             return self._items(method, params, team)
+        if api.endswith(".Browse.Folder"):
+            return self._folders(method, params, team)
         if api.endswith(".Thumbnail"):
             return self._thumbnail(method, params, team)
         if api.endswith(".Download"):
@@ -414,7 +464,39 @@ class FakeSynology:
             return _ok({"list": found})
         raise _Refused(103)
 
+    def _folders(self, method: str, params: dict[str, Any], team: bool) -> Response:
+        folder_id = params.get("id")
+        if not isinstance(folder_id, int):
+            raise _Refused(120 if folder_id is not None else 114)
+        if method == "get":
+            if folder_id == 0:  # the space's root (NOTES §7)
+                folder_id = TEAM_ROOT if team else PERSONAL_ROOT
+            found = self.folders.get(folder_id)
+            if found is None or found.team != team:
+                raise _Refused(120)  # the real code is unknown
+            return _ok({"folder": found.as_json()})
+        if method != "list":
+            raise _Refused(103)
+        offset, limit = _paging(params, FOLDER_LIMIT)
+        parent = self.folders.get(folder_id)
+        if parent is None or parent.team != team:
+            raise _Refused(120)  # the real code is unknown
+        children = sorted(
+            (f for f in self.folders.values() if f.parent == folder_id), key=lambda f: f.id
+        )
+        return _ok({"list": [f.as_json() for f in children[offset : offset + limit]]})
+
+    def _in_folder(self, item: FakeItem, folder_id: int) -> bool:
+        root = TEAM_ROOT if item.owner_user_id == 0 else PERSONAL_ROOT
+        return (item.folder_id or root) == folder_id
+
     def _scope(self, params: dict[str, Any], team: bool) -> list[FakeItem]:
+        if "folder_id" in params:
+            folder_id = params["folder_id"]
+            folder = self.folders.get(folder_id) if isinstance(folder_id, int) else None
+            if folder is None or folder.team != team:
+                raise _Refused(120)
+            return [i for i in self.items.values() if self._in_folder(i, folder.id)]
         if team:
             if "album_id" in params or "passphrase" in params:
                 raise _Refused(120)
@@ -539,13 +621,13 @@ def _decode(raw: str) -> Any:
         return raw
 
 
-def _paging(params: dict[str, Any]) -> tuple[int, int]:
+def _paging(params: dict[str, Any], most: int = MAX_LIMIT) -> tuple[int, int]:
     if "offset" not in params or "limit" not in params:
         raise _Refused(114)
     offset, limit = params["offset"], params["limit"]
     if not isinstance(offset, int) or not isinstance(limit, int):
         raise _Refused(120)
-    if offset < 0 or limit <= 0 or limit > MAX_LIMIT:
+    if offset < 0 or limit <= 0 or limit > most:
         raise _Refused(120)
     return offset, limit
 

@@ -238,3 +238,22 @@ def test_slow_answers_and_the_loopback_server(fake: FakeSynology) -> None:
                 },
                 timeout=0.2,
             )
+
+
+def test_folders_by_parent_and_their_own_items(fake: FakeSynology) -> None:
+    deep = fake.add_folder("a/b")
+    fake.add_item(None, "deep.jpg", b"x", folder=deep)
+    fake.add_item(None, "root.jpg", b"y")
+    session = sid(fake)
+    base = {"api": "SYNO.Foto.Browse.Folder", "version": 2, "_sid": session}
+    root = call(fake, **base, method="get", id=0).json()["data"]["folder"]
+    assert root["name"] == "/"
+    level = call(fake, **base, method="list", id=root["id"], offset=0, limit=2000)
+    (a,) = level.json()["data"]["list"]
+    assert a["name"] == "/a"
+    assert code(call(fake, **base, method="list", id=root["id"], offset=0, limit=2001)) == 120
+    items = {"api": "SYNO.Foto.Browse.Item", "method": "list", "version": 4, "_sid": session}
+    own = call(fake, **items, folder_id=deep.id, offset=0, limit=10).json()["data"]["list"]
+    assert [i["filename"] for i in own] == ["deep.jpg"]
+    at_root = call(fake, **items, folder_id=root["id"], offset=0, limit=10).json()["data"]["list"]
+    assert [i["filename"] for i in at_root] == ["root.jpg"]

@@ -313,3 +313,47 @@ def test_a_session_that_died_between_polls_is_opened_again(
     assert (summary.new, summary.unchanged, summary.failed) == (1, 5, 0)
     assert fake.logins == 2
     source.close()
+
+
+def test_whole_folders_with_their_subfolders(
+    fake: FakeSynology, sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    kitchen = fake.add_folder("family/kitchen")
+    fake.add_item(None, "top.jpg", photo(80, 10_000), folder=kitchen)
+    fake.add_item(
+        None, "deep.jpg", photo(81, 10_000), folder=fake.add_folder("family/kitchen/2024")
+    )
+    fake.add_item(None, "else.jpg", photo(82, 10_000), folder=fake.add_folder("family/garden"))
+    team = fake.add_folder("projects", team=True)
+    fake.add_item(None, "team.jpg", photo(83, 10_000), folder=team)
+    source = synology_source(fake, tmp_path / "home", folders=["family/kitchen"])
+    refs = sorted(e.ref for e in iter_entries(source) if isinstance(e, SourceEntry))
+    assert refs == ["family/kitchen/2024/deep.jpg", "family/kitchen/top.jpg"]
+    assert sqlite_library.run(source).new == 2
+    assert source.album_members() == []  # folders are not albums
+    source.close()
+    shared = synology_source(
+        fake, tmp_path / "home", name="team", space="shared", folders=["projects"]
+    )
+    refs = sorted(e.ref for e in iter_entries(shared) if isinstance(e, SourceEntry))
+    assert refs == ["Shared Space/projects/team.jpg"]
+    shared.close()
+    missing = synology_source(fake, tmp_path / "home", name="x", folders=["family/attic"])
+    with pytest.raises(SourceMisconfigured, match="folder 'family/attic' not found"):
+        list(iter_entries(missing))
+    missing.close()
+
+
+def test_albums_and_folders_are_one_or_the_other() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not both"):
+        SynologyOptions.model_validate(
+            {
+                "url": "http://nas:5000",
+                "username": "u",
+                "password": "p",
+                "albums": ["a"],
+                "folders": ["b"],
+            }
+        )

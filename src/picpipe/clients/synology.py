@@ -30,6 +30,7 @@ from picpipe.clients.synology_models import (
     Album,
     ApiInfo,
     Download,
+    Folder,
     Item,
     ItemScope,
     form_value,
@@ -52,6 +53,7 @@ T = TypeVar("T")
 
 PAGE_LIMIT = 5000  # the most Browse.Item list gives per page (NOTES §6)
 ALBUM_PAGE = 500
+FOLDER_PAGE = 1000  # clients use up to 2000 (NOTES §7)
 CHUNK = 1024 * 1024
 # The versions this client is tested against; older NAS get min(theirs, ours) (NOTES §11).
 VERSIONS = {
@@ -60,6 +62,8 @@ VERSIONS = {
     "SYNO.Foto.Browse.Item": 4,
     "SYNO.FotoTeam.Browse.Item": 4,
     "SYNO.Foto.Download": 2,
+    "SYNO.Foto.Browse.Folder": 2,
+    "SYNO.FotoTeam.Browse.Folder": 2,
     "SYNO.FotoTeam.Download": 2,
 }
 ZIP_MAGIC = b"PK\x03\x04"
@@ -197,6 +201,35 @@ class SynologyClient:
             detail=f"album {wanted!r} not found (neither own nor shared with {self._account}); "
             "check `albums` (names or ids)",
         )
+
+    def find_folder(self, path: str, *, team: bool = False) -> Folder:
+        """The folder at ``path`` ("2024/kitchen") of the personal space or the Shared Space;
+        SourceMisconfigured when there is none."""
+        api = "SYNO.FotoTeam.Browse.Folder" if team else "SYNO.Foto.Browse.Folder"
+        folder = Folder.from_json(self.call(api, "get", {"id": 0})["folder"])
+        for part in [p for p in path.split("/") if p]:
+            found = [
+                f for f in self.subfolders(folder, team=team) if f.path.rpartition("/")[2] == part
+            ]
+            if not found:
+                space = "the Shared Space" if team else "the personal space"
+                raise SourceMisconfigured(
+                    source=self.source,
+                    detail=f"folder {path!r} not found in {space}; check `folders`",
+                )
+            folder = found[0]
+        return folder
+
+    def subfolders(self, parent: Folder, *, team: bool = False) -> Iterator[Folder]:
+        api = "SYNO.FotoTeam.Browse.Folder" if team else "SYNO.Foto.Browse.Folder"
+        offset = 0
+        while True:
+            params = {"id": parent.id, "offset": offset, "limit": FOLDER_PAGE}
+            page = self.call(api, "list", params)["list"]
+            yield from (Folder.from_json(raw) for raw in page)
+            if len(page) < FOLDER_PAGE:
+                return
+            offset += FOLDER_PAGE
 
     def items(self, scope: ItemScope) -> Iterator[Item]:
         """Every item of ``scope``, page by page; no total is given, so a short page ends it."""

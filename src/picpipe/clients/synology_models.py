@@ -38,14 +38,34 @@ class Album:
 
 
 @dataclass(frozen=True, slots=True)
+class Folder:
+    """A folder of a space; ``name`` is its full path ("/2024/kitchen", the root "/")."""
+
+    id: int
+    name: str
+
+    @property
+    def path(self) -> str:
+        return self.name.strip("/")
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Folder:
+        return cls(id=int(raw["id"]), name=str(raw.get("name") or "/"))
+
+
+@dataclass(frozen=True, slots=True)
 class ItemScope:
-    """What an item listing covers: one album (by id or passphrase) or the shared space."""
+    """What an item listing covers: one album (by id or passphrase), one folder, or the
+    whole Shared Space."""
 
     album_id: int | None = None
     passphrase: str | None = None
     team: bool = False  # SYNO.FotoTeam.*: the shared space
+    folder_id: int | None = None  # one folder's own items (not its subfolders')
 
     def params(self) -> dict[str, Any]:
+        if self.folder_id is not None:
+            return {"folder_id": self.folder_id}
         if self.passphrase:
             return {"passphrase": self.passphrase}
         if self.album_id is not None:
@@ -112,6 +132,7 @@ __all__ = [
     "Album",
     "ApiInfo",
     "Download",
+    "Folder",
     "Item",
     "ItemScope",
     "Space",

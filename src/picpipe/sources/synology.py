@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, NamedTuple
 
 from picpipe.clients.synology import SynologyClient
-from picpipe.clients.synology_models import Item, ItemScope
+from picpipe.clients.synology_models import Folder, Item, ItemScope
 from picpipe.config import ScanOptions
 from picpipe.errors import (
     DownloadInterrupted,
@@ -146,7 +146,8 @@ class SynologySource:
                     members[entry.ref] = item.cache_key
                 if item.kind == "live":
                     live_keys.add(item.cache_key)
-            albums.append(SourceAlbum(external, folder, members))
+            if external is not None:  # folders are not albums
+                albums.append(SourceAlbum(external, folder, members))
             with self._lock:  # the import opens a folder's entries before the next is listed
                 self._listed.update((e.ref, listed[e.ref]) for e in entries)
             yield FolderListing(folder, entries)
@@ -194,8 +195,14 @@ class SynologySource:
 
     # -- listing -----------------------------------------------------------------------------
 
-    def _scopes(self) -> Iterator[tuple[str, ItemScope, str]]:
-        if self.options.space == "shared":
+    def _scopes(self) -> Iterator[tuple[str, ItemScope, str | None]]:
+        """(folder of the listing, what to list, the album's id or None for a folder)."""
+        team = self.options.space == "shared"
+        for path in self.options.folders:
+            yield from self._folder_tree(self.client.find_folder(path, team=team), team)
+        if self.options.folders:
+            return
+        if team:
             yield SHARED_FOLDER, ItemScope(team=True), "shared-space"
             return
         if self.options.albums:
@@ -210,6 +217,14 @@ class SynologySource:
                 continue
             seen.add(album.name)
             yield album.name, _scope(album.id, album.passphrase), str(album.id)
+
+    def _folder_tree(self, top: Folder, team: bool) -> Iterator[tuple[str, ItemScope, str | None]]:
+        """``top`` and every folder under it, parents first (a folder lists only its own)."""
+        pending = [top]
+        while pending:
+            folder = pending.pop(0)
+            yield _folder_name(folder, team), ItemScope(folder_id=folder.id, team=team), None
+            pending.extend(self.client.subfolders(folder, team=team))
 
     def _entries_of(
         self, folder: str, item: Item, clash: bool, passphrase: str | None
@@ -362,6 +377,12 @@ def _sweep_old_downloads(tmp: Path) -> None:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
+
+
+def _folder_name(folder: Folder, team: bool) -> str:
+    if team:
+        return f"{SHARED_FOLDER}/{folder.path}" if folder.path else SHARED_FOLDER
+    return folder.path
 
 
 def _scope(album_id: int, passphrase: str) -> ItemScope:

@@ -34,8 +34,14 @@ class SynologyOptions(StrictOptions):
         default_factory=list,
         description="album names or ids (own or shared with the account); empty = every album",
     )
+    folders: list[str] = Field(
+        default_factory=list,
+        description="whole folders instead of albums (paths such as 2024/kitchen, with their "
+        "subfolders) of the personal space, or of the Shared Space with `space: shared`",
+    )
     space: Literal["personal", "shared"] = Field(
-        default="personal", description="personal albums, or the whole Shared Space"
+        default="personal",
+        description="personal albums or folders, or the Shared Space (all of it, or `folders`)",
     )
     mode: Literal["library", "index"] = Field(
         default="library", description="keep originals in the library, or only index them"
@@ -44,7 +50,7 @@ class SynologyOptions(StrictOptions):
     session: str = Field(default="webui", description="DSM session name (non-admin accounts)")
     timeout: float = Field(default=30.0, gt=0, description="seconds a NAS may stay silent")
 
-    @field_validator("albums", mode="before")
+    @field_validator("albums", "folders", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
         # `albums: [kitchen-dash, 42]`: ids may come as numbers from YAML; from an environment
@@ -72,6 +78,8 @@ class SynologyOptions(StrictOptions):
             raise ValueError("needs password, password_env or password_file")
         if self.space == "shared" and self.albums:
             raise ValueError("the Shared Space has no albums: leave `albums` out for it")
+        if self.albums and self.folders:
+            raise ValueError("`albums` or `folders`, not both (make two sources)")
         return self
 
 
