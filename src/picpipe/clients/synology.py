@@ -30,7 +30,6 @@ from picpipe.clients.synology_models import (
     Album,
     ApiInfo,
     Download,
-    Folder,
     Item,
     ItemScope,
     form_value,
@@ -53,7 +52,6 @@ T = TypeVar("T")
 
 PAGE_LIMIT = 5000  # the most Browse.Item list gives per page (NOTES §6)
 ALBUM_PAGE = 500
-FOLDER_PAGE = 1000  # clients use up to 2000 (NOTES §7)
 CHUNK = 1024 * 1024
 # The versions this client is tested against; older NAS get min(theirs, ours) (NOTES §11).
 VERSIONS = {
@@ -90,7 +88,7 @@ class SynologyClient:
         page_limit: int = PAGE_LIMIT,
     ) -> None:
         self.source = source
-        self._account = account
+        self.account = account
         self._password = password
         self._session_name = session_name
         self._otp_code = otp_code
@@ -175,62 +173,6 @@ class SynologyClient:
                 return
             offset += ALBUM_PAGE
 
-    def find_album(self, wanted: str) -> Album:
-        """An album by id (digits) or by name: the exact name first, then ignoring case; of
-        several with one name the oldest (lowest id). SourceMisconfigured when none is."""
-        albums = list(self.albums())
-        if wanted.isdigit():
-            by_id = [a for a in albums if a.id == int(wanted)]
-            if by_id:
-                return by_id[0]
-        exact = [a for a in albums if a.name == wanted]
-        folded = [a for a in albums if a.name.casefold() == wanted.casefold()]
-        for found in (sorted(exact, key=lambda a: a.id), sorted(folded, key=lambda a: a.id)):
-            if found:
-                if len(found) > 1:
-                    log.warning(
-                        "source %s: %d albums are named %r; using the oldest (id %d)",
-                        self.source,
-                        len(found),
-                        wanted,
-                        found[0].id,
-                    )
-                return found[0]
-        raise SourceMisconfigured(
-            source=self.source,
-            detail=f"album {wanted!r} not found (neither own nor shared with {self._account}); "
-            "check `albums` (names or ids)",
-        )
-
-    def find_folder(self, path: str, *, team: bool = False) -> Folder:
-        """The folder at ``path`` ("2024/kitchen") of the personal space or the Shared Space;
-        SourceMisconfigured when there is none."""
-        api = "SYNO.FotoTeam.Browse.Folder" if team else "SYNO.Foto.Browse.Folder"
-        folder = Folder.from_json(self.call(api, "get", {"id": 0})["folder"])
-        for part in [p for p in path.split("/") if p]:
-            found = [
-                f for f in self.subfolders(folder, team=team) if f.path.rpartition("/")[2] == part
-            ]
-            if not found:
-                space = "the Shared Space" if team else "the personal space"
-                raise SourceMisconfigured(
-                    source=self.source,
-                    detail=f"folder {path!r} not found in {space}; check `folders`",
-                )
-            folder = found[0]
-        return folder
-
-    def subfolders(self, parent: Folder, *, team: bool = False) -> Iterator[Folder]:
-        api = "SYNO.FotoTeam.Browse.Folder" if team else "SYNO.Foto.Browse.Folder"
-        offset = 0
-        while True:
-            params = {"id": parent.id, "offset": offset, "limit": FOLDER_PAGE}
-            page = self.call(api, "list", params)["list"]
-            yield from (Folder.from_json(raw) for raw in page)
-            if len(page) < FOLDER_PAGE:
-                return
-            offset += FOLDER_PAGE
-
     def items(self, scope: ItemScope) -> Iterator[Item]:
         """Every item of ``scope``, page by page; no total is given, so a short page ends it."""
         api = "SYNO.FotoTeam.Browse.Item" if scope.team else "SYNO.Foto.Browse.Item"
@@ -309,7 +251,7 @@ class SynologyClient:
     def _login(self) -> str:
         info = self.apis()["SYNO.API.Auth"]
         params: dict[str, Any] = {
-            "account": self._account,
+            "account": self.account,
             "passwd": self._password,
             "session": self._session_name,
             "format": "sid",

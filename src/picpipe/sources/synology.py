@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, NamedTuple
 
 from picpipe.clients.synology import SynologyClient
+from picpipe.clients.synology_lookup import find_album, find_folder, subfolders
 from picpipe.clients.synology_models import Folder, Item, ItemScope
 from picpipe.config import ScanOptions
 from picpipe.errors import (
@@ -199,7 +200,7 @@ class SynologySource:
         """(folder of the listing, what to list, the album's id or None for a folder)."""
         team = self.options.space == "shared"
         for path in self.options.folders:
-            yield from self._folder_tree(self.client.find_folder(path, team=team), team)
+            yield from self._folder_tree(find_folder(self.client, path, team=team), team)
         if self.options.folders:
             return
         if team:
@@ -207,7 +208,7 @@ class SynologySource:
             return
         if self.options.albums:
             for wanted in self.options.albums:
-                album = self.client.find_album(wanted)
+                album = find_album(self.client, wanted)
                 yield album.name, _scope(album.id, album.passphrase), str(album.id)
             return
         seen: set[str] = set()
@@ -224,7 +225,7 @@ class SynologySource:
         while pending:
             folder = pending.pop(0)
             yield _folder_name(folder, team), ItemScope(folder_id=folder.id, team=team), None
-            pending.extend(self.client.subfolders(folder, team=team))
+            pending.extend(subfolders(self.client, folder, team=team))
 
     def _entries_of(
         self, folder: str, item: Item, clash: bool, passphrase: str | None
