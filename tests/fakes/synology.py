@@ -19,21 +19,21 @@ several → a zip, a Live Photo → a zip of its still and its video.
 Faults (`fail_next`): ``http500``, ``slow`` (seconds before answering), ``truncate`` (the body
 cut after half, Content-Length promising all of it), ``json_error`` (HTTP 200 JSON error on a
 binary endpoint) and ``code`` (an envelope error such as 109), for the next N requests of one
-API (or any). Counters: ``calls`` by ``api.method``, ``bytes_sent`` of downloads.
+API (or any). Counters: ``calls`` by ``api.method``, ``bytes_sent`` of downloads, ``logins``.
+Folders (``Browse.Folder`` get/list, items by ``folder_id``) and older Photos versions
+(``max_versions``) too. Records and envelope helpers: `tests.fakes.synology_model`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import json
 import secrets
 import threading
 import time
 import zipfile
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -42,152 +42,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MAX_LIMIT = 5000
-# SYNO.API.Info as a DSM 7.2 NAS with Photos 1.6 answers (NOTES §2); no FotoTeam.Browse.Album.
-PHOTO_APIS: dict[str, int] = {
-    "SYNO.Foto.Browse.Album": 5,
-    "SYNO.Foto.Browse.Item": 6,
-    "SYNO.Foto.Download": 2,
-    "SYNO.Foto.Thumbnail": 2,
-    "SYNO.Foto.Search.Search": 6,
-    "SYNO.Foto.Browse.Folder": 2,
-    "SYNO.Foto.Sharing.Misc": 2,
-    "SYNO.Foto.UserInfo": 1,
-    "SYNO.FotoTeam.Browse.Item": 6,
-    "SYNO.FotoTeam.Download": 2,
-    "SYNO.FotoTeam.Thumbnail": 2,
-    "SYNO.FotoTeam.Browse.Folder": 2,
-}
-AUTH_MAX = 7
-TEAM_ROOT, PERSONAL_ROOT = 1, 2  # folder ids of the spaces' roots (NOTES §7)
-FOLDER_LIMIT = 2000
-UNFAULTED = ("SYNO.API.Info", "SYNO.API.Auth")  # faults for "any API" leave these alone
-
-
-@dataclass
-class FakeItem:
-    id: int
-    filename: str
-    data: bytes
-    time: int  # taken, unix seconds
-    owner_user_id: int = 1  # 0 = lives in the shared space
-    video: bytes | None = None  # a Live Photo's motion half
-    unreadable: bool = False
-    indexed: int = 0  # bumps on every change: part of the cache key
-    folder_id: int = 0  # 0: the root folder of its space
-
-    @property
-    def cache_key(self) -> str:
-        return f"{self.id}_{self.time + self.indexed}"
-
-    @property
-    def kind(self) -> str:
-        if self.video is not None:
-            return "live"
-        return "video" if self.filename.lower().endswith((".mov", ".mp4")) else "photo"
-
-    def payload(self) -> bytes:
-        if self.video is None:
-            return self.data
-        out = io.BytesIO()
-        stem = self.filename.rpartition(".")[0]
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-            archive.writestr(self.filename, self.data)
-            archive.writestr(f"{stem}.MOV", self.video)
-        return out.getvalue()
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "filename": self.filename,
-            "filesize": len(self.payload()),
-            "time": self.time,
-            "indexed_time": (self.time + self.indexed) * 1000,
-            "owner_user_id": self.owner_user_id,
-            "folder_id": self.folder_id
-            or (TEAM_ROOT if self.owner_user_id == 0 else PERSONAL_ROOT),
-            "type": self.kind,
-            "additional": {
-                "thumbnail": {
-                    "cache_key": self.cache_key,
-                    "unit_id": self.id,
-                    "sm": "ready",
-                    "m": "ready",
-                    "xl": "ready",
-                    "preview": "broken",
-                }
-            },
-        }
-        if self.video is not None:
-            out["live_type"] = "photo"
-        return out
-
-
-@dataclass
-class FakeAlbum:
-    id: int
-    name: str
-    items: list[int] = field(default_factory=list)
-    passphrase: str = ""  # non-empty: shared with the account by another user
-    owner_user_id: int = 1
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "item_count": len(self.items),
-            "owner_user_id": self.owner_user_id,
-            "passphrase": self.passphrase,
-            "shared": bool(self.passphrase),
-            "type": "normal",
-            "create_time": 1_700_000_000,
-            "start_time": 1_700_000_000,
-            "end_time": 1_700_000_000,
-            "sort_by": "default",
-            "sort_direction": "default",
-            "version": 1,
-            "condition": {},
-            "freeze_album": False,
-            "temporary_shared": False,
-            "cant_migrate_condition": {},
-        }
-
-
-@dataclass
-class FakeFolder:
-    id: int
-    name: str  # the full path, "/2024/kitchen" (the root is "/")
-    parent: int
-    team: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "parent": self.parent,
-            "owner_user_id": 0 if self.team else 1,
-            "passphrase": "",
-            "shared": False,
-            "sort_by": "default",
-            "sort_direction": "default",
-        }
-
-
-@dataclass
-class _Fault:
-    kind: str  # http500 | slow | truncate | json_error | code
-    count: int
-    api: str | None
-    code: int = 109
-    seconds: float = 0.0
-    after: int = 0  # let this many matching requests pass first
-
-
-class _Refused(Exception):
-    def __init__(self, code: int, errors: Any = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.errors = errors
+from tests.fakes.synology_model import (
+    AUTH_MAX,
+    FOLDER_LIMIT,
+    PERSONAL_ROOT,
+    PHOTO_APIS,
+    TEAM_ROOT,
+    UNFAULTED,
+    FakeAlbum,
+    FakeFolder,
+    FakeItem,
+    Fault,
+    Refused,
+    decode,
+    error,
+    ok,
+    paging,
+)
 
 
 class FakeSynology:
@@ -213,7 +84,7 @@ class FakeSynology:
         self.calls: Counter[str] = Counter()
         self.logins = 0
         self.bytes_sent = 0
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._next_id = 1000
         self._lock = threading.Lock()
         routes = [
@@ -312,7 +183,7 @@ class FakeSynology:
         """Fault ``count`` requests of ``api`` (None: any API but SYNO.API.Info and Auth),
         after letting ``after`` of them pass."""
         with self._lock:
-            self._faults.append(_Fault(kind, count, api, code, seconds, after))
+            self._faults.append(Fault(kind, count, api, code, seconds, after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -321,13 +192,13 @@ class FakeSynology:
     # -- the HTTP surface --------------------------------------------------------------------
 
     async def _endpoint(self, request: Request) -> Response:
-        params: dict[str, Any] = {k: _decode(v) for k, v in request.query_params.items()}
+        params: dict[str, Any] = {k: decode(v) for k, v in request.query_params.items()}
         if request.method == "POST":
             form = await request.form()
-            params |= {k: _decode(str(v)) for k, v in form.items()}
+            params |= {k: decode(str(v)) for k, v in form.items()}
         api, method, version = params.get("api"), params.get("method"), params.get("version")
         if not api or not method or version is None:
-            return _error(101)
+            return error(101)
         self.calls[f"{api}.{method}"] += 1
         fault = self._take_fault(str(api))
         if fault is not None and fault.kind == "slow":
@@ -336,11 +207,11 @@ class FakeSynology:
         if fault is not None and fault.kind == "http500":
             return Response(b"<html>500 Internal Server Error</html>", 500, media_type="text/html")
         if fault is not None and fault.kind in ("code", "json_error"):
-            return _error(fault.code)
+            return error(fault.code)
         try:
             return self._call(request, str(api), str(method), version, params, fault)
-        except _Refused as refused:
-            return _error(refused.code, refused.errors)
+        except Refused as refused:
+            return error(refused.code, refused.errors)
 
     def _call(
         self,
@@ -349,26 +220,26 @@ class FakeSynology:
         method: str,
         version: Any,
         params: dict[str, Any],
-        fault: _Fault | None,
+        fault: Fault | None,
     ) -> Response:
         if not isinstance(version, int):
-            raise _Refused(104)
+            raise Refused(104)
         if api == "SYNO.API.Info":
             if method != "query":
-                raise _Refused(103)
-            return _ok(self._info(str(params.get("query", "all"))))
+                raise Refused(103)
+            return ok(self._info(str(params.get("query", "all"))))
         if api == "SYNO.API.Auth":
             if version > AUTH_MAX:
-                raise _Refused(104)
+                raise Refused(104)
             return self._auth(method, params)
         if api not in self.max_versions or not self.photos_installed:
-            raise _Refused(102)
+            raise Refused(102)
         if version > self.max_versions[api]:
-            raise _Refused(104)
+            raise Refused(104)
         self._check_session(request, params)
         team = api.startswith("SYNO.FotoTeam.")
         if team and not self.shared_space:
-            raise _Refused(801)
+            raise Refused(801)
         if api == "SYNO.Foto.Browse.Album":
             return self._albums(method, params)
         if api.endswith(".Browse.Item"):
@@ -379,7 +250,7 @@ class FakeSynology:
             return self._thumbnail(method, params, team)
         if api.endswith(".Download"):
             return self._download(method, params, team, fault)
-        raise _Refused(103)
+        raise Refused(103)
 
     def _info(self, query: str) -> dict[str, Any]:
         apis: dict[str, Any] = {
@@ -404,22 +275,22 @@ class FakeSynology:
             self.sessions.pop(str(params.get("_sid", "")), None)
             return JSONResponse({"success": True})
         if method != "login":
-            raise _Refused(103)
+            raise Refused(103)
         if "account" not in params or "passwd" not in params:
-            raise _Refused(114)
+            raise Refused(114)
         self.logins += 1
         if str(params["account"]) != self.account or str(params["passwd"]) != self.password:
-            raise _Refused(400)
+            raise Refused(400)
         if self.disabled:
-            raise _Refused(401)
+            raise Refused(401)
         data: dict[str, Any] = {"is_portal_port": False, "account": self.account}
         if self.otp is not None and str(params.get("device_id", "")) not in self.device_ids:
             code = params.get("otp_code")
             if code is None:
                 types = [{"type": "authenticator"}, {"type": "fido"}, {"type": "otp"}]
-                raise _Refused(403, {"token": secrets.token_hex(8), "types": types})
+                raise Refused(403, {"token": secrets.token_hex(8), "types": types})
             if str(code) != self.otp:
-                raise _Refused(404)
+                raise Refused(404)
             if params.get("enable_device_token") == "yes":
                 device = secrets.token_urlsafe(24)
                 self.device_ids.add(device)
@@ -438,53 +309,53 @@ class FakeSynology:
         with self._lock:
             started = self.sessions.get(sid)
             if started is None:
-                raise _Refused(119)
+                raise Refused(119)
             if self.idle_seconds is not None and time.monotonic() - started > self.idle_seconds:
                 del self.sessions[sid]
-                raise _Refused(106)
+                raise Refused(106)
             self.sessions[sid] = time.monotonic()
 
     def _albums(self, method: str, params: dict[str, Any]) -> Response:
         if method == "list":
-            offset, limit = _paging(params)
+            offset, limit = paging(params)
             shared = params.get("category") == "normal_share_with_me"
             albums = [
                 a
                 for a in sorted(self.albums.values(), key=lambda a: a.id)
                 if shared or not a.passphrase
             ]
-            return _ok({"list": [a.as_json() for a in albums[offset : offset + limit]]})
+            return ok({"list": [a.as_json() for a in albums[offset : offset + limit]]})
         if method == "get":
             ids = params.get("id")
             if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-                raise _Refused(120 if "id" in params else 114)
+                raise Refused(120 if "id" in params else 114)
             found = [self.albums[i].as_json() for i in ids if i in self.albums]
             if not found:
-                raise _Refused(620)
-            return _ok({"list": found})
-        raise _Refused(103)
+                raise Refused(620)
+            return ok({"list": found})
+        raise Refused(103)
 
     def _folders(self, method: str, params: dict[str, Any], team: bool) -> Response:
         folder_id = params.get("id")
         if not isinstance(folder_id, int):
-            raise _Refused(120 if folder_id is not None else 114)
+            raise Refused(120 if folder_id is not None else 114)
         if method == "get":
             if folder_id == 0:  # the space's root (NOTES §7)
                 folder_id = TEAM_ROOT if team else PERSONAL_ROOT
             found = self.folders.get(folder_id)
             if found is None or found.team != team:
-                raise _Refused(120)  # the real code is unknown
-            return _ok({"folder": found.as_json()})
+                raise Refused(120)  # the real code is unknown
+            return ok({"folder": found.as_json()})
         if method != "list":
-            raise _Refused(103)
-        offset, limit = _paging(params, FOLDER_LIMIT)
+            raise Refused(103)
+        offset, limit = paging(params, FOLDER_LIMIT)
         parent = self.folders.get(folder_id)
         if parent is None or parent.team != team:
-            raise _Refused(120)  # the real code is unknown
+            raise Refused(120)  # the real code is unknown
         children = sorted(
             (f for f in self.folders.values() if f.parent == folder_id), key=lambda f: f.id
         )
-        return _ok({"list": [f.as_json() for f in children[offset : offset + limit]]})
+        return ok({"list": [f.as_json() for f in children[offset : offset + limit]]})
 
     def _in_folder(self, item: FakeItem, folder_id: int) -> bool:
         root = TEAM_ROOT if item.owner_user_id == 0 else PERSONAL_ROOT
@@ -495,11 +366,11 @@ class FakeSynology:
             folder_id = params["folder_id"]
             folder = self.folders.get(folder_id) if isinstance(folder_id, int) else None
             if folder is None or folder.team != team:
-                raise _Refused(120)
+                raise Refused(120)
             return [i for i in self.items.values() if self._in_folder(i, folder.id)]
         if team:
             if "album_id" in params or "passphrase" in params:
-                raise _Refused(120)
+                raise Refused(120)
             return [i for i in self.items.values() if i.owner_user_id == 0]
         if "passphrase" in params:
             found = [
@@ -508,35 +379,35 @@ class FakeSynology:
                 if a.passphrase and a.passphrase == params["passphrase"]
             ]
             if not found:
-                raise _Refused(120)
+                raise Refused(120)
             return [self.items[i] for i in found[0].items if i in self.items]
         album_id = params.get("album_id")
         if album_id is None:
             return [i for i in self.items.values() if i.owner_user_id != 0]
         if not isinstance(album_id, int):
-            raise _Refused(120)
+            raise Refused(120)
         album = self.albums.get(album_id)
         if album is None:
-            raise _Refused(620)
+            raise Refused(620)
         if album.passphrase:
-            raise _Refused(609)  # shared with me: ask by passphrase
+            raise Refused(609)  # shared with me: ask by passphrase
         return [self.items[i] for i in album.items if i in self.items]
 
     def _items(self, method: str, params: dict[str, Any], team: bool) -> Response:
         if method == "count":
-            return _ok({"count": len(self._scope(params, team))})
+            return ok({"count": len(self._scope(params, team))})
         if method != "list":
-            raise _Refused(103)
-        offset, limit = _paging(params)
+            raise Refused(103)
+        offset, limit = paging(params)
         items = sorted(self._scope(params, team), key=lambda i: i.id)
-        return _ok({"list": [i.as_json() for i in items[offset : offset + limit]]})
+        return ok({"list": [i.as_json() for i in items[offset : offset + limit]]})
 
     def _thumbnail(self, method: str, params: dict[str, Any], team: bool) -> Response:
         if method != "get":
-            raise _Refused(103)
+            raise Refused(103)
         item = self.items.get(params.get("id"))  # type: ignore[arg-type]
         if params.get("size") not in ("sm", "m", "xl") or params.get("type") != "unit":
-            raise _Refused(120)
+            raise Refused(120)
         if (
             item is None
             or str(params.get("cache_key")) != item.cache_key
@@ -546,22 +417,22 @@ class FakeSynology:
         return Response(b"\xff\xd8\xff\xe0fake-thumbnail\xff\xd9", media_type="image/jpeg")
 
     def _download(
-        self, method: str, params: dict[str, Any], team: bool, fault: _Fault | None
+        self, method: str, params: dict[str, Any], team: bool, fault: Fault | None
     ) -> Response:
         if method != "download":
-            raise _Refused(103)
+            raise Refused(103)
         ids = params.get("unit_id", params.get("item_id"))
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
-            raise _Refused(120 if ids is not None else 114)
+            raise Refused(120 if ids is not None else 114)
         items = [self.items.get(i) for i in ids]
         if any(i is None for i in items):
-            raise _Refused(620)
+            raise Refused(620)
         found = [i for i in items if i is not None]
         for item in found:
             if item.unreadable:
-                raise _Refused(804)
+                raise Refused(804)
             if (item.owner_user_id == 0) != team:
-                raise _Refused(117 if not team else 801)
+                raise Refused(117 if not team else 801)
         if len(found) == 1:
             item = found[0]
             body = item.payload()
@@ -599,7 +470,7 @@ class FakeSynology:
         self._next_id += 1
         return self._next_id
 
-    def _take_fault(self, api: str) -> _Fault | None:
+    def _take_fault(self, api: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.api == api or (fault.api is None and api not in UNFAULTED):
@@ -611,36 +482,6 @@ class FakeSynology:
                         self._faults.remove(fault)
                     return fault
         return None
-
-
-def _decode(raw: str) -> Any:
-    """NOTES §1: the server JSON-decodes every value and keeps the raw text when it is not JSON."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _paging(params: dict[str, Any], most: int = MAX_LIMIT) -> tuple[int, int]:
-    if "offset" not in params or "limit" not in params:
-        raise _Refused(114)
-    offset, limit = params["offset"], params["limit"]
-    if not isinstance(offset, int) or not isinstance(limit, int):
-        raise _Refused(120)
-    if offset < 0 or limit <= 0 or limit > most:
-        raise _Refused(120)
-    return offset, limit
-
-
-def _ok(data: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"success": True, "data": data})
-
-
-def _error(code: int, errors: Any = None) -> JSONResponse:
-    error: dict[str, Any] = {"code": code}
-    if errors is not None:
-        error["errors"] = errors
-    return JSONResponse({"success": False, "error": error})
 
 
 class SyncASGITransport(httpx.BaseTransport):
