@@ -222,6 +222,9 @@ class ServeOptions(StrictOptions):
     # name in their Host header: the name a reverse proxy or DNS entry gives this server.
     # "*.example.org" matches sub-domains; "*" turns the check off (not recommended).
     allowed_hosts: list[str] = Field(default_factory=list)
+    # "photos-sync": `/files/list` answers as photos-sync did, a bare JSON list of
+    # "<cache_key>.jpg" names (Synology album members; others by sha256).
+    compat: Literal["picpipe", "photos-sync"] = "picpipe"
 
     @field_validator("token", "read_token", mode="before")
     @classmethod

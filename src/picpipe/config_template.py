@@ -160,6 +160,7 @@ sources:
 #   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
 #   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
 #   immich:  {{kind: immich, url: "http://immich:2283", api_key_env: IMMICH_API_KEY}}
+#   kitchen: {{kind: synology, url: "http://nas:5000", username: frame, password_env: SYNO_PW}}
 
 # Time zone of camera clocks, for dates without an offset in photos without GPS.
 cameras:
@@ -195,6 +196,8 @@ serve:
   # Host names requests may use besides loopback, this machine's names and IP addresses
   # (the name a reverse proxy or DNS gives this server); "*.example.org" for sub-domains.
   allowed_hosts: []
+  # Set to photos-sync for photos-sync's bare /files/list of cache-key names.
+  compat: picpipe
 
 cache:
   # Full-resolution copies fetched from replicas or converted for browsers, kept in

@@ -36,6 +36,12 @@ class CardPulled(Exception):
     for one file's failure; the card session catches it and ends as interrupted."""
 
 
+class UdisksFailed(Exception):
+    """A udisksctl call (mount, unmount, power off a card) failed; the text is its reason.
+
+    Not a PicpipeError either: the card service logs it as one line and goes on."""
+
+
 class PicpipeError(Exception):
     """Base of every picpipe error: ``template`` is filled from the keyword fields."""
 
@@ -259,12 +265,26 @@ class SourceUnavailable(SourceError):
 
 
 class SourceAuthFailed(SourceError):
+    """The server refused the credentials (a key, a password)."""
+
     template = "source {source}: authentication failed ({detail}); check its credentials"
 
 
+class SourceLoginRefused(SourceAuthFailed):
+    """The server refused the login (wrong password, account disabled or locked)."""
+
+    template = "source {source}: login refused: {detail}"
+
+
+class SourceOtpNeeded(SourceAuthFailed):
+    """2-step verification: a code is needed (or the one given was wrong)."""
+
+    template = "source {source}: {detail}"
+
+
 class SourceMisconfigured(SourceError):
-    """The source's config names something the server does not have (no API there, no
-    such album)."""
+    """What the config names is not there: no API at the address, an album, the Photos app,
+    the Shared Space."""
 
     template = "source {source}: {detail}"
     exit_code = ExitCode.CONFIG
@@ -290,6 +310,13 @@ class DownloadFailed(ItemError):
     """A remote original could not be fetched in full (cut off, server error, timeout)."""
 
     template = "{path}: download failed ({detail}); it will be retried on the next run"
+    retryable = True
+
+
+class DownloadInterrupted(ItemError):
+    """A remote file's download ended early or failed in transit; nothing of it was kept."""
+
+    template = "{path}: download interrupted ({detail}); the next run fetches it again"
     retryable = True
 
 

@@ -303,6 +303,8 @@ class AlbumAsset(Base):
         ForeignKey("album.id", ondelete="CASCADE"), primary_key=True
     )
     sha256: Mapped[str] = mapped_column(ForeignKey("asset.sha256"), primary_key=True)
+    # The source's own key of this member (a Synology cache key), for the photos-sync names.
+    source_key: Mapped[str | None] = mapped_column(String(200), index=True)
 
 
 class SessionFailure(Base):

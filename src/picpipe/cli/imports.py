@@ -119,8 +119,7 @@ def import_(
         try:
             _dry_run(settings, planned, as_json)
         finally:
-            for source in planned:
-                source.close()
+            _close(planned)
         return
     exiftool_command()  # a clear error now rather than one per file
     sources = resolve_sources(settings, paths or [])
@@ -141,8 +140,7 @@ def import_(
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for source in sources:  # connections and temp downloads of remote sources
-            source.close()
+        _close(sources)  # a remote source logs out and removes its downloads
         tools.close()
         catalog.close()
     summary = result.summary
@@ -200,6 +198,11 @@ def _dry_run(settings: Settings, sources: list[Source], as_json: bool) -> None:
         f"duplicates recognised by their hash), {plan.unchanged} unchanged, "
         f"{len(plan.skipped)} skipped, {len(plan.problems)} problem(s); nothing was written"
     )
+
+
+def _close(sources: list[Source]) -> None:
+    for source in sources:
+        source.close()
 
 
 def refuse_move_outside_inboxes(settings: Settings, names: list[str]) -> None:
@@ -278,6 +281,10 @@ def build_source(settings: Settings, name: str, options: dict[str, object]) -> S
     if factory is not None:  # remote kinds (immich): built from their options alone
         remote: Source = factory(name, parsed)
         return remote
+    if kind == "synology":
+        from picpipe.sources.synology import SynologySource  # httpx loads only when configured
+
+        return SynologySource(name, parsed, home=settings.home_root, scan=settings.scan)
     raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 

@@ -29,7 +29,7 @@ from picpipe.catalog.cards import begin_card_session, card_files, card_source_na
 from picpipe.catalog.cards import update_card_session as update
 from picpipe.catalog.db import open_catalog
 from picpipe.destinations.base import open_destination
-from picpipe.errors import CardPulled, ConfigError, PicpipeError
+from picpipe.errors import CardPulled, ConfigError, PicpipeError, UdisksFailed
 from picpipe.jobs.card_safety import READ_STATES, SafetyReport, check_card
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
@@ -39,7 +39,7 @@ from picpipe.redact import validation_problems
 from picpipe.sources.card_detect import CardIdentity, CardWatcher, identify_card
 from picpipe.sources.mounts import mount_of, read_mounts
 from picpipe.sources.removable import RemovableOptions, RemovableSource
-from picpipe.sources.udisks import Udisks, UdisksError, unmounted_cards
+from picpipe.sources.udisks import Udisks, unmounted_cards
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -282,7 +282,7 @@ class CardService:
                 continue
             try:
                 where = self.udisks.mount(device)
-            except UdisksError as exc:
+            except UdisksFailed as exc:
                 self.udisks.tried.add(device)
                 log.warning("card in %s cannot be mounted: %s", device, exc)
                 continue
@@ -295,7 +295,7 @@ class CardService:
             return
         try:
             self.udisks.eject(mount.source)
-        except UdisksError as exc:
+        except UdisksFailed as exc:
             log.warning("card %s is safe to format but was not ejected: %s", card.label, exc)
             return
         log.info("card %s ejected: it can be pulled", card.label)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from picpipe.catalog.source_albums import record_source_albums
 from picpipe.errors import PicpipeError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.integrations.consumers import after_ingest
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from picpipe.pipeline.exiftool import ExifToolPool
     from picpipe.pipeline.stages import Stage
     from picpipe.pipeline.task import ImportTask
-    from picpipe.sources.base import Source
+    from picpipe.sources.base import AlbumSource, Source
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,23 @@ def _import_in(
         work, workers=workers or settings.workers
     )
     try:
-        return ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
+        summary = ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
     finally:
         pool.shutdown(cancel=True)
+    _record_albums(catalog, sources)
+    return summary
+
+
+def _record_albums(catalog: Catalog, sources: Sequence[Source]) -> None:
+    """Album membership as the sources' listings saw it (Synology albums → picpipe albums)."""
+    for source in sources:
+        if not source.caps.albums:
+            continue
+        albums = cast("AlbumSource", source).album_members()
+        if albums:
+            with catalog.write() as db:
+                count = record_source_albums(db, source.name, albums)
+            log.info("source %s: %d album member(s) recorded", source.name, count)
 
 
 def ingest(

@@ -9,6 +9,8 @@ Contract (every kind, checked by ``tests/conformance``):
 - ``open`` yields a binary stream of the entry's bytes. It raises an ``ItemError``: VanishedFile
   when the entry is gone, UnreadableFile when it cannot be read, TornRead when the bytes changed
   while the stream was open (detected on exit).
+- ``album_members`` exists only for kinds with ``caps.albums``: the albums of the last
+  complete listing (`SourceAlbum`); an album not listed is left as it was.
 - ``remove`` exists only for kinds with ``caps.can_remove`` and is called only by ``--move``
   after the library copy is verified and recorded.
 - The kind's class has ``Options``: a pydantic model of its config entry without ``kind``
@@ -48,6 +50,9 @@ class SourceCaps:
     refs_are_keys_of: str | None = None
     # Knows albums and Live Photo halves by ref (`RelatingSource`): recorded after the import.
     relations: bool = False
+    # The source has albums: ``album_members()`` after a listing says which refs are in which
+    # (the import records them as picpipe albums).
+    albums: bool = False
 
 
 class SourceEntry(NamedTuple):
@@ -107,6 +112,16 @@ class FolderListing:
         if self._entries is None:
             self._entries = self._build() if self._build is not None else []
         return self._entries
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAlbum:
+    """One album of a source as its last listing saw it: ``members`` maps each ref in it to
+    the source's own key for that item (a Synology cache key), or None."""
+
+    external_id: str
+    name: str
+    members: dict[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +189,12 @@ class IncrementalSource(Source, Protocol):
     def gone_refs(self) -> set[str]: ...
 
     def next_state(self, failed: set[str]) -> dict[str, Any]: ...
+
+
+class AlbumSource(Protocol):
+    """The extra of a kind with ``caps.albums``."""
+
+    def album_members(self) -> list[SourceAlbum]: ...
 
 
 def source_kinds() -> dict[str, Any]:

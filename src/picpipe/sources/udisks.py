@@ -22,16 +22,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from picpipe.errors import UdisksFailed
 from picpipe.sources.mounts import read_mounts
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = 20.0  # seconds for one udisksctl call (a slow card may take a few to mount)
 _MOUNTED = re.compile(r"^Mounted (?P<device>\S+) at (?P<path>.+?)\.?$", re.MULTILINE)
-
-
-class UdisksError(Exception):
-    """One udisksctl call failed; the message is its one-line reason."""
 
 
 @dataclass(slots=True)
@@ -49,7 +46,7 @@ class Udisks:
             try:
                 self._run("status")
                 self._answers = True
-            except UdisksError as exc:
+            except UdisksFailed as exc:
                 log.warning("udisks2 does not answer (%s); cards are not mounted by picpipe", exc)
                 self._answers = False
         return self._answers
@@ -59,7 +56,7 @@ class Udisks:
         out = self._run("mount", "--block-device", device, "--options", "ro")
         found = _MOUNTED.search(out)
         if found is None:
-            raise UdisksError(f"udisksctl said {out.strip()!r}")
+            raise UdisksFailed(f"udisksctl said {out.strip()!r}")
         return found["path"]
 
     def eject(self, device: str) -> None:
@@ -82,12 +79,12 @@ class Udisks:
                 stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise UdisksError(f"udisksctl {args[0]}: {exc}") from exc
+            raise UdisksFailed(f"udisksctl {args[0]}: {exc}") from exc
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             # "Error mounting /dev/sdb1: GDBus.Error:org.freedesktop.UDisks2.Error.Failed: ..."
             reason = lines[-1].rsplit(": ", 1)[-1] if lines else f"exit {done.returncode}"
-            raise UdisksError(f"udisksctl {args[0]}: {reason}")
+            raise UdisksFailed(f"udisksctl {args[0]}: {reason}")
         return done.stdout
 
 

@@ -26,6 +26,7 @@ from picpipe.catalog.browse import AssetFilter
 from picpipe.catalog.queries import find_asset
 from picpipe.catalog.runs import WATCH_KIND, active_runs
 from picpipe.catalog.shuffle import Shuffle
+from picpipe.catalog.source_albums import asset_by_source_key, source_keys
 from picpipe.errors import CatalogError
 from picpipe.library.marker import library_problem
 from picpipe.web import shapes
@@ -145,9 +146,14 @@ def list_files(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 100_000,
 ) -> JSONResponse:
     """``{"total_files": N, "files": ["<sha256>.jpg", …]}`` in key order; each name works as
-    ``/files/<name>``."""
+    ``/files/<name>``. With ``serve.compat: photos-sync`` the bare list photos-sync answered:
+    ``["<cache_key>.jpg", …]`` (Synology album members by their cache key)."""
     with ctx.catalog.session() as db:
         total, keys = browse.photo_keys(db, offset=offset, limit=limit)
+        if ctx.settings.serve.compat == "photos-sync":
+            named = source_keys(db)
+            names = [f"{named.get(key, key)}.jpg" for key in keys]
+            return JSONResponse(names, headers={"Cache-Control": "no-store"})
     return JSONResponse(
         {"total_files": total, "files": [f"{key}.jpg" for key in keys]},
         headers={"Cache-Control": "no-store"},
@@ -183,6 +189,10 @@ def _resolve_name(ctx: WebContext, name: str) -> str:
     if not _plain_name(name):
         raise HTTPException(404, "no such photo")
     with ctx.catalog.session() as db:
+        # photos-sync's names: the Synology cache key of an album member, + ".jpg".
+        keyed = asset_by_source_key(db, name.removesuffix(".jpg"))
+        if keyed is not None:
+            return keyed
         found = browse.photos_named(db, name)
     if not found:
         raise HTTPException(404, "no such photo")
@@ -314,8 +324,14 @@ def folders(ctx: Context) -> JSONResponse:
 
 @protected.get("/cache/stats", summary="Full-resolution cache utilisation")
 def cache_stats(ctx: Context) -> JSONResponse:
-    """Entries, bytes and limits of the full-resolution cache, and the thumbnail memory."""
-    return JSONResponse(ctx.media.cache_stats(), headers={"Cache-Control": "no-store"})
+    """Entries, bytes and limits of the full-resolution cache, and the thumbnail memory;
+    with photos-sync's ``indexed`` (photos ``/files`` can serve), ``cached``, ``size_bytes``
+    and ``max_bytes`` alongside."""
+    stats = ctx.media.cache_stats()
+    with ctx.catalog.session() as db:
+        indexed, _keys = browse.photo_keys(db, offset=0, limit=1)
+    stats |= {"indexed": indexed, "cached": stats["entries"], "size_bytes": stats["bytes"]}
+    return JSONResponse(stats, headers={"Cache-Control": "no-store"})
 
 
 @protected.get("/watcher/status", summary="Folder watcher state")
