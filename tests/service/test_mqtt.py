@@ -58,7 +58,6 @@ def test_discovery_availability_and_states_are_retained(
     assert status["device"]["ids"] == [node]
     assert status["origin"]["name"] == "picpipe"
     assert status["availability"][0]["topic"] == f"{tp}/availability"
-    assert "completed" in status["options"]
     configs = [m for m in rec.messages if m.topic.endswith("/config")]
     components = {m.topic.split("/")[1] for m in configs}
     assert components == {"sensor", "binary_sensor", "button", "image", "event"}

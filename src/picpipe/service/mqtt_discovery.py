@@ -109,8 +109,8 @@ def core_entities(topics: Topics, image_type: str = "image/jpeg") -> list[Entity
             topics.state("status"),
             "status",
             "Status",
-            device_class="enum",
-            options=list(STATUS_WORDS),
+            # No device_class enum + options: Home Assistant 2024.3's MQTT sensor drops
+            # ``options``; the words are STATUS_WORDS, documented in the README.
             icon="mdi:image-sync",
         ),
         _sensor(
