@@ -211,8 +211,8 @@ mqtt:
   # password_env: PICPIPE_MQTT_PASSWORD
   # discovery_prefix: homeassistant
   # topic_prefix: picpipe
-  # single: one config topic per entity (every Home Assistant); device: one payload for the
-  # device (Home Assistant 2024.11 or newer).
+  # Discovery as one config topic per entity (single; every Home Assistant) or one payload
+  # for the whole device (device; Home Assistant 2024.11 or newer).
   # discovery: single
 
 runs:

@@ -27,10 +27,10 @@ ORIGIN = {"name": "picpipe", "sw": __version__, "url": "https://github.com/picpi
 
 
 def slug(name: str) -> str:
-    """A topic and id segment for ``name`` (``[a-z0-9_-]``); names that had to change get a
-    short digest so that "a b" and "a_b" stay apart."""
+    """A topic and id segment for ``name`` (``[a-z0-9_-]``); names that had to change beyond
+    lower case get a short digest so that "a b" and "a_b" stay apart."""
     plain = re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_") or "x"
-    if plain == name:
+    if plain == name.lower():
         return plain
     return f"{plain}_{sha256_bytes(name.encode())[:6]}"
 
