@@ -52,6 +52,7 @@ PROGRESS_INTERVAL = 1.0  # seconds between two progress messages
 REFRESH_INTERVAL = 60.0  # seconds between two catalog reads when nothing happens
 IMAGE_INTERVAL = 300.0  # seconds between two photos on the image entity
 REPUBLISH_JITTER = (0.5, 3.0)  # after Home Assistant's "online": spread many publishers out
+ROUND_GAP = 0.1  # seconds: the shortest time between two publishing rounds
 _EVENTS_KEPT = 32  # card events waiting for a broker; older ones are dropped
 
 
@@ -88,6 +89,7 @@ class MqttPublisher:
         self._control: ServiceControl | None = None
         self._snapshot: ServiceSnapshot | None = None
         self._sent = SentState()
+        self._rendered: tuple[ServiceSnapshot | None, dict[str, bytes]] | None = None
         self._events: deque[tuple[str, bytes]] = deque(maxlen=_EVENTS_KEPT)
         self._image: bytes | None = None
         self._image_at = -image_interval
@@ -97,6 +99,7 @@ class MqttPublisher:
         self._resend_all = False
         self._republish_at: float | None = None
         self._stop = threading.Event()
+        self._last_round = 0.0
         self._thread: threading.Thread | None = None
         self.link = MqttLink(
             host=options.host,
@@ -170,6 +173,9 @@ class MqttPublisher:
 
     def _round(self, wait: float | None, last_refresh: float) -> tuple[float | None, float]:
         """Wait for work (or ``wait`` seconds), read the catalog when due, publish."""
+        # At most one round per ROUND_GAP: a run finishing 100 files a second wakes this
+        # thread once per file, and each round costs the run's threads some GIL time.
+        self._stop.wait(max(self._last_round + ROUND_GAP - time.monotonic(), 0.0))
         with self._wakeup:
             if not self._dirty:
                 self._wakeup.wait(timeout=self.refresh_interval if wait is None else wait)
@@ -183,6 +189,7 @@ class MqttPublisher:
             self._refresh_wanted, last_refresh = False, now
             self._read_catalog()
         wait = self._publish_due()
+        self._last_round = time.monotonic()
         if self._republish_at is not None:
             until = max(self._republish_at - time.monotonic(), 0.0)
             wait = until if wait is None else min(wait, until)
@@ -243,8 +250,19 @@ class MqttPublisher:
             return None
 
     def _wanted(self) -> dict[str, bytes]:
-        """Discovery, then availability, then the states: the order Home Assistant needs."""
-        snap = self._snapshot
+        """Discovery, then availability, then the states: the order Home Assistant needs.
+
+        Discovery and the catalog's states are rendered once per catalog read (they change
+        only then); only the few event-driven topics are rendered every round."""
+        if self._rendered is None or self._rendered[0] is not self._snapshot:
+            self._rendered = (self._snapshot, self._render_catalog_side(self._snapshot))
+        wanted = dict(self._rendered[1])
+        wanted |= self.state.render(self.topics)
+        if self._image is not None:
+            wanted[self.topics.state("image")] = self._image
+        return wanted
+
+    def _render_catalog_side(self, snap: ServiceSnapshot | None) -> dict[str, bytes]:
         items = entities(
             self.topics,
             destinations=[d.name for d in snap.destinations] if snap else [],
@@ -252,14 +270,11 @@ class MqttPublisher:
             cards=[(c.key, c.label) for c in snap.cards] if snap else [],
             image_type=f"image/{self.settings.thumbs.format}",
         )
-        wanted = dict(discovery_messages(self.options.discovery, self.topics, self.device, items))
-        wanted[self.topics.availability] = b"online"
-        wanted |= self.state.render(self.topics)
+        out = dict(discovery_messages(self.options.discovery, self.topics, self.device, items))
+        out[self.topics.availability] = b"online"
         if snap is not None:
-            wanted |= render_snapshot(self.topics, snap)
-        if self._image is not None:
-            wanted[self.topics.state("image")] = self._image
-        return wanted
+            out |= render_snapshot(self.topics, snap)
+        return out
 
     def _publish_due(self) -> float | None:
         if not self.link.connected:

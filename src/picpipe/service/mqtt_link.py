@@ -142,7 +142,7 @@ class MqttLink:
         reason: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             log.warning(
                 "lost the MQTT broker %s:%d (%s); reconnecting", self.host, self.port, reason
             )
