@@ -185,6 +185,10 @@ def make_publisher(
 # -- a broker of the test's own ------------------------------------------------------------
 
 
+# As root, mosquitto drops to its own user, who cannot read the test's private temp folder.
+BROKER_COMMON = "persistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -207,12 +211,15 @@ class OwnBroker:
         )
         deadline = time.monotonic() + 5
         while not port_open("127.0.0.1", self.port):
-            assert time.monotonic() < deadline, "mosquitto did not start"
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise AssertionError("mosquitto did not start")
             time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
+            if self.process.poll() is None:
+                self.process.terminate()
             self.process.wait(timeout=5)
             self.process = None
 
@@ -223,7 +230,7 @@ def own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
         missing("mosquitto is not installed")
     port = free_port()
     config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{BROKER_COMMON}")
     own = OwnBroker(port, config)
     own.start()
     yield own
