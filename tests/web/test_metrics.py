@@ -119,3 +119,15 @@ def test_failures_count_by_error_kind() -> None:
     assert "'error': 'unreadable'" in text
     assert "'error': 'other'" in text
     assert error_kind("destination s3: authentication failed (403)") == "auth"
+
+
+def test_the_service_component_feeds_the_process_metrics() -> None:
+    from picpipe.integrations.metrics import metrics_component
+
+    component = metrics_component()
+    assert component.metrics is process_metrics()
+    counter = process_metrics().runs.labels("import", "failed")
+    before = counter._value.get()
+    component.sink(RunStarted(99, "import", "x"))
+    component.sink(RunFinished(99, "import", "failed"))
+    assert counter._value.get() == before + 1

@@ -293,3 +293,8 @@ class MetricsComponent:
 
     def close(self) -> None:
         """Counters live as long as the process."""
+
+
+def metrics_component(settings: object = None) -> MetricsComponent:
+    """The service's metrics component (its events into this process's `/metrics`)."""
+    return MetricsComponent()
