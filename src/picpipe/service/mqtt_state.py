@@ -72,11 +72,12 @@ class LiveState:
             run = self.runs.get(event.run_id)
             if run is None:
                 return
-            if event.stage != run.stage:
-                run.stage, run.done = event.stage, 0 if event.stage == "thumbnails" else run.done
+            run.stage = event.stage
             if event.stage in ("scan", "import"):
-                run.total = event.done  # the files listed so far; final at "import"
-            else:
+                # An import's progress counts the files listed (final at "import"); the
+                # files done are its item events.
+                run.total = event.done
+            else:  # thumbnails, replicating: the stage counts its own done of total
                 run.done, run.total = event.done, event.total
         elif isinstance(event, ItemDone | ItemFailed):
             run = self.runs.get(event.run_id)
