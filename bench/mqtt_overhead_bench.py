@@ -82,23 +82,38 @@ class Control:
         return "idle"
 
 
-def import_once(work: Path, files: Path, workers: int, sinks: list[EventSink]) -> float:
+def import_once(
+    work: Path, files: Path, workers: int, mqtt: MqttOptions | None
+) -> tuple[float, TimedSinks | None]:
+    """One import into a fresh library; with ``mqtt``, the publisher (on the same catalog,
+    as in the service) and the event metrics are the run's sinks."""
     home = work / f"run-{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         home=home / "home", library=home / "library", **{"import": {"fsync": False}}
     )
     catalog = open_catalog(settings.catalog_url)
     tools = ExifToolPool()
+    publisher: MqttPublisher | None = None
+    timed: TimedSinks | None = None
     try:
+        if mqtt is not None:
+            publisher = MqttPublisher(settings.model_copy(update={"mqtt": mqtt}), mqtt)
+            publisher.start(Control(), threading.Event())  # type: ignore[arg-type]
+            if not publisher.link.wait_connected(5):
+                log("no broker: the publisher runs disconnected")
+            timed = TimedSinks([publisher.sink, EventMetrics().sink])
         source = FolderSource("camera", files, settings.scan)
         started = time.perf_counter()
         summary = import_sources(
-            settings, catalog, [source], tools=tools, sinks=sinks, workers=workers
-        )
+            settings, catalog, [source], tools=tools, sinks=[timed] if timed else [],
+            workers=workers,
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         assert summary.new == len(list(files.glob("*.jpg"))), summary.as_dict()
-        return seconds
+        return seconds, timed
     finally:
+        if publisher is not None:
+            publisher.close()
         tools.close()
         catalog.close()
         shutil.rmtree(home, ignore_errors=True)
@@ -139,34 +154,27 @@ def main() -> int:
     unique = uuid.uuid4().hex[:8]
     options = MqttOptions(host=host, port=int(port or 1883), topic_prefix=f"bench_{unique}",
                           discovery_prefix=f"habench_{unique}")  # fmt: skip
-    settings = load_settings(home=work / "publisher", mqtt=options.model_dump())
-    assert settings.mqtt is not None
-    publisher = MqttPublisher(settings, settings.mqtt)
-    publisher.start(Control(), threading.Event())  # type: ignore[arg-type]
-    if not publisher.link.wait_connected(5):
-        log(f"no broker at {args.broker}: the publisher runs disconnected")
-    metrics = EventMetrics()
 
     without: list[float] = []
     with_sinks: list[float] = []
     sink_seconds: list[float] = []
     events = 0
-    import_once(work, files, args.workers, [])  # warm-up: page cache, exiftool, imports
+    import_once(work, files, args.workers, None)  # warm-up: page cache, exiftool, imports
     try:
         for round_no in range(args.rounds):
             order = ("without", "with") if round_no % 2 == 0 else ("with", "without")
             for which in order:
                 if which == "without":
-                    without.append(import_once(work, files, args.workers, []))
+                    without.append(import_once(work, files, args.workers, None)[0])
+                    took = without[-1]
                 else:
-                    timed = TimedSinks([publisher.sink, metrics.sink])
-                    with_sinks.append(import_once(work, files, args.workers, [timed]))
+                    took, timed = import_once(work, files, args.workers, options)
+                    assert timed is not None
+                    with_sinks.append(took)
                     sink_seconds.append(timed.seconds)
                     events = timed.events
-                took = (without if which == "without" else with_sinks)[-1]
                 log(f"round {round_no + 1} {which}: {took:.2f} s")
     finally:
-        publisher.close()
         clear_retained(options.host, options.port, options.topic_prefix, options.discovery_prefix)
         shutil.rmtree(work, ignore_errors=True)
 
