@@ -259,3 +259,20 @@ def test_the_device_form_is_one_payload_with_every_component(
     finally:
         device.close()
         rec.stop()
+
+
+def test_close_leaves_offline_and_the_last_state_retained(
+    sqlite_library: LibraryFixture, make_publisher, broker, prefixes
+) -> None:
+    _dp, tp = prefixes
+    publisher, _ = make_publisher(sqlite_library.settings)
+    assert publisher.link.wait_connected(5)
+    publisher.sink(RunStarted(5, "sync", "nas"))
+    started = time.monotonic()
+    publisher.close()
+    assert time.monotonic() - started < 2.5
+    rec = record(*broker, f"{tp}/availability", f"{tp}/status")
+    rec.wait_for(lambda: rec.latest(f"{tp}/availability") == b"offline")
+    rec.wait_for(lambda: rec.latest(f"{tp}/status") == b"backing_up")
+    assert all(m.retain for m in rec.messages)
+    rec.stop()

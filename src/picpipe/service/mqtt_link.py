@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
@@ -103,9 +104,10 @@ class MqttLink:
             return
         if self._connected.is_set():
             infos = [self._client.publish(t, p, qos=1, retain=True) for t, p in last]
+            deadline = time.monotonic() + timeout  # for all of them: close stays quick
             for info in infos:
                 try:
-                    info.wait_for_publish(timeout=timeout)
+                    info.wait_for_publish(timeout=max(deadline - time.monotonic(), 0.01))
                 except (RuntimeError, ValueError):
                     break  # the connection went away meanwhile: the will says offline
         self._closing = True
