@@ -45,3 +45,16 @@ def test_every_module_is_in_the_module_map() -> None:
         if path.name == "__init__.py" and rel != "__init__.py":
             continue
         assert f"`{rel}`" in contributing, rel
+
+
+def test_every_mqtt_entity_is_documented() -> None:
+    from picpipe.service.mqtt_discovery import STATUS_WORDS, Topics, entities
+
+    topics = Topics("picpipe", "homeassistant")
+    for entity in entities(topics, destinations=["NAME"], sources=["NAME"]):
+        key = entity.key.replace("dest_name", "dest_NAME").replace("src_name", "src_NAME")
+        assert f"`{key}`" in README, entity.key
+    section = README.split("### Home Assistant over MQTT", 1)[1].split("\n### ", 1)[0]
+    assert "`card_LABEL_UUID_safe`" in section
+    for word in STATUS_WORDS:
+        assert f"`{word}`" in section, word

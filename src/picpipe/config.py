@@ -261,6 +261,29 @@ class CacheOptions(StrictOptions):
     ttl_days: float = Field(default=30.0, gt=0)
 
 
+class MqttOptions(StrictOptions):
+    """``mqtt:`` Home Assistant over MQTT (the service publishes; absent: no MQTT)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    # The broker password is read from this environment variable only, never from the file.
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    discovery_prefix: str = Field(
+        default="homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
+    )
+    topic_prefix: str = Field(default="picpipe", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    # single: one config topic per entity (every Home Assistant); device: one per device
+    # (Home Assistant 2024.11 and newer).
+    discovery: Literal["single", "device"] = "single"
+
+    def password(self) -> str | None:
+        """The broker password from ``password_env`` (None when unset or empty)."""
+        if not self.password_env:
+            return None
+        return os.environ.get(self.password_env) or None
+
+
 class Settings(BaseSettings):
     """Effective configuration of one picpipe process."""
 
@@ -290,6 +313,7 @@ class Settings(BaseSettings):
     serve: ServeOptions = Field(default_factory=ServeOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
     runs: RunOptions = Field(default_factory=RunOptions)
+    mqtt: MqttOptions | None = None
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # IANA zone per camera (model or "make model") for dates without an offset or GPS.

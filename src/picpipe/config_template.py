@@ -205,6 +205,20 @@ cache:
   max_size_gb: 10.0
   ttl_days: 30.0
 
+# Home Assistant over MQTT: the service (`picpipe start`) publishes its status, progress,
+# library and replica figures, per-card "safe to format" and buttons under MQTT discovery.
+# Uncomment to turn it on; the password comes only from the environment variable named.
+mqtt:
+  # host: 127.0.0.1
+  # port: 1883
+  # username: picpipe
+  # password_env: PICPIPE_MQTT_PASSWORD
+  # discovery_prefix: homeassistant
+  # topic_prefix: picpipe
+  # Discovery as one config topic per entity (single; every Home Assistant) or one payload
+  # for the whole device (device; Home Assistant 2024.11 or newer).
+  # discovery: single
+
 runs:
   # Every run (import, sync, thumbs, sidecars) holds a lease in the catalog, renewed every
   # third of this many seconds; a run whose lease lapsed is recovered by the next one (a dead

@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     broken configuration fails before the server listens; both are closed on shutdown.
     Raises CatalogError when the catalog cannot be opened.
     """
-    from picpipe.web import live, pages
+    from picpipe.web import live, metrics, pages
     from picpipe.web.fastpath import FastThumbs
     from picpipe.web.media import MediaServer
 
@@ -125,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.include_router(live.router)
+    app.include_router(metrics.router)
     _add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC, html=False, check_dir=False), "static")
     return app
