@@ -198,6 +198,7 @@ def _register() -> None:
         restore,
         serve,
         sidecars,
+        start,
         sync,
         thumbs,
         verify,
@@ -218,6 +219,7 @@ def _register() -> None:
     cards.register(app)
     restore.register(app)
     watch.register(app)
+    start.register(app)
 
 
 _register()
