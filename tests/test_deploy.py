@@ -56,7 +56,7 @@ def test_the_compose_file_runs_icloudpd_beside_picpipe_start() -> None:
     mounted = next(v for v in picpipe["volumes"] if v.startswith("icloud-photos:"))
     assert mounted.endswith(":ro")  # picpipe never writes to a source
     env = picpipe["environment"]
-    [(name, source)] = json.loads(env["PICPIPE_SOURCES"]).items()
+    [(_name, source)] = json.loads(env["PICPIPE_SOURCES"]).items()
     assert source["kind"] == "icloudpd"
     assert load_source_kind(source["kind"]).kind == "icloudpd"
     options = WatchedOptions(**{k: v for k, v in source.items() if k != "kind"})
@@ -181,9 +181,11 @@ def test_the_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     assert clean.returncode == 0, clean.stdout + clean.stderr
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 2  # multi-stage
-    assert "HEALTHCHECK" in text and "/health" in text
+    assert "HEALTHCHECK" in text
+    assert "/health" in text
     assert re.search(r"^USER (?!root|0\b)", text, re.MULTILINE)  # non-root
-    assert "libimage-exiftool-perl" in text and "libvips42" in text
+    assert "libimage-exiftool-perl" in text
+    assert "libvips42" in text
     bad = tmp_path / "Dockerfile"
     bad.write_text(text.replace("USER 1000:1000", "USER root"), encoding="utf-8")
     broken = subprocess.run(
@@ -226,7 +228,8 @@ def test_install_service_installs_into_a_temporary_root(tmp_path: Path) -> None:
         assert (root / "etc/systemd/system" / unit).exists()
     roots = (root / "etc/systemd/system/picpipe.service.d/roots.conf").read_text(encoding="utf-8")
     assert "ReadWritePaths=\nReadWritePaths=/var/lib/picpipe /srv/photos /mnt/backup" in roots
-    assert (root / "srv/photos").is_dir() and (root / "mnt/backup").is_dir()
+    assert (root / "srv/photos").is_dir()
+    assert (root / "mnt/backup").is_dir()
     # Run again: the user's settings are kept.
     (root / "etc/picpipe/picpipe.env").write_text("PICPIPE_LIBRARY=/mine\n", encoding="utf-8")
     again = subprocess.run(
