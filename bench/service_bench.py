@@ -131,7 +131,7 @@ def _watch_runs_done(env: dict[str, str], names: list[str]) -> bool:
     ).stdout
     if not out.strip():
         return False
-    runs = [r for r in json.loads(out)["runs"] if r["kind"] == "watch"]
+    runs = [r for r in json.loads(out).get("runs", []) if r["kind"] == "watch"]
     done = {r["device"]: (r["progress"] or {}).get("done", 0) for r in runs}
     return all(done.get(name, 0) >= 1 for name in names)
 
@@ -139,15 +139,16 @@ def _watch_runs_done(env: dict[str, str], names: list[str]) -> bool:
 def measure_idle(
     command: list[str], env: dict[str, str], names: list[str], seconds: float
 ) -> dict[str, Any]:
+    errors = open(Path(env["PICPIPE_HOME"]) / "stderr.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        command, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True,
         start_new_session=True,
     )  # fmt: skip
     try:
         began = time.monotonic()
         while not _watch_runs_done(env, names):
             if proc.poll() is not None or time.monotonic() - began > 900:
-                raise RuntimeError(f"{command[1]} did not settle: {proc.communicate()[1][-2000:]}")
+                raise RuntimeError(f"{command[1]} did not settle; see {errors.name}")
             time.sleep(2)
         startup = time.monotonic() - began
         time.sleep(5)  # the last writes of the start-up pass
@@ -164,6 +165,7 @@ def measure_idle(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
+        errors.close()
     return {
         "startup_reconcile_s": round(startup, 1),
         "cpu_s_per_min": round((cpu1 - cpu0) * 60 / (t1 - t0), 3),

@@ -179,3 +179,41 @@ def test_an_import_stops_between_files_and_the_next_run_resumes(
     again = sqlite_library.run(sqlite_library.folder(folder, "photos"))
     assert again.new == 30 - len(new)  # what the stopped run recorded is not imported twice
     assert again.unchanged >= len(new)
+
+
+def _first_passes(root: Path, catalog_file: Path, threads: int) -> tuple[list[str], list[str]]:
+    """``threads`` first ingests' library checks at once; their library ids and errors."""
+    from picpipe.catalog.db import open_catalog
+    from picpipe.library.marker import ensure_library
+
+    catalog = open_catalog(f"sqlite:///{catalog_file}")
+    ids: list[str] = []
+    errors: list[str] = []
+    start = threading.Barrier(threads)
+
+    def first_pass() -> None:
+        start.wait()
+        try:
+            ids.append(ensure_library(root, catalog).library_id)
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    running = [threading.Thread(target=first_pass) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    catalog.close()
+    return ids, errors
+
+
+def test_first_passes_of_several_watchers_create_the_library_once(tmp_path: Path) -> None:
+    from picpipe.library.marker import read_marker
+
+    for attempt in range(5):
+        root = tmp_path / f"library-{attempt}"
+        ids, errors = _first_passes(root, tmp_path / f"catalog-{attempt}.db", 4)
+        assert errors == []
+        marker = read_marker(root)
+        assert marker is not None
+        assert set(ids) == {marker.library_id}

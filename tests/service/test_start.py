@@ -126,6 +126,7 @@ def test_sigterm_mid_batch_ends_between_files_and_the_next_pass_resumes(tmp_path
             stop_service(proc)
     assert proc.returncode == 0, err
     assert stopped_in < 6, f"stopped in {stopped_in:.1f}s"
+    print(f"SIGTERM mid-batch → exit: {stopped_in:.2f}s")
     partial = status(env)["assets"]
     assert 0 < partial < 120, "the import ran to its end instead of stopping between files"
 

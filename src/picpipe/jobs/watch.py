@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST = 5.0  # seconds before a failed pass is tried again; doubles up to the interval
+
 
 class LiveRunner(Protocol):
     """Runs one live source until ``stop`` is set; every run it starts publishes its events to
@@ -121,6 +123,7 @@ class _Watcher:
         self.run = run
         self.ingests = 0
         self.last_ingest: dict[str, Any] | None = None
+        self.failed_passes = 0  # in a row: a pass that failed is tried again soon
 
     def status(self) -> dict[str, Any]:
         state = self.source.state.as_dict()
@@ -153,8 +156,7 @@ class _Watcher:
         follower = threading.Thread(target=follow, name=f"changes-{self.source.name}", daemon=True)
         follower.start()
         self.reconcile("start")  # after the watch began: nothing falls between the two
-        if self.source.settling:
-            due = time.monotonic() + self.source.options.settle_seconds + 0.1
+        due = self._next_due(interval, due)
         try:
             while not stop.is_set():
                 self.run.set_progress(self.status())
@@ -168,13 +170,21 @@ class _Watcher:
                     self.reconcile("periodic")
                 else:
                     continue
-                due = time.monotonic() + interval
-                if self.source.settling:
-                    due = time.monotonic() + self.source.options.settle_seconds + 0.1
+                due = self._next_due(interval, time.monotonic() + interval)
         finally:
             inner.set()
             follower.join(timeout=5)
             self.run.set_progress(self.status())
+
+    def _next_due(self, interval: float, due: float) -> float:
+        """When the next pass runs: soon while files settle, or after a pass that failed (a
+        catalog busy with three first imports at once must not cost a whole interval)."""
+        now = time.monotonic()
+        if self.source.settling:
+            due = min(due, now + self.source.options.settle_seconds + 0.1)
+        if self.failed_passes:
+            due = min(due, now + min(RETRY_FIRST * 2 ** (self.failed_passes - 1), interval))
+        return due
 
     def reconcile(self, why: str) -> None:
         """One ingest of the source (a rescan under the settle rule); never raises for a
@@ -193,12 +203,15 @@ class _Watcher:
             return
         except CatalogBusy as exc:  # an `import` of this source runs now: it does the work
             log.info("%s: %s; next pass later", self.source.name, exc.message)
+            self.failed_passes += 1
             return
         except PicpipeError as exc:
+            self.failed_passes += 1
             log.error("%s: ingest failed: %s", self.source.name, exc.message)
             with self.source.state.lock:
                 self.source.state.last_error = exc.message
             return
+        self.failed_passes = 0
         self.ingests += 1
         summary = result.summary
         self.last_ingest = {
