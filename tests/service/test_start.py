@@ -158,6 +158,9 @@ def test_a_failing_destination_retries_with_backoff_while_the_watcher_goes_on(
         wait_for("destination error shown", failing, proc)
         progress = status(env)["service"]["progress"]
         assert "nas" in progress["retrying"]
+        second = run_cli("start", "--no-web", env=env, timeout=60)
+        assert second.returncode == 10, second.stderr  # one service per catalog
+        assert "service run" in second.stderr
         make_jpeg(inbox / "b.jpg", taken=datetime(2024, 3, 1, 2, 0, 0), seed=6)
         wait_for("the watcher goes on", lambda: status(env).get("assets") == 2, proc)
         backup.mkdir()  # the share is back: the next retry (well before the hour) syncs
