@@ -217,3 +217,36 @@ def test_first_passes_of_several_watchers_create_the_library_once(tmp_path: Path
         marker = read_marker(root)
         assert marker is not None
         assert set(ids) == {marker.library_id}
+
+
+def test_the_workers_jobs_reconcile_sync_and_scrub(
+    sqlite_library: LibraryFixture, tmp_path: Path
+) -> None:
+    folder, backup = tmp_path / "photos", tmp_path / "backup"
+    make_sample_set(folder, count=6)
+    backup.mkdir()
+    settings = sqlite_library.settings.model_copy(
+        update={
+            "sources": {"photos": {"kind": "folder", "path": str(folder)}},
+            "destinations": {"nas": {"kind": "filesystem", "path": str(backup), "fsync": False}},
+        }
+    )
+    service = PicpipeService(settings, stop=threading.Event(), notifier=Notifier({}))
+    catalog, tools = sqlite_library.catalog, sqlite_library.tools
+    rescan = service.run_job(catalog, tools, QueuedJob("reconcile", "rescan"))
+    assert rescan.ok
+    assert rescan.report["new"] == 6
+    assert service.queue.waiting() == ["sync"]  # photos were added: a sync follows
+    synced = service.run_job(catalog, tools, QueuedJob("sync", "after import"))
+    assert synced.ok
+    assert synced.report["destinations"]["nas"]["uploaded"] == 6
+    scrub = service.run_job(catalog, tools, QueuedJob("scrub", "schedule"))
+    assert scrub.ok
+    assert scrub.report["checked"] == 6
+    # A damaged original: the scrub says so, the service goes on.
+    original = next((settings.library_root / "originals").rglob("*.jpg"))
+    original.write_bytes(b"not the photo")
+    damaged = service.run_job(catalog, tools, QueuedJob("scrub", "schedule"))
+    assert not damaged.ok
+    assert damaged.failed_items == 1
+    assert service.status_word() == "completed"

@@ -20,6 +20,7 @@ from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_destination_in_library
 from picpipe.library.marker import refuse_missing_library
 from picpipe.library.verify import verify_library
+from picpipe.sources.configured import configured_source, importable_names
 
 if TYPE_CHECKING:
     import threading
@@ -127,11 +128,10 @@ def ingest_all(
 ) -> IngestResult | None:
     """One ingest of every configured source but cards (a rescan: unchanged folders cost one
     listing); None when no source is configured. Raises ImportStopped when stopped."""
-    from picpipe.cli.imports import resolve_sources  # the one place sources are built
-
-    if not [n for n, o in settings.sources.items() if o.get("kind") != "removable"]:
+    names = importable_names(settings)
+    if not names:
         return None
-    sources = resolve_sources(settings, [])
+    sources = [configured_source(settings, name, settings.sources[name]) for name in names]
     return ingest(settings, catalog, sources, tools=tools, sinks=sinks, stop=stop)
 
 
