@@ -28,6 +28,7 @@ from tests.service.helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("exiftool_available")
+BATCH = 240
 
 
 @pytest.mark.slow
@@ -104,8 +105,9 @@ def test_sigterm_mid_batch_ends_between_files_and_the_next_pass_resumes(tmp_path
     inbox, backup = tmp_path / "inbox", tmp_path / "backup"
     inbox.mkdir()
     backup.mkdir()
-    for i in range(120):
-        make_jpeg(inbox / f"p{i:03}.jpg", taken=datetime(2024, 2, 1, 0, 0, i % 60), seed=i)
+    # Enough photos that the import is still at work when the test's status poll sees it.
+    for i in range(BATCH):
+        make_jpeg(inbox / f"p{i:03}.jpg", taken=datetime(2024, 2, 1, 0, i // 60, i % 60), seed=i)
     env = service_env(tmp_path, watched_config(inbox, backup, sync="every 1h"))
     proc = start_service(env, "--no-web")
     try:
@@ -128,15 +130,15 @@ def test_sigterm_mid_batch_ends_between_files_and_the_next_pass_resumes(tmp_path
     assert stopped_in < 6, f"stopped in {stopped_in:.1f}s"
     print(f"SIGTERM mid-batch → exit: {stopped_in:.2f}s")
     partial = status(env)["assets"]
-    assert 0 < partial < 120, "the import ran to its end instead of stopping between files"
+    assert 0 < partial < BATCH, "the import ran to its end instead of stopping between files"
 
     once = run_cli("start", "--once", "--json", env=env, timeout=300)
     assert once.returncode == 0, once.stderr
     result = json.loads(once.stdout)
-    assert result["ingest"]["new"] == 120 - partial
-    assert status(env)["assets"] == 120
-    assert verified(env) == 120
-    assert result["sync"]["destinations"]["nas"]["uploaded"] == 120
+    assert result["ingest"]["new"] == BATCH - partial
+    assert status(env)["assets"] == BATCH
+    assert verified(env) == BATCH
+    assert result["sync"]["destinations"]["nas"]["uploaded"] == BATCH
 
 
 @pytest.mark.slow
