@@ -254,6 +254,28 @@ class RunOptions(StrictOptions):
     busy_timeout: float = Field(default=30.0, ge=0.1, le=600.0)
 
 
+class ScheduleOptions(StrictOptions):
+    """``schedule:`` the service's recurring work: ``every 15m`` / ``every 6h`` or a five-field
+    cron expression (``0 3 * * 0``); null turns a job off. sync = replicate to every
+    destination, reconcile = rescan every source, scrub = verify the library."""
+
+    sync: str | None = "every 1h"
+    reconcile: str | None = "every 6h"
+    scrub: str | None = None
+    # A sync soon after every ingest that added photos, besides the schedule's.
+    sync_after_import: bool = True
+
+    @field_validator("sync", "reconcile", "scrub")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from picpipe.service.schedule import parse_schedule  # croniter loads only here
+
+        parse_schedule(value)  # ValueError names the problem
+        return value.strip()
+
+
 class CacheOptions(StrictOptions):
     """The full-resolution cache under ``$PICPIPE_HOME/cache/full`` (least recently used)."""
 
@@ -314,6 +336,7 @@ class Settings(BaseSettings):
     cache: CacheOptions = Field(default_factory=CacheOptions)
     runs: RunOptions = Field(default_factory=RunOptions)
     mqtt: MqttOptions | None = None
+    schedule: ScheduleOptions = Field(default_factory=ScheduleOptions)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # IANA zone per camera (model or "make model") for dates without an offset or GPS.
@@ -328,7 +351,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "sources", "destinations", "cameras", "scan", "imports", "thumbs", "sidecars", "views",
-        "consumers", "replicas", "serve", "cache", "runs", mode="before",
+        "consumers", "replicas", "serve", "cache", "runs", "schedule", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_section(cls, value: object) -> object:

@@ -230,6 +230,17 @@ runs:
   # Seconds a SQLite write waits for another process before it is a catalog error (exit 5).
   busy_timeout: 30.0
 
+schedule:
+  # The jobs of `picpipe start`: "every 15m" / "every 1h30m" (from the service's start) or a
+  # five-field cron expression in local time ("0 3 * * 0": Sundays 03:00); null turns one off.
+  # "sync" replicates to every destination, "reconcile" rescans every source, "scrub"
+  # re-hashes the library's originals (as `picpipe verify`).
+  sync: every 1h
+  reconcile: every 6h
+  scrub: null
+  # Also sync soon after every import that added photos (a new photo is copied in seconds).
+  sync_after_import: true
+
 # Named destinations (replicas): `picpipe sync` keeps a verified copy of every asset in each.
 # For a secret prefer `<secret>_env: VARIABLE` or `<secret>_file: /path` to the value.
 destinations:

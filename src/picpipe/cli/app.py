@@ -218,6 +218,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cards": "cards",
     "restore-catalog": "restore",
     "watch": "watch",
+    "start": "start",
 }
 _REGISTERED: set[str] = set()
 # Global options that take a value: the word after them is not the command.

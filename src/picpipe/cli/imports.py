@@ -28,10 +28,10 @@ from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.sources.base import Source, load_source_kind, source_options
+from picpipe.sources.base import Source
+from picpipe.sources.configured import configured_source, importable_names
 from picpipe.sources.folder import FolderSource
 from picpipe.sources.single_file import SingleFileSource
-from picpipe.sources.watched import WatchedOptions
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
@@ -234,7 +234,7 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
     configured = settings.sources
     if not names:
         # Cards are read when inserted (`picpipe watch`), not by a plain import of everything.
-        names = [n for n, o in configured.items() if str(o.get("kind", "folder")) != "removable"]
+        names = importable_names(settings)
         if not names:
             raise ConfigError(
                 detail="no folder given and no sources configured; try `picpipe import DIR`"
@@ -261,31 +261,7 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
 
 
 def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
-    kind = str(options.get("kind", "folder"))
-    parsed = source_options(name, options)
-    if kind == "folder":
-        folder = Path(parsed.path).expanduser()
-        refuse_own_folder(settings, folder, f"sources.{name}:")
-        return FolderSource(name, folder, settings.scan)
-    if kind == "removable":
-        raise ConfigError(
-            detail=f"sources.{name}: a removable source is read when a card is inserted; "
-            "run `picpipe watch` (and `picpipe cards` for its sessions)"
-        )
-    if isinstance(parsed, WatchedOptions):  # watched, icloudpd: an import is one reconcile
-        folder = Path(parsed.path).expanduser()
-        refuse_own_folder(settings, folder, f"sources.{name}:")
-        source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
-        return source
-    factory = getattr(load_source_kind(kind), "from_options", None)
-    if factory is not None:  # remote kinds (immich): built from their options alone
-        remote: Source = factory(name, parsed)
-        return remote
-    if kind == "synology":
-        from picpipe.sources.synology import SynologySource  # httpx loads only when configured
-
-        return SynologySource(name, parsed, home=settings.home_root, scan=settings.scan)
-    raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
+    return configured_source(settings, name, options)
 
 
 def source_roots(settings: Settings) -> dict[str, str]:

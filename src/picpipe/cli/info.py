@@ -79,6 +79,7 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
         "by_kind": counts,
         "last_session": last_run,
         "import_running": any(run["kind"] == "import" for run in active),
+        "service": next((run for run in active if run["kind"] == "service"), None),
         "runs": active,
         "kept_with_problems": {"count": problem_count, "newest": problem_items},
     }
@@ -101,7 +102,11 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
             f"last run  session {last_run['id']} {last_run['status']} at {last_run['started_at']}: "
             f"{last_run['new']} new, {last_run['failed']} failed"
         )
+    if result["service"] is not None:
+        _print_service(result["service"])
     for run in active:
+        if run["kind"] == "service":
+            continue
         progress = run["progress"] or {}
         done = progress.get("done", 0)
         of = f" of {progress['total']}" if progress.get("total") else ""
@@ -113,6 +118,23 @@ def status(ctx: typer.Context, as_json: bool = JsonFlag) -> None:
     if problem_count:
         console.print(f"problems  {problem_count} kept with a problem (newest first):")
         _print_problems(problem_items)
+
+
+def _print_service(run: dict[str, Any]) -> None:
+    """The running service: its state word, what it does now, and what keeps failing."""
+    progress = run["progress"] or {}
+    job = f", running {progress['job']}" if progress.get("job") else ""
+    console.print(
+        f"service   {progress.get('state', 'starting')}{job} (run {run['run_id']} on "
+        f"{run['host']}, pid {run['pid']}, since {run['started_at']})",
+        markup=False,
+    )
+    for kind in ("sources", "destinations"):
+        for name, entry in sorted((progress.get(kind) or {}).items()):
+            if entry.get("error"):
+                console.print(f"  {kind[:-1]} {name}: {entry['error']}", markup=False)
+    for job, when in sorted((progress.get("next") or {}).items()):
+        console.print(f"  next {job} at {when}", markup=False)
 
 
 def _status_uninitialised(settings: Any, catalog_path: Path, as_json: bool) -> None:

@@ -309,8 +309,14 @@ class CardService:
 
 
 def run_removable(
-    settings: Settings, name: str, options: dict[str, Any], stop: threading.Event
+    settings: Settings,
+    name: str,
+    options: dict[str, Any],
+    stop: threading.Event,
+    /,
+    *,
+    sinks: Sequence[EventSink] = (),
 ) -> None:
     """Run the removable source ``name`` (its config entry ``options``) until ``stop`` is set:
-    the entry point ``picpipe watch`` uses. Raises ConfigError for bad options."""
-    CardService(settings, name, removable_options(name, options)).serve(stop)
+    the entry point ``picpipe watch`` and the service use. Raises ConfigError for bad options."""
+    CardService(settings, name, removable_options(name, options), sinks=sinks).serve(stop)

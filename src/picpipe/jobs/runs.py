@@ -163,6 +163,23 @@ class LeasedRun:
 
     # -- the heartbeat -------------------------------------------------------------------------
 
+    def save_progress(self) -> None:
+        """Write the progress JSON now, with a lease renewal, rather than at the next beat (a
+        service whose status changed); a catalog error is logged, the heartbeat goes on."""
+        with self._lock:
+            progress = dict(self._progress)
+        try:
+            with self.catalog.write() as db:
+                q.renew_lease(
+                    db,
+                    self.id,
+                    lease_seconds=self.options.lease_seconds,
+                    keys=len(self.keys),
+                    progress=progress,
+                )
+        except CatalogError as exc:
+            log.warning("run %d: progress not saved: %s", self.id, exc.message)
+
     def _heartbeat(self) -> None:
         interval = self.options.lease_seconds / 3
         renewed = time.monotonic()

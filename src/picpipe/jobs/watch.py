@@ -15,28 +15,49 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from picpipe.catalog.db import open_catalog
 from picpipe.catalog.runs import WATCH_KIND
-from picpipe.config import Settings
 from picpipe.errors import CatalogBusy, CatalogError, ConfigError, PicpipeError
 from picpipe.jobs.cards import run_removable
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
 from picpipe.pipeline.exiftool import ExifToolPool
+from picpipe.pipeline.runner import ImportStopped
 from picpipe.redact import validation_problems
 from picpipe.sources.base import load_source_kind
 from picpipe.sources.watched import WatchedOptions, WatchedSource, WatchStopped
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from picpipe.config import Settings
+    from picpipe.events import EventSink
+
 log = logging.getLogger(__name__)
 
-LiveRunner = Callable[[Settings, str, dict[str, Any], threading.Event], None]
+RETRY_FIRST = 5.0  # seconds before a failed pass is tried again; doubles up to the interval
+
+
+class LiveRunner(Protocol):
+    """Runs one live source until ``stop`` is set; every run it starts publishes its events to
+    ``sinks`` (the service's components). Raises PicpipeError for a problem it cannot wait out."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        name: str,
+        options: dict[str, Any],
+        stop: threading.Event,
+        /,
+        *,
+        sinks: Sequence[EventSink] = (),
+    ) -> None: ...
 
 
 def watched_source(settings: Settings, name: str, options: dict[str, Any]) -> WatchedSource:
@@ -56,7 +77,13 @@ def watched_source(settings: Settings, name: str, options: dict[str, Any]) -> Wa
 
 
 def run_watched(
-    settings: Settings, name: str, options: dict[str, Any], stop: threading.Event
+    settings: Settings,
+    name: str,
+    options: dict[str, Any],
+    stop: threading.Event,
+    /,
+    *,
+    sinks: Sequence[EventSink] = (),
 ) -> None:
     """Watch source ``name`` until ``stop`` is set; problems are logged and kept in the
     status, and the watch goes on (a folder that comes back is watched again)."""
@@ -71,7 +98,7 @@ def run_watched(
             keys=[f"watch:{name}"],
             options=settings.runs,
         ) as run:
-            _Watcher(settings, source, catalog, tools, run).loop(stop)
+            _Watcher(settings, source, catalog, tools, run, sinks).loop(stop)
             run.status = "completed"
     finally:
         tools.close()
@@ -86,14 +113,17 @@ class _Watcher:
         catalog: Any,
         tools: ExifToolPool,
         run: LeasedRun,
+        sinks: Sequence[EventSink] = (),
     ) -> None:
         self.settings = settings
+        self.sinks = list(sinks)
         self.source = source
         self.catalog = catalog
         self.tools = tools
         self.run = run
         self.ingests = 0
         self.last_ingest: dict[str, Any] | None = None
+        self.failed_passes = 0  # in a row: a pass that failed is tried again soon
 
     def status(self) -> dict[str, Any]:
         state = self.source.state.as_dict()
@@ -126,8 +156,7 @@ class _Watcher:
         follower = threading.Thread(target=follow, name=f"changes-{self.source.name}", daemon=True)
         follower.start()
         self.reconcile("start")  # after the watch began: nothing falls between the two
-        if self.source.settling:
-            due = time.monotonic() + self.source.options.settle_seconds + 0.1
+        due = self._next_due(interval, due)
         try:
             while not stop.is_set():
                 self.run.set_progress(self.status())
@@ -141,30 +170,48 @@ class _Watcher:
                     self.reconcile("periodic")
                 else:
                     continue
-                due = time.monotonic() + interval
-                if self.source.settling:
-                    due = time.monotonic() + self.source.options.settle_seconds + 0.1
+                due = self._next_due(interval, time.monotonic() + interval)
         finally:
             inner.set()
             follower.join(timeout=5)
             self.run.set_progress(self.status())
 
+    def _next_due(self, interval: float, due: float) -> float:
+        """When the next pass runs: soon while files settle, or after a pass that failed (a
+        catalog busy with three first imports at once must not cost a whole interval)."""
+        now = time.monotonic()
+        if self.source.settling:
+            due = min(due, now + self.source.options.settle_seconds + 0.1)
+        if self.failed_passes:
+            due = min(due, now + min(RETRY_FIRST * 2 ** (self.failed_passes - 1), interval))
+        return due
+
     def reconcile(self, why: str) -> None:
         """One ingest of the source (a rescan under the settle rule); never raises for a
         problem of the source, so the watch goes on."""
         try:
-            result = ingest(self.settings, self.catalog, [self.source], tools=self.tools)
-        except WatchStopped:
+            result = ingest(
+                self.settings,
+                self.catalog,
+                [self.source],
+                tools=self.tools,
+                sinks=self.sinks,
+                stop=self.source.stopping,
+            )
+        except (WatchStopped, ImportStopped):
             log.info("%s: stopped during a pass; the next start catches up", self.source.name)
             return
         except CatalogBusy as exc:  # an `import` of this source runs now: it does the work
             log.info("%s: %s; next pass later", self.source.name, exc.message)
+            self.failed_passes += 1
             return
         except PicpipeError as exc:
+            self.failed_passes += 1
             log.error("%s: ingest failed: %s", self.source.name, exc.message)
             with self.source.state.lock:
                 self.source.state.last_error = exc.message
             return
+        self.failed_passes = 0
         self.ingests += 1
         summary = result.summary
         self.last_ingest = {
@@ -188,10 +235,20 @@ LIVE_RUNNERS: dict[str, LiveRunner] = {
 
 
 def run_live_sources(
-    settings: Settings, names: list[str], stop: threading.Event
+    settings: Settings,
+    names: list[str],
+    stop: threading.Event,
+    *,
+    sinks: Sequence[EventSink] = (),
+    errors: dict[str, str | None] | None = None,
+    persistent: bool = False,
 ) -> dict[str, str | None]:
     """Run each named live source in its own thread until ``stop``; one source's failure
-    never stops the others. Returns each source's error (None when it ended cleanly)."""
+    never stops the others. Returns each source's error (None when it ended cleanly).
+
+    ``errors`` (when given) is filled as the sources run, so a status page can show a
+    source's last error while it restarts. ``persistent`` (the service) restarts a source
+    after any error but a config error, with backoff up to five minutes."""
     configured = settings.sources
     chosen = names or [n for n, o in configured.items() if o.get("kind") in LIVE_RUNNERS]
     if not chosen:
@@ -206,27 +263,37 @@ def run_live_sources(
         if kind not in LIVE_RUNNERS:
             raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be watched")
         runners[name] = LIVE_RUNNERS[kind]
-    errors: dict[str, str | None] = dict.fromkeys(runners)
+    if errors is None:
+        errors = {}
+    errors.update(dict.fromkeys(runners))
+    longest = 300.0 if persistent else 30.0
 
     def one(name: str, runner: LiveRunner) -> None:
         delay = 1.0
         try:
             while True:
                 try:
-                    runner(settings, name, configured[name], stop)
+                    runner(settings, name, configured[name], stop, sinks=sinks)
                     errors[name] = None  # ended cleanly (after a restart, too)
                     return
-                except PicpipeError as exc:
+                except Exception as exc:
                     # A catalog that is busy or away for a while (SQLite locked by another
                     # writer, a PostgreSQL failover) restarts the source with backoff; a
-                    # problem of the source's own config ends it.
-                    if not (isinstance(exc, CatalogError) or exc.retryable) or stop.is_set():
+                    # problem of the source's own config ends it. The service restarts
+                    # after anything else too: one source's bug must not end its watch.
+                    if isinstance(exc, ConfigError) or stop.is_set():
                         raise
-                    errors[name] = exc.message
-                    log.error("%s: %s; restarting in %.0f s", name, exc.message, delay)
+                    wait_out = isinstance(exc, CatalogError) or (
+                        isinstance(exc, PicpipeError) and exc.retryable
+                    )
+                    if not (wait_out or persistent):
+                        raise
+                    why = exc.message if isinstance(exc, PicpipeError) else repr(exc)
+                    errors[name] = why
+                    log.error("%s: %s; restarting in %.0f s", name, why, delay)
                     if stop.wait(delay):
                         return
-                    delay = min(delay * 2, 30.0)
+                    delay = min(delay * 2, longest)
         except PicpipeError as exc:
             errors[name] = exc.message
             log.error("%s: %s", name, exc.message)

@@ -27,6 +27,7 @@ from picpipe.pipeline.stages import import_stages
 from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Sequence
 
     from picpipe.catalog.db import Catalog
@@ -87,6 +88,7 @@ def import_sources(
     workers: int | None = None,
     move: bool = False,
     stages: Sequence[Stage] | None = None,
+    stop: threading.Event | None = None,
 ) -> SessionSummary:
     """The import part of ingest: ``sources`` through the stages in one leased run.
 
@@ -97,7 +99,7 @@ def import_sources(
     ensure_library(settings.library_root, catalog)
     check_writable(settings.library_root)
     with _import_lease(settings, catalog, sources, sinks) as run:
-        return _import_in(run, settings, catalog, sources, tools, workers, move, stages)
+        return _import_in(run, settings, catalog, sources, tools, workers, move, stages, stop)
 
 
 def _import_in(
@@ -109,6 +111,7 @@ def _import_in(
     workers: int | None,
     move: bool,
     stages: Sequence[Stage] | None,
+    stop: threading.Event | None = None,
 ) -> SessionSummary:
     ctx = build_context(settings, catalog, tools)
     ctx.run_id = run.id
@@ -123,7 +126,7 @@ def _import_in(
         work, workers=workers or settings.workers
     )
     try:
-        summary = ImportRun(ctx, run, pool, move=move, stages=chosen).run(sources)
+        summary = ImportRun(ctx, run, pool, move=move, stages=chosen, stop=stop).run(sources)
     finally:
         pool.shutdown(cancel=True)
     _record_albums(catalog, sources)
@@ -152,30 +155,34 @@ def ingest(
     workers: int | None = None,
     move: bool = False,
     thumbnails: bool = True,
+    stop: threading.Event | None = None,
 ) -> IngestResult:
     """Import ``sources``, then the session's follow-up work — the sidecar re-import and the
     pending thumbnails — in the same leased run (one run row and one event stream per
-    ingest). Raises as `import_sources` does."""
+    ingest). Raises as `import_sources` does, and ImportStopped (a KeyboardInterrupt) when
+    ``stop`` is set between files; thumbnails stop starting once it is set."""
     ensure_library(settings.library_root, catalog)
     check_writable(settings.library_root)
     with _import_lease(settings, catalog, sources, sinks) as run:
-        summary = _import_in(run, settings, catalog, sources, tools, workers, move, None)
+        summary = _import_in(run, settings, catalog, sources, tools, workers, move, None, stop)
         # Edits made in digiKam and friends since the last run come back with every import.
         sidecars = reimport_changed_sidecars(settings, catalog, tools=tools).as_dict()
         thumbs: dict[str, Any] | None = None
         if thumbnails and settings.thumbs.on_import:
-            thumbs = _pending_thumbnails(settings, catalog, run)
+            thumbs = _pending_thumbnails(settings, catalog, run, stop)
         # Views and Immich's external library follow every ingest (when configured).
         consumers = after_ingest(settings, added=summary.new)
     return IngestResult(summary, sidecars, thumbs, consumers)
 
 
-def _pending_thumbnails(settings: Settings, catalog: Catalog, run: LeasedRun) -> dict[str, Any]:
+def _pending_thumbnails(
+    settings: Settings, catalog: Catalog, run: LeasedRun, stop: threading.Event | None
+) -> dict[str, Any]:
     """Thumbnails for every asset still pending; a problem is reported, not raised: the
     originals are safe and each asset's state says why it has none. Thumbnail writes are
     atomic and idempotent, so two ingests making some of the same ones at once is harmless."""
     try:
-        result = _make_thumbnails(run, settings, catalog, "pending", None)
+        result = _make_thumbnails(run, settings, catalog, "pending", None, stop)
     except PicpipeError as exc:
         log.warning("no thumbnails were made: %s", exc.message)
         return {"made": 0, "failed": 0, "error": exc.message}
@@ -214,6 +221,7 @@ def _make_thumbnails(
     catalog: Catalog,
     selection: Selection,
     workers: int | None,
+    stop: threading.Event | None = None,
 ) -> ThumbSummary:
     seen = [0, 0]
 
@@ -232,6 +240,7 @@ def _make_thumbnails(
         options=settings.thumbs,
         workers=workers,
         progress=progress,
+        stop=stop,
     )
     summary = thumbs.run(selection)
     summary.run_id = run.id

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from picpipe.catalog.db import Catalog
 
 MARKER = ".picpipe-library.json"
+# The marker's temp name is fixed (see _write_marker): two threads of one process creating a
+# new library at once (the service's watchers' first passes) would rename each other's temp
+# file away. One at a time per process; the second then finds the marker written.
+_MARKER_WRITE = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,12 @@ def ensure_library(root: Path, catalog: Catalog) -> LibraryIdentity:
         settled = catalog_fact(db, "catalog_id") is not None
     if marker is not None and settled and known == marker.library_id:
         return marker
+    with _MARKER_WRITE:
+        return _create_or_adopt(root, catalog)
+
+
+def _create_or_adopt(root: Path, catalog: Catalog) -> LibraryIdentity:
+    marker = read_marker(root)  # again: another thread may have written it meanwhile
     with catalog.write() as db:
         known = catalog_fact(db, "library_id")
         _refuse(root, marker, known, has_assets(db))

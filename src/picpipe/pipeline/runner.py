@@ -47,6 +47,7 @@ from picpipe.pipeline.zones import configured_zones
 from picpipe.sources.base import ScanProblem, Source
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Sequence
 
     from picpipe.catalog.db import Catalog
@@ -58,6 +59,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.2  # seconds between looks at a claim another run holds
+
+
+class ImportStopped(KeyboardInterrupt):  # ends the import as Ctrl-C does: status interrupted
+    """The run's stop was set: the files in hand were finished and recorded, the rest of the
+    source is left for the next run (nothing is marked gone, no folder digest is saved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,7 @@ class ImportRun:
         move: bool = False,
         stages: Sequence[Stage] = IMPORT_STAGES,
         wait_for_claims: float = 0.0,
+        stop: threading.Event | None = None,
     ) -> None:
         self.ctx = ctx
         self.catalog: Catalog = ctx.catalog
@@ -170,6 +177,9 @@ class ImportRun:
         # has been taken over, so a claim still held means a live run is slow.
         self.wait_for_claims = wait_for_claims or 2 * run.options.lease_seconds + 5
         self._remote: RemoteImport | None = None  # the source being imported, if it remembers
+        # Checked between files: a service stopping mid-batch ends within a few files, not
+        # after the whole batch (SIGTERM under systemd has a deadline).
+        self.stop = stop
 
     def run(self, sources: Sequence[Source]) -> SessionSummary:
         """Import every source; the run's status is set from the outcome."""
@@ -271,6 +281,7 @@ class ImportRun:
                     if known is not None and known.gone:
                         reappeared.append(known.id)
                     continue
+                self._stop_point(recorder, index, deferred)
                 task = ImportTask(source.name, source_id, entry, known=known)
                 for done in self.pool.submit(task):
                     self._finished(recorder, done, index, deferred)
@@ -286,6 +297,16 @@ class ImportRun:
         recorder.flush()
         self._settle(index, reappeared, files_in, listing_complete)
         remote.finish()
+
+    def _stop_point(self, recorder: Recorder, index: ScanIndex, deferred: list[ImportTask]) -> None:
+        """Raise ImportStopped when the stop is set, after the tasks in flight finished and
+        were handed to the recorder (its batch is flushed as the run ends)."""
+        if self.stop is None or not self.stop.is_set():
+            return
+        for done in self.pool.drain():
+            self._finished(recorder, done, index, deferred)
+        log.info("import stopped between files; the next run goes on from here")
+        raise ImportStopped
 
     def _retry_deferred(
         self, deferred: list[ImportTask], recorder: Recorder, index: ScanIndex

@@ -41,6 +41,7 @@ from picpipe.library.layout import (
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
 if TYPE_CHECKING:
+    import threading
     from pathlib import Path
 
     from picpipe.catalog.db import Catalog
@@ -117,6 +118,7 @@ class ThumbRun:
         progress: ProgressSink | None = None,
         work: Callable[[ThumbJob], ThumbResult] = make_thumbnails,
         batch_size: int = 100,
+        stop: threading.Event | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
@@ -126,6 +128,9 @@ class ThumbRun:
         self.progress = progress or (lambda _summary, _total: None)
         self.work = work
         self.batch_size = batch_size
+        # Set by a stopping service: no new job starts, the ones in flight are recorded, the
+        # rest stay pending for the next run.
+        self.stop = stop
         self._batch: list[ThumbResult] = []
         self._last_flush = time.monotonic()
         self._made_dirs: set[Path] = set()
@@ -224,6 +229,8 @@ class ThumbRun:
         limit = pool.workers * 3
         more = True
         while True:
+            if more and self.stop is not None and self.stop.is_set():
+                more = False
             while more and len(in_flight) < limit:
                 item = next(items, None)
                 if item is None:
