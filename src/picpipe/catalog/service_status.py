@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from picpipe.catalog.cards import card_sessions
 from picpipe.catalog.models import (
@@ -184,9 +184,20 @@ def _cards(db: Session) -> list[CardState]:
 
 
 def _last_session(db: Session) -> dict[str, Any] | None:
+    """The newest finished session that did something or failed: a scheduled sync or rescan
+    that found nothing to do must not replace "412 files backed up" in Home Assistant."""
     row = db.scalar(
         select(ImportSession)
-        .where(ImportSession.status != "running")
+        .where(
+            ImportSession.status != "running",
+            or_(
+                ImportSession.new > 0,
+                ImportSession.duplicate > 0,
+                ImportSession.failed > 0,
+                ImportSession.bytes > 0,
+                ~ImportSession.status.like("completed%"),
+            ),
+        )
         .order_by(ImportSession.id.desc())
         .limit(1)
     )

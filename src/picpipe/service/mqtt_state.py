@@ -49,6 +49,8 @@ class LiveState:
     done: int = 0
     total: int = 0
     current_file: str = ""
+    last_done: int = 0  # the figures of the last run that did something
+    last_total: int = 0
     # A run that finished since the publisher last looked: the catalog is re-read.
     finished: bool = False
     version: int = 0
@@ -104,14 +106,17 @@ class LiveState:
         else:
             self.status = "failed"
         report = event.report
-        if report is not None:
-            # Unchanged files are counted but not evented: the report has the whole count.
-            counted = sum(report.counts.get(k, 0) for k in _FILE_OUTCOMES)
-            self.done = counted or run.done
-        else:
-            self.done = run.done
+        # Unchanged files are counted but not evented: the report has the whole count.
+        counted = sum(report.counts.get(k, 0) for k in _FILE_OUTCOMES) if report else 0
+        if not (counted or run.done or run.total) and event.status.startswith("completed"):
+            # A scheduled run that found nothing to do: the last real run's figures stay.
+            self.done, self.total = self.last_done, self.last_total
+            self.current_file = ""
+            return
+        self.done = counted or run.done
         self.total = max(self.total, self.done, run.total or 0)
         self.done = self.total if self.status == "completed" else self.done
+        self.last_done, self.last_total = self.done, self.total
         self.current_file = ""
 
     def _show_newest(self) -> None:
