@@ -173,6 +173,12 @@ def add_assets(db: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     return insert_returning_new(db, Asset, rows, conflict=["sha256"], key=Asset.sha256)
 
 
+def mark_in_library(db: Session, sha256s: Sequence[str]) -> None:
+    """These index-only assets have their original in the library now."""
+    if sha256s:
+        db.execute(update(Asset).where(Asset.sha256.in_(list(sha256s))).values(index_only=False))
+
+
 def upsert_source_files(
     db: Session, new_rows: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
