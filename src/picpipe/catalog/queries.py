@@ -221,10 +221,13 @@ class SidecarRef:
 
 
 def sidecar_refs(db: Session, *, after: str = "", limit: int = 1000) -> list[SidecarRef]:
-    """The next ``limit`` assets after the sha256 ``after``: keyset paging over the key."""
+    """The next ``limit`` assets after the sha256 ``after``: keyset paging over the key.
+
+    Index-only assets are left out: a sidecar sits beside an original, they have none.
+    """
     rows = db.execute(
         select(Asset.sha256, Asset.library_path, Asset.sidecar_mtime_ns)
-        .where(Asset.sha256 > after)
+        .where(Asset.sha256 > after, Asset.index_only.is_(False))
         .order_by(Asset.sha256)
         .limit(limit)
     )

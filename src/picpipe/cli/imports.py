@@ -28,13 +28,13 @@ from picpipe.library.guards import refuse_own_folder
 from picpipe.library.marker import ensure_library
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.exiftool import ExifToolPool, exiftool_command, exiftool_version
-from picpipe.sources.base import Source, load_source_kind, source_options
+from picpipe.sources.configured import build_source
 from picpipe.sources.folder import FolderSource
 from picpipe.sources.single_file import SingleFileSource
-from picpipe.sources.watched import WatchedOptions
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
+    from picpipe.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -248,26 +248,6 @@ def resolve_sources(settings: Settings, names: list[str]) -> list[Source]:
         refuse_own_folder(settings, resolved, "import folder")
         sources.append(FolderSource(str(resolved), resolved, settings.scan))
     return sources
-
-
-def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
-    kind = str(options.get("kind", "folder"))
-    parsed = source_options(name, options)
-    if kind == "folder":
-        folder = Path(parsed.path).expanduser()
-        refuse_own_folder(settings, folder, f"sources.{name}:")
-        return FolderSource(name, folder, settings.scan)
-    if kind == "removable":
-        raise ConfigError(
-            detail=f"sources.{name}: a removable source is read when a card is inserted; "
-            "run `picpipe watch` (and `picpipe cards` for its sessions)"
-        )
-    if isinstance(parsed, WatchedOptions):  # watched, icloudpd: an import is one reconcile
-        folder = Path(parsed.path).expanduser()
-        refuse_own_folder(settings, folder, f"sources.{name}:")
-        source: Source = load_source_kind(kind)(name, folder, settings.scan, parsed)
-        return source
-    raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be imported yet")
 
 
 def source_roots(settings: Settings) -> dict[str, str]:

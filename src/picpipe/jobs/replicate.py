@@ -35,7 +35,7 @@ from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
-from picpipe.jobs.sync_report import DestinationTally, SyncReport
+from picpipe.jobs.sync_report import INDEX_ONLY, DestinationTally, SyncReport
 from picpipe.jobs.sync_sidecars import SidecarSync, sidecar_bytes
 
 if TYPE_CHECKING:
@@ -125,6 +125,10 @@ class SyncRun(ReplicaOutcomes):
         started = time.monotonic()
         report = self._report = SyncReport(self._session_id or None, "running", self.dry_run)
         report.destinations = {name: DestinationTally() for name in self.destinations}
+        with self.catalog.session() as db:
+            report.index_only = q.index_only_count(db)  # left out of every plan
+        if report.index_only:
+            log.info("sync: %d index-only asset(s) skipped: %s", report.index_only, INDEX_ONLY)
         targets = self._targets()
         status = "failed"
         pending: list[Future[None]] = []

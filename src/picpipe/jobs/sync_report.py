@@ -7,6 +7,9 @@ from typing import Any
 
 from picpipe.jobs.report import RunReport
 
+# Why a sync leaves index-only assets (`mode: index`) out.
+INDEX_ONLY = "index only (mode: index): no original in the library to send"
+
 
 class DestinationTally:
     """Counts of one destination in one run."""
@@ -36,6 +39,7 @@ class SyncReport:
     # (destination, key of someone's edit kept there, key the new version went to)
     sidecar_versions: list[tuple[str, str, str]] = field(default_factory=list)
     snapshots: dict[str, str] = field(default_factory=dict)  # destination → snapshot key
+    index_only: int = 0  # assets skipped: kept as an index only, no original to send
 
     @property
     def failed(self) -> int:
@@ -89,5 +93,8 @@ class SyncReport:
                 {"destination": d, "kept": k, "written": w} for d, k, w in self.sidecar_versions
             ],
             "catalog_snapshots": dict(self.snapshots),
+            "skipped": (
+                [{"reason": INDEX_ONLY, "assets": self.index_only}] if self.index_only else []
+            ),
             **({"planned": self.planned} if self.dry_run else {}),
         }

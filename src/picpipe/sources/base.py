@@ -202,3 +202,29 @@ def iter_entries(source: Source) -> Iterator[SourceEntry | ScanProblem]:
             yield item
         else:
             yield from item.entries
+
+
+def find_entry(source: Source, ref: str) -> SourceEntry | None:
+    """The current entry of ``ref`` in ``source`` (None when it is not there any more).
+
+    Generic over kinds: a listing, never a content read. The listing of the ref's own folder
+    (its folder part, as folder kinds list) is checked first, so only that folder's entries
+    are built; other kinds' listings (albums of item ids) are searched after. Skipped entries
+    do not count.
+    """
+    folder = ref.rpartition("/")[0]
+    others: list[FolderListing] = []
+    for item in source.listing():
+        if isinstance(item, ScanProblem):
+            continue
+        if item.folder != folder:
+            others.append(item)
+            continue
+        for entry in item.entries:
+            if entry.ref == ref and entry.skipped is None:
+                return entry
+    for listing in others:
+        for entry in listing.entries:
+            if entry.ref == ref and entry.skipped is None:
+                return entry
+    return None
