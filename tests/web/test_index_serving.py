@@ -186,4 +186,5 @@ def test_replicas_sync_and_verify_know_index_only_assets(
     assert result["index_only"] == PHOTOS
 
     text = run_cli(*base, "verify")
-    assert "index-only" in text.stdout and "missing" not in text.stdout
+    assert "index-only" in text.stdout
+    assert "missing" not in text.stdout
