@@ -188,3 +188,36 @@ def test_replicas_sync_and_verify_know_index_only_assets(
     text = run_cli(*base, "verify")
     assert "index-only" in text.stdout
     assert "missing" not in text.stdout
+
+
+def test_a_source_of_another_kind_is_opened_by_name_to_fetch(
+    tmp_path: Path, exiftool_available: None
+) -> None:
+    """A watched folder stands for the remote kinds: its files are found by ref in its
+    listing and read with ``Source.open`` (not at a path), then checked by their hash."""
+    drop = tmp_path / "drop"
+    make_jpeg(drop / "d.jpg", size=(320, 240), taken=datetime(2021, 4, 1), seed=7)
+    entry = {"kind": "watched", "path": str(drop), "settle_seconds": 0, "mode": "index"}
+    settings = load_settings(
+        home=tmp_path / "home",
+        library=tmp_path / "library",
+        sources={"drop": entry},
+        **{"import": {"fsync": False}},
+    )
+    catalog = open_catalog(settings.catalog_url)
+    tools = ExifToolPool()
+    try:
+        ingest(settings, catalog, [open_configured_source(settings, "drop")], tools=tools)
+        with catalog.session() as db:
+            (sha,) = db.scalars(select(Asset.sha256))
+    finally:
+        tools.close()
+        catalog.close()
+    assert no_originals(tmp_path)
+    with app_for(settings) as app:
+        response = get(app, f"/api/assets/{sha}/full")
+        assert response.status_code == 200
+        assert response.content == (drop / "d.jpg").read_bytes()
+    (drop / "d.jpg").unlink()
+    with app_for(settings) as app:
+        assert get(app, f"/api/assets/{sha}/full").status_code == 503

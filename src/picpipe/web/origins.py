@@ -3,10 +3,11 @@
 `Origins.producer` returns a cache producer (``library/cache.py``) that tries each place that
 should hold the asset's bytes, in order: every **verified replica** (``replica.state ==
 'verified'``) at a destination still configured in ``settings.destinations``, read with
-``Destination.read``; then every **source** file recorded with that SHA-256: a source still
-configured in ``settings.sources`` is opened by name (any kind; the entry found by its ref,
-read with ``Source.open``: how an index-only asset's full resolution is fetched), a folder
-source no longer configured is read at ``source.location`` + ``source_file.ref``. Each copy
+``Destination.read``; then every **source** file recorded with that SHA-256: a folder
+source's file is read at ``source.location`` + ``source_file.ref``; a source of any other kind
+still configured in ``settings.sources`` is opened by name, the entry found by its ref and
+read with ``Source.open`` (how an index-only asset of a remote kind gets its full resolution;
+a watched folder too). Each copy
 is hashed as it is written to the cache and kept only when its SHA-256 and size match the
 asset: a copy that does not match is discarded and the next place is tried. When none
 matches, `OriginalUnreachable` is raised.
@@ -116,10 +117,13 @@ class Origins:
             if destination is not None and key:
                 copies.append(Copy(f"replica {name!r}", _reader(destination, key)))
         for name, kind, location, ref in sources:
-            if name in self.settings.sources:
+            if kind == "folder":
+                # A plain folder's ref is a path: read it there (a listing to find the entry
+                # would walk the tree), configured or not.
+                if (path := _inside(Path(location), ref)) is not None:
+                    copies.append(Copy(f"source {name!r}", _file_reader(path)))
+            elif name in self.settings.sources:
                 copies.append(Copy(f"source {name!r}", partial(self._source_read, name, ref)))
-            elif kind == "folder" and (path := _inside(Path(location), ref)) is not None:
-                copies.append(Copy(f"source {name!r}", _file_reader(path)))
         return copies
 
     def source(self, name: str) -> Source:
