@@ -125,8 +125,7 @@ class SyncRun(ReplicaOutcomes):
         started = time.monotonic()
         report = self._report = SyncReport(self._session_id or None, "running", self.dry_run)
         report.destinations = {name: DestinationTally() for name in self.destinations}
-        with self.catalog.session() as db:
-            report.index_only = q.index_only_count(db)  # left out of every plan
+        report.index_only = self._index_only()  # left out of every plan
         if report.index_only:
             log.info("sync: %d index-only asset(s) skipped: %s", report.index_only, INDEX_ONLY)
         targets = self._targets()
@@ -168,6 +167,10 @@ class SyncRun(ReplicaOutcomes):
             if not self.dry_run:
                 self._finish(report)
         return report
+
+    def _index_only(self) -> int:
+        with self.catalog.session() as db:
+            return q.index_only_count(db)
 
     def _targets(self) -> list[SyncTarget]:
         targets = []
