@@ -150,3 +150,33 @@ def test_mode_and_poll_seconds_are_checked(tmp_path: Path, bad: object) -> None:
     with pytest.raises(ConfigError) as caught:
         index_settings(tmp_path, kitchen=entry)
     assert "sources.kitchen." in caught.value.message
+
+
+def test_thumbnails_come_from_the_source_when_the_staged_copy_is_gone(
+    tmp_path: Path, exiftool_available: None
+) -> None:
+    import shutil
+
+    from picpipe.jobs.workflows import thumbnails_run
+
+    kitchen = tmp_path / "kitchen"
+    photos(kitchen, 2)
+    settings = index_settings(tmp_path, kitchen={"path": str(kitchen), "mode": "index"})
+    catalog = open_catalog(settings.catalog_url)
+    tools = ExifToolPool()
+    try:
+        source = FolderSource("kitchen", kitchen, settings.scan)
+        ingest(settings, catalog, [source], tools=tools, workers=2, thumbnails=False)
+        staged = staging_root(settings.home_root)
+        assert len(list(staged.glob("*.jpg"))) == 2  # kept until the thumbnails are made
+        shutil.rmtree(staged)  # a cleaned home
+        summary = thumbnails_run(settings, catalog, "pending")
+        with catalog.session() as db:
+            states = {a.thumbs_state for a in db.scalars(select(Asset))}
+    finally:
+        tools.close()
+        catalog.close()
+    assert (summary.made, summary.failed) == (2, 0)
+    assert states == {"ok"}
+    assert list(staged.glob("*")) == []
+    assert library_files(settings) == []

@@ -70,9 +70,14 @@ class StagedWrite:
         self._file: BinaryIO | None = open(self.temp, "wb")  # noqa: SIM115 - closed in keep
         self.root = root
 
-    def write(self, chunk: memoryview) -> None:
+    @property
+    def handle(self) -> BinaryIO:
+        """The open temp file (for writers that take a file, such as a cache sink)."""
         assert self._file is not None
-        self._file.write(chunk)
+        return self._file
+
+    def write(self, chunk: memoryview) -> None:
+        self.handle.write(chunk)
 
     def keep(self, sha256: str, name: str) -> Path:
         """The staged copy of ``sha256`` (no fsync: it is remade from the source if lost)."""

@@ -119,6 +119,7 @@ class ThumbRun:
         progress: ProgressSink | None = None,
         work: Callable[[ThumbJob], ThumbResult] = make_thumbnails,
         batch_size: int = 100,
+        restage: Callable[[str], Path | None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
@@ -128,6 +129,9 @@ class ThumbRun:
         self.progress = progress or (lambda _summary, _total: None)
         self.work = work
         self.batch_size = batch_size
+        # Fetches an index-only original again when its staged copy is gone (a crash, a
+        # cleaned home): without it such an asset waits for its thumbnails.
+        self.restage = restage
         self._batch: list[ThumbResult] = []
         self._last_flush = time.monotonic()
         self._made_dirs: set[Path] = set()
@@ -217,9 +221,11 @@ class ThumbRun:
     def _original_of(self, asset: Asset, root: Path) -> str:
         if not asset.index_only:
             return str(root / asset.library_path)
-        # Index mode: the import's one read, staged; without it the job fails (retryably)
-        # and says the file could not be read; a re-import of the source stages it again.
+        # Index mode: the import's one read, staged; else fetched again from a source
+        # (`restage`); without either the job fails retryably (the file cannot be read).
         staged = find_staged(staging_root(self.home), asset.sha256)
+        if staged is None and self.restage is not None:
+            staged = self.restage(asset.sha256)
         return str(staged if staged is not None else staging_root(self.home) / asset.sha256)
 
     def _sweep_staged(self) -> None:
