@@ -5,7 +5,9 @@ file under ``<home>/staging/index`` and keeps it as ``<sha256>.<ext>`` (`StagedW
 exiftool reads the metadata from it when the source has no local path, and the thumbnail run
 decodes it instead of a library original. Once an asset needs it no more (thumbnails made or
 failed for good, or the asset is not index-only), `sweep_staged` removes it: the library never
-holds such an original, and the staging folder only what is in flight.
+holds such an original, and the staging folder only what is in flight. A staged copy lost
+before its thumbnails were made is fetched again from a source (``jobs/workflows.py``
+`Restager`).
 """
 
 from __future__ import annotations
