@@ -18,6 +18,7 @@ from picpipe.catalog.models import Asset, SourceFile
 from picpipe.config import Settings, load_settings
 from picpipe.jobs.poll import POLLED_KINDS, pollable, run_polled
 from picpipe.jobs.watch import live_runner, run_live_sources
+from picpipe.jobs.workflows import thumbnails_run
 from picpipe.samples import make_jpeg
 from tests.web.test_media import app_for, get
 
@@ -27,6 +28,8 @@ def poll_settings(root: Path, **entry: object) -> Settings:
         home=root / "home",
         library=root / "library",
         sources={"kitchen": {"path": str(root / "kitchen"), "poll_seconds": 1, **entry}},
+        # No thumbnail process pool forked from the poller's thread: this is about polling.
+        thumbs={"on_import": False},
         **{"import": {"fsync": False}},
     )
 
@@ -102,6 +105,11 @@ def test_a_polled_source_picks_up_a_new_file_and_a_removal_and_stops_promptly(
         f"poll_seconds 1: new file in {found:.2f} s, removal in {gone:.2f} s, stop {stopped:.3f} s"
     )
     assert stopped < 1.0, f"stopped after {stopped:.2f} s"
+    catalog = open_catalog(settings.catalog_url)
+    try:  # the thumbnails the ingest would have made (thumbs.on_import is off here)
+        assert thumbnails_run(settings, catalog, "pending").made == 3
+    finally:
+        catalog.close()
     with app_for(settings) as app:
         listed = get(app, "/files/list").json()
         assert listed["total_files"] == 3  # the removed file's asset stays

@@ -22,10 +22,13 @@ from picpipe.samples import make_jpeg
 from picpipe.sources.folder import FolderSource
 
 
-def index_settings(root: Path, **sources: dict[str, object]) -> Settings:
+def index_settings(
+    root: Path, database_url: str | None = None, **sources: dict[str, object]
+) -> Settings:
     return load_settings(
         home=root / "home",
         library=root / "library",
+        database_url=database_url,
         sources=sources,
         **{"import": {"fsync": False}},
     )
@@ -63,11 +66,13 @@ def library_files(settings: Settings) -> list[Path]:
 
 
 def test_index_mode_keeps_catalog_thumbnails_and_provenance_but_no_original(
-    tmp_path: Path, exiftool_available: None
+    tmp_path: Path, exiftool_available: None, catalog_url: str
 ) -> None:
     kitchen = tmp_path / "kitchen"
     originals = photos(kitchen, 3)
-    settings = index_settings(tmp_path, kitchen={"path": str(kitchen), "mode": "index"})
+    settings = index_settings(
+        tmp_path, catalog_url, kitchen={"path": str(kitchen), "mode": "index"}
+    )
     with ingesting(settings) as run:
         result = run("kitchen")
     assert result.summary.new == 3  # type: ignore[attr-defined]
