@@ -158,6 +158,9 @@ sources:
 #   icloud:  {{kind: folder, path: /srv/icloudpd}}
 #   inbox:   {{kind: folder, path: /srv/inbox, move: true}}   # deletes files once stored
 #   scans:   {{kind: folder, path: /srv/scans, timezone: Europe/Berlin}}  # zone for its dates
+#   # Index only: catalog, thumbnails and provenance, no original in the library (full size
+#   # is fetched from the source on demand); `picpipe watch` polls it every poll_seconds.
+#   kitchen: {{kind: folder, path: /mnt/nas/kitchen, mode: index, poll_seconds: 60}}
 #   cards:   {{kind: removable, mount_roots: [/media, /run/media], safe_replicas: 2}}  # `watch`
 #   immich:  {{kind: immich, url: "http://immich:2283", api_key_env: IMMICH_API_KEY}}
 #   kitchen: {{kind: synology, url: "http://nas:5000", username: frame, password_env: SYNO_PW}}

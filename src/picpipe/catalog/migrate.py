@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0015"
+HEAD = "0016"
 # Alembic's `context` is a process-wide proxy: two threads migrating at once (the sources of
 # `picpipe watch` opening their catalogs) break each other's run.
 _MIGRATING = threading.Lock()

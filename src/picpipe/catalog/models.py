@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,6 +72,10 @@ class Asset(Base):
     sha1: Mapped[str | None] = mapped_column(String(40), index=True)
     original_name: Mapped[str] = mapped_column(Text)
     library_path: Mapped[str] = mapped_column(Text)  # relative to the library root
+    # Index mode (`mode: index`): the original stays at its source, nothing at library_path;
+    # full resolution is fetched from the source on demand. A library-mode import of the same
+    # bytes places the original and clears it.
+    index_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     problems: Mapped[list[str] | None] = mapped_column(JSON)
     thumbs_state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|ok|failed
     thumbs_error: Mapped[str | None] = mapped_column(Text)  # why thumbnails could not be made

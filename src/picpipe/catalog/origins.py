@@ -24,6 +24,7 @@ class AssetFacts:
     mime_type: str | None
     file_type: str | None
     library_path: str
+    index_only: bool = False  # the original is only at its sources (`mode: index`)
 
     @property
     def ext(self) -> str:
@@ -34,13 +35,18 @@ class AssetFacts:
 def asset_facts(db: Session, sha256: str) -> AssetFacts | None:
     """The asset's row as `AssetFacts`, or None when the catalog does not know it."""
     row = db.execute(
-        select(Asset.size, Asset.kind, Asset.mime_type, Asset.file_type, Asset.library_path).where(
-            Asset.sha256 == sha256
-        )
+        select(
+            Asset.size,
+            Asset.kind,
+            Asset.mime_type,
+            Asset.file_type,
+            Asset.library_path,
+            Asset.index_only,
+        ).where(Asset.sha256 == sha256)
     ).first()
     if row is None:
         return None
-    return AssetFacts(sha256, int(row[0]), row[1], row[2], row[3], row[4])
+    return AssetFacts(sha256, int(row[0]), row[1], row[2], row[3], row[4], bool(row[5]))
 
 
 def verified_replicas(db: Session, sha256: str) -> list[tuple[str, str | None]]:
@@ -54,19 +60,15 @@ def verified_replicas(db: Session, sha256: str) -> list[tuple[str, str | None]]:
     return [(name, key) for name, key in rows]
 
 
-def folder_source_files(db: Session, sha256: str) -> list[tuple[str, str, str]]:
-    """(source name, source location, ref) of every present folder-source file with these bytes.
+def source_files(db: Session, sha256: str) -> list[tuple[str, str, str, str]]:
+    """(source name, kind, location, ref) of every present source file with these bytes.
 
-    Most recently seen first; files marked gone and non-folder sources are left out.
+    Most recently seen first; files marked gone are left out.
     """
     rows = db.execute(
-        select(Source.name, Source.location, SourceFile.ref)
+        select(Source.name, Source.kind, Source.location, SourceFile.ref)
         .join(Source, Source.id == SourceFile.source_id)
-        .where(
-            SourceFile.sha256 == sha256,
-            SourceFile.gone.is_(False),
-            Source.kind == "folder",
-        )
-        .order_by(SourceFile.last_seen.desc())
+        .where(SourceFile.sha256 == sha256, SourceFile.gone.is_(False))
+        .order_by(SourceFile.last_seen.desc(), Source.name)
     ).all()
-    return [(name, location, ref) for name, location, ref in rows]
+    return [(name, kind, location, ref) for name, kind, location, ref in rows]

@@ -173,6 +173,12 @@ def add_assets(db: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     return insert_returning_new(db, Asset, rows, conflict=["sha256"], key=Asset.sha256)
 
 
+def mark_in_library(db: Session, sha256s: Sequence[str]) -> None:
+    """These index-only assets have their original in the library now."""
+    if sha256s:
+        db.execute(update(Asset).where(Asset.sha256.in_(list(sha256s))).values(index_only=False))
+
+
 def upsert_source_files(
     db: Session, new_rows: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
@@ -215,10 +221,13 @@ class SidecarRef:
 
 
 def sidecar_refs(db: Session, *, after: str = "", limit: int = 1000) -> list[SidecarRef]:
-    """The next ``limit`` assets after the sha256 ``after``: keyset paging over the key."""
+    """The next ``limit`` assets after the sha256 ``after``: keyset paging over the key.
+
+    Index-only assets are left out: a sidecar sits beside an original, they have none.
+    """
     rows = db.execute(
         select(Asset.sha256, Asset.library_path, Asset.sidecar_mtime_ns)
-        .where(Asset.sha256 > after)
+        .where(Asset.sha256 > after, Asset.index_only.is_(False))
         .order_by(Asset.sha256)
         .limit(limit)
     )

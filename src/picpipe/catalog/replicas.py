@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 
 from picpipe.catalog.models import Album, AlbumAsset, Asset, Destination, Replica, SourceFile
 from picpipe.catalog.queries import utcnow
@@ -72,6 +72,7 @@ def plan_page(
     sync is one indexed anti-join that returns nothing.
     """
     joined = and_(Replica.sha256 == Asset.sha256, Replica.destination_id == destination_id)
+    # An index-only asset has no original of picpipe's own to send (`index_only_count`).
     query = (
         select(
             Asset.sha256,
@@ -90,7 +91,7 @@ def plan_page(
             Replica.extra,
         )
         .outerjoin(Replica, joined)
-        .where(Asset.sha256 > after)
+        .where(Asset.sha256 > after, Asset.index_only.is_(False))
         .order_by(Asset.sha256)
         .limit(limit)
     )
@@ -245,13 +246,20 @@ def replica_counts(db: Session) -> dict[str, dict[str, int]]:
     return out
 
 
+def index_only_count(db: Session) -> int:
+    """Assets kept as an index only (`mode: index`): not in the library, not synced."""
+    return int(db.scalar(select(func.count()).where(Asset.index_only.is_(True))) or 0)
+
+
 def under_replicated(
     db: Session, target: int, *, destinations: Sequence[str] = (), limit: int | None = None
-) -> tuple[int, list[tuple[str, str, int]]]:
-    """Assets with fewer than ``target`` verified copies (the library's own counts as one).
+) -> tuple[int, list[tuple[str, str, int, bool]]]:
+    """Assets with fewer than ``target`` verified copies (the library's own counts as one,
+    an index-only asset has none: a source's copy is not picpipe's).
 
     Only replicas at ``destinations`` (the configured ones) count, when given. Returns the
-    number of such assets and up to ``limit`` of them as (sha256, library path, copies).
+    number of such assets and up to ``limit`` of them as (sha256, library path, copies, in
+    the library).
     """
     counted = select(Replica.sha256, func.count().label("n")).where(Replica.state == VERIFIED)
     if destinations:
@@ -259,15 +267,16 @@ def under_replicated(
             Destination.name.in_(destinations)
         )
     verified = counted.group_by(Replica.sha256).subquery()
-    copies = 1 + func.coalesce(verified.c.n, 0)
+    own = case((Asset.index_only.is_(True), 0), else_=1)
+    copies = own + func.coalesce(verified.c.n, 0)
     base = (
-        select(Asset.sha256, Asset.library_path, copies)
+        select(Asset.sha256, Asset.library_path, copies, Asset.index_only)
         .outerjoin(verified, verified.c.sha256 == Asset.sha256)
         .where(copies < target)
     )
     total = db.scalar(select(func.count()).select_from(base.subquery())) or 0
     listed = db.execute(base.order_by(Asset.taken_local, Asset.sha256).limit(limit))
-    return int(total), [(r[0], r[1], int(r[2])) for r in listed]
+    return int(total), [(r[0], r[1], int(r[2]), not r[3]) for r in listed]
 
 
 def failed_replicas(

@@ -255,14 +255,16 @@ def kept_with_problems(
 
 
 def copies_histogram(db: Session, assets: int) -> dict[int, int]:
-    """Number of assets per count of copies: the library's own plus each verified replica.
+    """Number of assets per count of copies: the library's own plus each verified replica
+    (an index-only asset has no library copy: its count is its replicas alone).
 
     ``assets`` is the library's asset count; those without a verified replica have one copy.
     One scan of the verified replicas, grouped per asset and then per count (no join with
-    the asset table: every replica row points at an asset).
+    the asset table: every replica row points at an asset); index-only assets are few and
+    counted apart.
     """
     per_asset = (
-        select(func.count().label("n"))
+        select(Replica.sha256.label("sha256"), func.count().label("n"))
         .where(Replica.state == "verified")
         .group_by(Replica.sha256)
         .subquery()
@@ -272,7 +274,23 @@ def copies_histogram(db: Session, assets: int) -> dict[int, int]:
     replicated = sum(histogram.values())
     if assets > replicated:
         histogram[1] = assets - replicated
-    return dict(sorted(histogram.items()))
+    replicas = func.coalesce(per_asset.c.n, 0)
+    index_only = db.execute(
+        select(replicas, func.count())
+        .select_from(Asset)
+        .outerjoin(per_asset, per_asset.c.sha256 == Asset.sha256)
+        .where(Asset.index_only.is_(True))
+        .group_by(replicas)
+    )
+    for n, count in index_only:
+        histogram[1 + int(n)] -= int(count)
+        histogram[int(n)] = histogram.get(int(n), 0) + int(count)
+    return {c: n for c, n in sorted(histogram.items()) if n}
+
+
+def index_only_assets(db: Session) -> int:
+    """Assets kept as an index only (`mode: index`): their originals are not in the library."""
+    return int(db.scalar(select(func.count()).where(Asset.index_only.is_(True))) or 0)
 
 
 def under_replicated(histogram: dict[int, int], target: int) -> int:

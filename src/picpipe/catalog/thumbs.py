@@ -46,6 +46,21 @@ def assets_to_thumb(db: Session, sha256s: Sequence[str]) -> Iterator[Asset]:
     yield from db.scalars(select(Asset).where(Asset.sha256.in_(sha256s)))
 
 
+def staged_still_needed(db: Session, sha256s: Sequence[str]) -> dict[str, bool]:
+    """Catalogued ``sha256s`` → whether its staged index-mode copy is still needed (an
+    index-only asset whose thumbnails are pending); unknown keys are left out."""
+    out: dict[str, bool] = {}
+    for start in range(0, len(sha256s), 500):
+        rows = db.execute(
+            select(Asset.sha256, Asset.index_only, Asset.thumbs_state).where(
+                Asset.sha256.in_(list(sha256s[start : start + 500]))
+            )
+        )
+        for sha256, index_only, thumbs_state in rows:
+            out[sha256] = bool(index_only) and thumbs_state == "pending"
+    return out
+
+
 def save_thumb_outcomes(db: Session, outcomes: Sequence[ThumbOutcome]) -> None:
     """Store each outcome's state and error, and the video codec and duration when known.
 

@@ -35,6 +35,7 @@ from picpipe.sources.single_file import SingleFileSource
 
 if TYPE_CHECKING:
     from picpipe.pipeline.runner import SessionSummary
+    from picpipe.sources.base import Source
 
 log = logging.getLogger(__name__)
 

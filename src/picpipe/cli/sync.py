@@ -30,7 +30,7 @@ from picpipe.errors import ConfigError, DestinationUnavailable, ExitCode, ItemsF
 from picpipe.jobs.catalog_backup import snapshot_catalog
 from picpipe.jobs.replicate import SyncRun
 from picpipe.jobs.retry import RetryPolicy
-from picpipe.jobs.sync_report import SyncReport
+from picpipe.jobs.sync_report import INDEX_ONLY, SyncReport
 from picpipe.library.guards import refuse_destination_in_library
 from picpipe.library.marker import refuse_missing_library
 
@@ -136,7 +136,8 @@ def replicas(
                 db, target, destinations=list(settings.destinations), limit=limit
             )
             failed = list(q.failed_replicas(db, limit=limit))
-            known = source_paths_of(db, [s for s, _p, _c in short] + [f[1] for f in failed])
+            index_only = q.index_only_count(db)
+            known = source_paths_of(db, [s for s, *_ in short] + [f[1] for f in failed])
     finally:
         catalog.close()
     configured = list(settings.destinations)
@@ -147,8 +148,11 @@ def replicas(
             for name in sorted(set(counts) | set(configured))
         },
         "under_replicated": total,
+        # Index-only assets (`mode: index`) have no copy of picpipe's own: not a backup.
+        "not_in_library": index_only,
         "assets": [
-            {"sha256": s, "path": p, "copies": c, "source_path": known.get(s)} for s, p, c in short
+            {"sha256": s, "path": p, "copies": c, "in_library": i, "source_path": known.get(s)}
+            for s, p, c, i in short
         ],
         "failed": [
             {"destination": d, "sha256": s, "path": p, "reason": r, "source_path": known.get(s)}
@@ -169,9 +173,15 @@ def replicas(
     if not configured:
         console.print("  no destinations configured (see `picpipe config --template`)")
     console.print(f"under-replicated assets: {total}")
+    if index_only:
+        console.print(
+            f"not in the library: {index_only} index-only asset(s) (mode: index): "
+            "only their sources hold the originals; this is no backup"
+        )
     for item in result["assets"]:
         copies = f"{item['copies']} cop{'y' if item['copies'] == 1 else 'ies'}"
-        console.print(f"  {copies}  {photo_label(item['path'], known)}", markup=False)
+        where = "" if item["in_library"] else "  (not in the library)"
+        console.print(f"  {copies}  {photo_label(item['path'], known)}{where}", markup=False)
     for item in result["failed"]:
         label = photo_label(str(item["path"]), known)
         console.print(f"  failed  {item['destination']}: {label}  {item['reason']}", markup=False)
@@ -335,6 +345,8 @@ def _print_report(report: SyncReport, known: dict[str, str]) -> None:
         )
         return
     console.print(f"sync session {report.session_id} {report.status} in {report.seconds:.1f}s")
+    if report.index_only:
+        console.print(f"  skipped {report.index_only} asset(s): {INDEX_ONLY}", markup=False)
     for name, t in report.destinations.items():
         if t.unreachable:
             console.print(f"  {name:<16} not synced: {t.unreachable}", markup=False)

@@ -47,6 +47,11 @@ def verify(
             f"checked {report.checked} originals ({report.sampled_percent:g}%): "
             f"{report.ok} ok, {human_bytes(report.bytes)}"
         )
+        if report.index_only:
+            console.print(
+                f"  {report.index_only} index-only asset(s) (mode: index) have no original in "
+                "the library: nothing to verify here, their sources hold them"
+            )
         for item in report.missing:
             console.print(f"  missing  {photo_label(item['path'], known)}", markup=False)
         for item in report.corrupt:

@@ -37,7 +37,7 @@ from picpipe.jobs.sync_after import link_pairs_and_albums
 from picpipe.jobs.sync_edits import EditsSync, read_local_sidecar, record_sent_sidecar
 from picpipe.jobs.sync_plan import SyncJob, SyncPlanner, SyncTarget
 from picpipe.jobs.sync_read import asset_digests, open_original
-from picpipe.jobs.sync_report import DestinationTally, SyncReport
+from picpipe.jobs.sync_report import INDEX_ONLY, DestinationTally, SyncReport
 from picpipe.jobs.sync_sidecars import SidecarSync
 from picpipe.pipeline.exiftool import ExifToolPool
 
@@ -128,6 +128,9 @@ class SyncRun(ReplicaOutcomes):
         started = time.monotonic()
         report = self._report = SyncReport(self._session_id or None, "running", self.dry_run)
         report.destinations = {name: DestinationTally() for name in self.destinations}
+        report.index_only = self._index_only()  # left out of every plan
+        if report.index_only:
+            log.info("sync: %d index-only asset(s) skipped: %s", report.index_only, INDEX_ONLY)
         targets = self._targets()
         status = "failed"
         pending: list[Future[None]] = []
@@ -172,6 +175,10 @@ class SyncRun(ReplicaOutcomes):
             if not self.dry_run:
                 self._finish(report)
         return report
+
+    def _index_only(self) -> int:
+        with self.catalog.session() as db:
+            return q.index_only_count(db)
 
     def _targets(self) -> list[SyncTarget]:
         targets = []

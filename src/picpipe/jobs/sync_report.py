@@ -7,6 +7,9 @@ from typing import Any
 
 from picpipe.jobs.report import RunReport
 
+# Why a sync leaves index-only assets (`mode: index`) out.
+INDEX_ONLY = "index only (mode: index): no original in the library to send"
+
 
 class DestinationTally:
     """Counts of one destination in one run."""
@@ -38,6 +41,7 @@ class SyncReport:
     snapshots: dict[str, str] = field(default_factory=dict)  # destination → snapshot key
     # Sidecar edits made after the upload, sent as the server's own fields (Immich).
     edits_pushed: dict[str, int] = field(default_factory=dict)
+    index_only: int = 0  # assets skipped: kept as an index only, no original to send
 
     @property
     def failed(self) -> int:
@@ -92,5 +96,8 @@ class SyncReport:
             ],
             "catalog_snapshots": dict(self.snapshots),
             "edits_pushed": dict(self.edits_pushed),
+            "skipped": (
+                [{"reason": INDEX_ONLY, "assets": self.index_only}] if self.index_only else []
+            ),
             **({"planned": self.planned} if self.dry_run else {}),
         }

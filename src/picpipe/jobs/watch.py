@@ -24,6 +24,7 @@ from picpipe.catalog.db import open_catalog
 from picpipe.catalog.runs import WATCH_KIND
 from picpipe.errors import CatalogBusy, CatalogError, ConfigError, PicpipeError
 from picpipe.jobs.cards import run_removable
+from picpipe.jobs.poll import pollable, run_polled
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
@@ -234,6 +235,15 @@ LIVE_RUNNERS: dict[str, LiveRunner] = {
 }
 
 
+def live_runner(options: dict[str, Any]) -> LiveRunner | None:
+    """The runner `picpipe watch` uses for a source entry unasked: its kind's live runner, or
+    `run_polled` for a kind that can only be polled (`jobs/poll.py` `pollable`)."""
+    kind = str(options.get("kind", "folder"))
+    if kind in LIVE_RUNNERS:
+        return LIVE_RUNNERS[kind]
+    return run_polled if pollable(kind) else None
+
+
 def run_live_sources(
     settings: Settings,
     names: list[str],
@@ -250,19 +260,23 @@ def run_live_sources(
     source's last error while it restarts. ``persistent`` (the service) restarts a source
     after any error but a config error, with backoff up to five minutes."""
     configured = settings.sources
-    chosen = names or [n for n, o in configured.items() if o.get("kind") in LIVE_RUNNERS]
+    chosen = names or [n for n, o in configured.items() if live_runner(o) is not None]
     if not chosen:
         raise ConfigError(
-            detail="no live sources configured (kind: watched, icloudpd or removable)"
+            detail="no live sources configured (kind: watched, icloudpd or removable, or a "
+            "kind that is polled)"
         )
     runners: dict[str, LiveRunner] = {}
     for name in chosen:
         if name not in configured:
             raise ConfigError(detail=f"{name}: no source of that name in the config")
         kind = str(configured[name].get("kind", "folder"))
-        if kind not in LIVE_RUNNERS:
+        # A source named on the command line that no runner watches (a folder on a network
+        # share) is polled every poll_seconds.
+        runner = live_runner(configured[name]) or (run_polled if kind != "removable" else None)
+        if runner is None:
             raise ConfigError(detail=f"sources.{name}: kind {kind!r} cannot be watched")
-        runners[name] = LIVE_RUNNERS[kind]
+        runners[name] = runner
     if errors is None:
         errors = {}
     errors.update(dict.fromkeys(runners))

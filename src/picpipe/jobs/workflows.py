@@ -19,7 +19,9 @@ from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.integrations.consumers import after_ingest
 from picpipe.jobs.runs import LeasedRun
 from picpipe.jobs.worker import LocalWorkerPool
+from picpipe.library.cache import CacheSink
 from picpipe.library.marker import ensure_library, refuse_missing_library
+from picpipe.library.staging import staged_write, staging_root
 from picpipe.library.writer import check_writable
 from picpipe.pipeline.runner import ImportRun, SessionSummary, build_context, run_stages
 from picpipe.pipeline.sidecar_sync import reimport_changed_sidecars
@@ -29,6 +31,7 @@ from picpipe.pipeline.thumbrun import Selection, ThumbRun, ThumbSummary
 if TYPE_CHECKING:
     import threading
     from collections.abc import Sequence
+    from pathlib import Path
 
     from picpipe.catalog.db import Catalog
     from picpipe.config import Settings
@@ -233,6 +236,7 @@ def _make_thumbnails(
             run.publish(ItemDone(run.id, "", "made", 0))
         seen[0], seen[1] = summary.made, len(summary.failures)
 
+    restage = Restager(settings, catalog)
     thumbs = ThumbRun(
         catalog,
         home=settings.home_root,
@@ -241,7 +245,41 @@ def _make_thumbnails(
         workers=workers,
         progress=progress,
         stop=stop,
+        restage=restage,
     )
-    summary = thumbs.run(selection)
+    try:
+        summary = thumbs.run(selection)
+    finally:
+        restage.close()
     summary.run_id = run.id
     return summary
+
+
+class Restager:
+    """An index-only original whose staged copy is gone, fetched again from a replica or its
+    source (SHA-256 checked, `web/origins.py`) into the staging folder; None when none can
+    give it (logged)."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        from picpipe.web.origins import Origins
+
+        self.catalog = catalog
+        self.root = staging_root(settings.home_root)
+        self.origins = Origins(settings, catalog)
+
+    def __call__(self, sha256: str) -> Path | None:
+        from picpipe.web.origins import asset_facts
+
+        facts = asset_facts(self.catalog, sha256)
+        if facts is None:
+            return None
+        with staged_write(self.root) as staged:
+            try:
+                self.origins.producer(facts)(CacheSink(staged.handle, facts.size))
+            except PicpipeError as exc:
+                log.warning("%s: not staged again: %s", sha256[:12], exc.message)
+                return None
+            return staged.keep(sha256, facts.library_path)
+
+    def close(self) -> None:
+        self.origins.close()

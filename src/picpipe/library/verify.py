@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from picpipe.catalog.models import Asset
 from picpipe.catalog.queries import iter_assets
 from picpipe.hashing import sha256_file
 from picpipe.library.layout import ORIGINALS, is_temp_name
@@ -51,6 +52,8 @@ class VerifyReport:
     untracked: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)  # other tools' files, ignored
+    # Index-only assets (`mode: index`): no original in the library, nothing to check here.
+    index_only: int = 0
 
     @property
     def problems(self) -> int:
@@ -91,6 +94,7 @@ class VerifyReport:
             "untracked": self.untracked,
             "temp_files": self.temp_files,
             "notes": self.notes,
+            "index_only": self.index_only,
             "clean": self.clean,
             "next": self.next_steps(),
         }
@@ -111,8 +115,11 @@ def verify_library(
     """
     percent = 100.0 if sample_percent is None else max(0.0, min(100.0, sample_percent))
     report = VerifyReport(sampled_percent=percent)
+    columns = (Asset.sha256, Asset.size, Asset.library_path, Asset.index_only)
     with catalog.session() as db:
-        rows = [(r[0], int(r[1]), r[2]) for r in iter_assets(db)]
+        every = [(r[0], int(r[1]), r[2], bool(r[3])) for r in iter_assets(db, columns=columns)]
+    rows = [(sha, size, rel) for sha, size, rel, index_only in every if not index_only]
+    report.index_only = len(every) - len(rows)
     known_paths = {path for _sha, _size, path in rows}
     if percent < 100.0:
         rows = [r for r in rows if random.random() * 100.0 < percent]

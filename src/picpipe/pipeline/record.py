@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from picpipe.catalog.queries import (
     add_assets,
     add_session_failures,
+    mark_in_library,
     upsert_source_files,
     utcnow,
     write_session_counts,
@@ -118,6 +119,9 @@ class Recorder:
             embedded = [e for t in fresh for e in t.embedded]
             rows += [_embedded_row(e, now, self.session_id) for e in embedded]
             inserted = add_assets(db, rows)
+            # An index-only asset whose original a library-mode source just placed.
+            placed = [t.sha256 for t in tasks if t.fills_index and t.outcome == "duplicate"]
+            mark_in_library(db, [sha for sha in placed if sha])
             for task in fresh:
                 if task.sha256 not in inserted:
                     # Another run catalogued the same content first: one asset, two records.
@@ -201,12 +205,12 @@ def _asset_row(task: ImportTask, now: Any, session_id: int) -> dict[str, Any]:
     assert task.library_path is not None
     return _info_row(
         task.info, task.sha256, task.entry.size, task.library_path, task.entry.name, now
-    ) | {"session_id": session_id, "embedded_in": None}
+    ) | {"session_id": session_id, "embedded_in": None, "index_only": task.index_only}
 
 
 def _embedded_row(asset: EmbeddedAsset, now: Any, session_id: int) -> dict[str, Any]:
     row = _info_row(asset.info, asset.sha256, asset.size, asset.library_path, asset.name, now)
-    return row | {"session_id": session_id, "embedded_in": asset.embedded_in}
+    return row | {"session_id": session_id, "embedded_in": asset.embedded_in, "index_only": False}
 
 
 def _info_row(

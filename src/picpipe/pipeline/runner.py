@@ -28,6 +28,7 @@ from picpipe.catalog.queries import (
 from picpipe.errors import CatalogError, ContentClaimed, ItemError, LibraryError
 from picpipe.events import ItemDone, ItemFailed, Progress
 from picpipe.jobs.report import RunReport
+from picpipe.library.staging import staging_root
 from picpipe.pipeline.dates import resolve_timezone
 from picpipe.pipeline.pairs import link_pairs
 from picpipe.pipeline.places import use_cache_dir
@@ -44,7 +45,7 @@ from picpipe.pipeline.scan import (
 from picpipe.pipeline.stages import IMPORT_STAGES, Stage, StageContext
 from picpipe.pipeline.task import ImportTask
 from picpipe.pipeline.zones import configured_zones
-from picpipe.sources.base import ScanProblem, Source
+from picpipe.sources.base import ScanProblem, Source, source_mode
 
 if TYPE_CHECKING:
     import threading
@@ -400,6 +401,10 @@ def build_context(settings: Settings, catalog: Catalog, exiftool: ExifToolPool) 
         fsync=settings.imports.fsync,
         host=settings.runs.host,
         zones=configured_zones(settings),
+        index_sources=frozenset(
+            name for name, raw in settings.sources.items() if source_mode(raw) == "index"
+        ),
+        staging_root=staging_root(settings.home_root),
     )
 
 

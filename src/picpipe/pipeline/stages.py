@@ -9,6 +9,7 @@ list from the settings (the sidecar stage only when ``sidecars.write``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -21,6 +22,7 @@ from picpipe.catalog.runs import content_claim, try_claim
 from picpipe.errors import ChecksumMismatch, ContentClaimed, EmptyFile, UnreadableFile
 from picpipe.hashing import new_hasher, sha256_stream
 from picpipe.library.layout import original_path, written_sidecar_paths
+from picpipe.library.staging import staged_write
 from picpipe.library.writer import place_original
 from picpipe.pipeline.checksum_stage import known_checksum_stage
 from picpipe.pipeline.exiftool import ExifToolFailed, ExifToolPool
@@ -73,6 +75,14 @@ class StageContext:
     # Where tasks find their sources by name (tasks carry names, not live objects).
     sources: dict[str, Source] = field(default_factory=dict)
     zones: ConfiguredZones = field(default_factory=ConfiguredZones)
+    # Sources in `mode: index` (their originals stay at the source) and where their one read
+    # is staged (`library/staging.py`).
+    index_sources: frozenset[str] = frozenset()
+    staging_root: Path | None = None
+
+    def index_mode(self, task: ImportTask) -> bool:
+        """The task's source is in index mode and the library has no original to heal."""
+        return task.source_name in self.index_sources and not task.restores
 
 
 NOT_MEDIA = "not a photo or video (no media extension, content not recognised)"
@@ -113,16 +123,30 @@ def hash_stage(ctx: StageContext, task: ImportTask) -> None:
     source = ctx.sources[task.source_name]
     # A server's SHA-1 (Immich) is checked in this same read: the bytes are hashed once.
     sha1 = new_hasher("sha1") if _checks_sha1(source, task) else None
-    tee = walk.update if sha1 is None else _both(walk.update, sha1.update)
-    with source.open(task.entry) as stream:
-        try:
-            digest, size = sha256_stream(stream, tee=tee)
-        except OSError as exc:
-            raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
-    if size == 0:
-        raise EmptyFile(path=task.display)
-    if sha1 is not None and sha1.hexdigest() != task.entry.checksum:
-        raise ChecksumMismatch(path=task.display, algorithm="SHA-1")
+    # Index mode reads each file once: the bytes hashed are staged for exiftool and the
+    # thumbnails (the source may have no local path, and a remote one is slow to read twice).
+    staging = (
+        staged_write(ctx.staging_root)
+        if ctx.index_mode(task) and ctx.staging_root is not None
+        else contextlib.nullcontext(None)
+    )
+    with staging as staged:
+        feeds: list[Callable[[memoryview], object]] = [walk.update]
+        if sha1 is not None:
+            feeds.append(sha1.update)
+        if staged is not None:
+            feeds.append(staged.write)
+        with source.open(task.entry) as stream:
+            try:
+                digest, size = sha256_stream(stream, tee=_all(feeds))
+            except OSError as exc:
+                raise UnreadableFile(path=task.entry.ref, detail=exc.strerror or str(exc)) from exc
+        if size == 0:
+            raise EmptyFile(path=task.display)
+        if sha1 is not None and sha1.hexdigest() != task.entry.checksum:
+            raise ChecksumMismatch(path=task.display, algorithm="SHA-1")
+        if staged is not None:  # the source's torn-read check passed on leaving `open`
+            task.staged = str(staged.keep(digest, task.entry.name))
     task.sha256 = digest
     task.jpeg_verdict, task.jpeg_payload = walk.verdict, walk.payload_sha256
     task.jpeg_end = walk.end
@@ -133,17 +157,22 @@ def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
     assert task.sha256 is not None
     with ctx.catalog.session() as db:
         asset = find_asset(db, task.sha256)
-        known = (asset.library_path, asset.size) if asset is not None else None
+        known = (asset.library_path, asset.size, asset.index_only) if asset is not None else None
     if known is not None:
-        library_path, size = known
-        if _present(ctx.library_root / library_path, size):
+        library_path, size, index_only = known
+        if index_only and task.source_name not in ctx.index_sources:
+            # A library-mode copy of an index-only asset: its original is placed now.
+            task.library_path = library_path
+            task.restores = task.fills_index = True
+        elif index_only or _present(ctx.library_root / library_path, size):
             task.library_path = library_path
             task.outcome = "duplicate"
             return
-        # The catalogued original is missing: these bytes heal it.
-        task.problems.append("library original was missing; restored from this copy")
-        task.library_path = library_path
-        task.restores = True
+        else:
+            # The catalogued original is missing: these bytes heal it.
+            task.problems.append("library original was missing; restored from this copy")
+            task.library_path = library_path
+            task.restores = True
     if not task.owns_claim:
         # Claimed in the catalog with the run's lease: a twin in this run or another waits
         # (the runner defers it) until the owner's asset is committed, then is a duplicate.
@@ -157,7 +186,8 @@ def dedupe_stage(ctx: StageContext, task: ImportTask) -> None:
 def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
     """Dates, camera, GPS, sizes, ids via exiftool; damage is a recorded problem, not a failure."""
     entry = task.entry
-    path = entry.local_path
+    # A source without local paths in index mode: exiftool reads the staged copy.
+    path = entry.local_path or task.staged
     tags: dict[str, Any] = {}
     sidecar: SidecarContent | None = None
     sidecar_path: str | bytes | None = None
@@ -193,7 +223,8 @@ def metadata_stage(ctx: StageContext, task: ImportTask) -> None:
         for name, value in merged.catalog_values().items():
             setattr(info, name, value)
         info.source_sidecar = sidecar_path
-    if path is not None and info.kind == "photo":
+    # An index-only asset keeps nothing in the library, a motion photo's video neither.
+    if path is not None and info.kind == "photo" and not ctx.index_mode(task):
         task.motion, motion_problem = find_motion_video(path, tags, entry.size, task.jpeg_end)
         if motion_problem is not None:
             info.problems.append(motion_problem)
@@ -215,6 +246,11 @@ def place_stage(ctx: StageContext, task: ImportTask) -> None:
     rel = task.library_path or original_path(
         task.sha256, task.info.taken.local.date(), task.info.extension
     )
+    if ctx.index_mode(task):
+        # Index mode: the path the original would have, nothing written there.
+        task.library_path = rel
+        task.index_only = True
+        return
     placement = place_original(
         ctx.library_root,
         rel,
@@ -242,6 +278,8 @@ def sidecar_stage(ctx: StageContext, task: ImportTask, naming: str = "sha") -> N
     assert task.sha256 is not None
     assert task.info is not None
     assert task.library_path is not None
+    if task.index_only:
+        return  # a sidecar sits beside an original; an index-only asset has none
     info = task.info
     facts = SidecarFacts(
         sha256=task.sha256,
@@ -343,14 +381,16 @@ def _checks_sha1(source: Source, task: ImportTask) -> bool:
     return source.caps.server_checksum == "sha1" and task.entry.checksum is not None
 
 
-def _both(
-    first: Callable[[memoryview], object], second: Callable[[memoryview], object]
-) -> Callable[[memoryview], None]:
-    def feed(view: memoryview) -> None:
-        first(view)
-        second(view)
+def _all(feeds: list[Callable[[memoryview], object]]) -> Callable[[memoryview], object]:
+    """One tee for the hash read that hands each chunk to every feed in turn."""
+    if len(feeds) == 1:
+        return feeds[0]
 
-    return feed
+    def tee(chunk: memoryview) -> None:
+        for feed in feeds:
+            feed(chunk)
+
+    return tee
 
 
 def _present(path: Path, size: int) -> bool:

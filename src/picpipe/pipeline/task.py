@@ -52,6 +52,11 @@ class ImportTask:
     deferred: bool = False  # waits for a twin (this run or another) holding that claim
     written: bool = False  # this task wrote the original (bytes added to the library)
     restores: bool = False  # the content is catalogued but its original was missing
+    # Index mode (`mode: index`): where the one read of the file was staged for metadata and
+    # thumbnails (`library/staging.py`), and that the asset keeps no library original.
+    staged: str | None = None
+    index_only: bool = False
+    fills_index: bool = False  # a library-mode copy of an index-only asset: placed now
     skip_reason: str | None = None  # outcome "skipped": why (not media, temp name, rule ...)
     # What the hash stage's read learnt of a JPEG (`pipeline/jpeg_stream.py`): its verdict
     # (None: not walked) and payload hash, so the metadata stage need not read it again.

@@ -26,6 +26,7 @@ from picpipe.catalog.thumbs import (
     ThumbOutcome,
     assets_to_thumb,
     save_thumb_outcomes,
+    staged_still_needed,
     thumb_states,
 )
 from picpipe.errors import DependencyMissing, LibraryError
@@ -38,6 +39,7 @@ from picpipe.library.layout import (
     thumb_folder,
     thumb_metadata_path,
 )
+from picpipe.library.staging import find_staged, staging_root, sweep_staged
 from picpipe.pipeline.thumbs import EXTENSIONS, ThumbJob, ThumbResult, init_worker, make_thumbnails
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ class ThumbRun:
         work: Callable[[ThumbJob], ThumbResult] = make_thumbnails,
         batch_size: int = 100,
         stop: threading.Event | None = None,
+        restage: Callable[[str], Path | None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
@@ -131,6 +134,9 @@ class ThumbRun:
         # Set by a stopping service: no new job starts, the ones in flight are recorded, the
         # rest stay pending for the next run.
         self.stop = stop
+        # Fetches an index-only original again when its staged copy is gone (a crash, a
+        # cleaned home): without it such an asset waits for its thumbnails.
+        self.restage = restage
         self._batch: list[ThumbResult] = []
         self._last_flush = time.monotonic()
         self._made_dirs: set[Path] = set()
@@ -159,6 +165,7 @@ class ThumbRun:
             finally:
                 pool.shutdown()
                 self._flush()
+        self._sweep_staged()
         summary.seconds = time.monotonic() - started
         log.info(
             "thumbnails: %d made, %d failed, %d skipped in %.1fs",
@@ -205,7 +212,7 @@ class ThumbRun:
                 for asset in assets_to_thumb(db, todo[start : start + 200]):
                     job = ThumbJob(
                         sha256=asset.sha256,
-                        original=str(root / asset.library_path),
+                        original=self._original_of(asset, root),
                         kind=asset.kind,
                         home=str(self.home),
                         format=options.format,
@@ -215,6 +222,27 @@ class ThumbRun:
                         orientation=asset.orientation,
                     )
                     yield _Item(job, asset.library_path, asset_facts(asset))
+
+    def _original_of(self, asset: Asset, root: Path) -> str:
+        if not asset.index_only:
+            return str(root / asset.library_path)
+        # Index mode: the import's one read, staged; else fetched again from a source
+        # (`restage`); without either the job fails retryably (the file cannot be read).
+        staged = find_staged(staging_root(self.home), asset.sha256)
+        if staged is None and self.restage is not None:
+            staged = self.restage(asset.sha256)
+        return str(staged if staged is not None else staging_root(self.home) / asset.sha256)
+
+    def _sweep_staged(self) -> None:
+        """Staged index-mode originals whose thumbnails are settled are not kept."""
+
+        def needed(sha256s: list[str]) -> dict[str, bool]:
+            with self.catalog.session() as db:
+                return staged_still_needed(db, sha256s)
+
+        removed = sweep_staged(staging_root(self.home), needed)
+        if removed:
+            log.debug("removed %d staged index-mode original(s)", removed)
 
     # -- running -------------------------------------------------------------------------
 

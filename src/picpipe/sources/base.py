@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, NamedTuple, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from picpipe.errors import ConfigError
 
@@ -29,6 +31,35 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
+
+SourceMode = Literal["library", "index"]
+DEFAULT_POLL_SECONDS = 60.0  # what photos-sync polled at
+
+
+class CommonSourceOptions(BaseModel):
+    """Options every source kind accepts, read by the pipeline and the service, not the kind.
+
+    ``mode: index`` keeps the catalog row, thumbnails and provenance of each file but not its
+    original (full resolution is fetched from the source on demand); ``poll_seconds`` is how
+    often `picpipe watch` runs a source that cannot watch for changes. A kind's ``Options``
+    inherits from this model.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: SourceMode = "library"
+    poll_seconds: float = Field(default=DEFAULT_POLL_SECONDS, gt=0)
+
+
+def source_mode(raw: dict[str, Any]) -> SourceMode:
+    """The ``mode`` of one configured source entry (validated when the settings loaded)."""
+    return "index" if raw.get("mode") == "index" else "library"
+
+
+def poll_seconds(raw: dict[str, Any]) -> float:
+    """The ``poll_seconds`` of one configured source entry (its default when absent)."""
+    value = raw.get("poll_seconds", DEFAULT_POLL_SECONDS)
+    return float(value) if isinstance(value, int | float) else DEFAULT_POLL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +271,29 @@ def iter_entries(source: Source) -> Iterator[SourceEntry | ScanProblem]:
             yield item
         else:
             yield from item.entries
+
+
+def find_entry(source: Source, ref: str) -> SourceEntry | None:
+    """The current entry of ``ref`` in ``source`` (None when it is not there any more).
+
+    Generic over kinds: a listing, never a content read. The listing of the ref's own folder
+    (its folder part, as folder kinds list) is checked first, so only that folder's entries
+    are built; other kinds' listings (albums of item ids) are searched after. Skipped entries
+    do not count.
+    """
+    folder = ref.rpartition("/")[0]
+    others: list[FolderListing] = []
+    for item in source.listing():
+        if isinstance(item, ScanProblem):
+            continue
+        if item.folder != folder:
+            others.append(item)
+            continue
+        for entry in item.entries:
+            if entry.ref == ref and entry.skipped is None:
+                return entry
+    for listing in others:
+        for entry in listing.entries:
+            if entry.ref == ref and entry.skipped is None:
+                return entry
+    return None

@@ -1,5 +1,10 @@
-"""Sources built from the config's ``sources:`` entries (cards excepted: they are read when
-inserted). `import` and the service build them here, so both refuse the same things."""
+"""Configured sources opened by name: the one place a ``sources.<name>`` entry becomes a Source
+(cards excepted: they are read when inserted).
+
+`picpipe import`, the service, `picpipe watch`'s polled sources and the full-resolution fetch
+of index-only assets (``web/origins.py``) all open sources here, so they refuse the same
+things and a kind added here is importable, pollable and fetchable at once.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ if TYPE_CHECKING:
 
 
 def configured_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
-    """The source ``name`` of the config; ConfigError when it cannot be imported."""
+    """The source of entry ``name``; ConfigError when it is not valid or cannot be imported
+    (a removable source is read when a card is inserted)."""
     kind = str(options.get("kind", "folder"))
     parsed = source_options(name, options)
     if kind == "folder":
@@ -48,3 +54,15 @@ def configured_source(settings: Settings, name: str, options: dict[str, object])
 def importable_names(settings: Settings) -> list[str]:
     """Every configured source an import of "everything" reads: all but cards."""
     return [n for n, o in settings.sources.items() if str(o.get("kind", "folder")) != "removable"]
+
+
+def build_source(settings: Settings, name: str, options: dict[str, object]) -> Source:
+    return configured_source(settings, name, options)
+
+
+def open_configured_source(settings: Settings, name: str) -> Source:
+    """The configured source ``name``; ConfigError when there is none of that name."""
+    options = settings.sources.get(name)
+    if options is None:
+        raise ConfigError(detail=f"{name}: no source of that name in the config")
+    return configured_source(settings, name, options)

@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from picpipe.config import ScanOptions
 from picpipe.errors import SymlinkLoop, TornRead, UnreadableFile, VanishedFile
 from picpipe.sources.base import (
+    CommonSourceOptions,
     FolderListing,
     ScanProblem,
     SourceCaps,
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 from functools import partial
 
 
-class FolderOptions(BaseModel):
-    """Options of a ``kind: folder`` source entry in the config file."""
+class FolderOptions(CommonSourceOptions):
+    """Options of a ``kind: folder`` source entry in the config file (``mode`` and
+    ``poll_seconds`` from `CommonSourceOptions`)."""
 
     model_config = ConfigDict(extra="forbid")  # `mvoe: true` must not pass silently
 

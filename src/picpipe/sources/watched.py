@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from picpipe.config import ScanOptions
-from picpipe.sources.base import FolderListing, ScanProblem, SourceCaps, SourceEntry
+from picpipe.sources.base import (
+    FolderListing,
+    ScanProblem,
+    SourceCaps,
+    SourceEntry,
+    SourceMode,
+)
 from picpipe.sources.folder import FolderSource
 from picpipe.sources.mounts import needs_polling
 from picpipe.sources.settle import Settler, signature_of
@@ -50,6 +56,9 @@ class WatchedOptions(BaseModel):
     pair_seconds: float = Field(default=2.0, ge=0)  # companions of a settled file wait this long
     reconcile_seconds: float = Field(default=300.0, gt=0)  # the periodic rescan
     timezone: str | None = None
+    # As every kind (`CommonSourceOptions.mode`); ``poll_seconds`` above is this kind's own
+    # tree walk, as a watched folder never needs the service's poll.
+    mode: SourceMode = "library"
 
 
 @dataclass(slots=True)

@@ -103,6 +103,8 @@ def library_figures(db: Session, settings: Settings) -> dict[str, Any]:
         "replication": {
             "target": target,
             "under_replicated": figures.under_replicated(histogram, target),
+            # Index-only assets (`mode: index`): no copy of picpipe's own, not a backup.
+            "not_in_library": figures.index_only_assets(db),
             "copies": {str(c): n for c, n in histogram.items()},
             "destinations": destinations,
         },

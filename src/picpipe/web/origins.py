@@ -3,10 +3,14 @@
 `Origins.producer` returns a cache producer (``library/cache.py``) that tries each place that
 should hold the asset's bytes, in order: every **verified replica** (``replica.state ==
 'verified'``) at a destination still configured in ``settings.destinations``, read with
-``Destination.read``; then every **folder source** file recorded with that SHA-256
-(``source.location`` + ``source_file.ref``). Each copy is hashed as it is written to the cache
-and kept only when its SHA-256 and size match the asset: a copy that does not match is
-discarded and the next place is tried. When none matches, `OriginalUnreachable` is raised.
+``Destination.read``; then every **source** file recorded with that SHA-256: a folder
+source's file is read at ``source.location`` + ``source_file.ref``; a source of any other kind
+still configured in ``settings.sources`` is opened by name, the entry found by its ref and
+read with ``Source.open`` (how an index-only asset of a remote kind gets its full resolution;
+a watched folder too). Each copy
+is hashed as it is written to the cache and kept only when its SHA-256 and size match the
+asset: a copy that does not match is discarded and the next place is tried. When none
+matches, `OriginalUnreachable` is raised.
 
 Destinations are opened once per `Origins` and closed by `close`. Messages that may reach an
 HTTP client name no local path; the detail of each failed attempt goes to the log.
@@ -18,13 +22,16 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from picpipe.catalog import origins as queries
 from picpipe.catalog.origins import AssetFacts
-from picpipe.errors import EntryTooLarge, OriginalUnreachable, PicpipeError
+from picpipe.errors import EntryTooLarge, OriginalUnreachable, PicpipeError, VanishedFile
 from picpipe.hashing import new_hasher
+from picpipe.sources.base import find_entry
+from picpipe.sources.configured import open_configured_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
     from picpipe.config import Settings
     from picpipe.destinations.base import Destination as DestinationKind
     from picpipe.library.cache import CacheSink
+    from picpipe.sources.base import Source
 
 log = logging.getLogger(__name__)
 _READ = 1 << 20
@@ -59,6 +67,7 @@ class Origins:
         self.settings = settings
         self.catalog = catalog
         self._destinations: dict[str, DestinationKind | None] = {}
+        self._sources: dict[str, Source | None] = {}
         self._lock = threading.Lock()
 
     def producer(self, facts: AssetFacts) -> Callable[[CacheSink], None]:
@@ -86,9 +95,13 @@ class Origins:
     def close(self) -> None:
         with self._lock:
             destinations, self._destinations = self._destinations, {}
+            sources, self._sources = self._sources, {}
         for destination in destinations.values():
             if destination is not None:
                 destination.close()
+        for source in sources.values():
+            if source is not None:
+                source.close()
 
     # -- the copies ------------------------------------------------------------------------
 
@@ -97,17 +110,44 @@ class Origins:
         (also what `picpipe repair` restores from); each is checked by its reader's caller."""
         with self.catalog.session() as db:
             replicas = queries.verified_replicas(db, sha256)
-            sources = queries.folder_source_files(db, sha256)
+            sources = queries.source_files(db, sha256)
         copies: list[Copy] = []
         for name, key in replicas:
             destination = self.destination(name)
             if destination is not None and key:
                 copies.append(Copy(f"replica {name!r}", _reader(destination, key)))
-        for name, location, ref in sources:
-            path = _inside(Path(location), ref)
-            if path is not None:
-                copies.append(Copy(f"source {name!r}", _file_reader(path)))
+        for name, kind, location, ref in sources:
+            if kind == "folder":
+                # A plain folder's ref is a path: read it there (a listing to find the entry
+                # would walk the tree), configured or not.
+                if (path := _inside(Path(location), ref)) is not None:
+                    copies.append(Copy(f"source {name!r}", _file_reader(path)))
+            elif name in self.settings.sources:
+                copies.append(Copy(f"source {name!r}", partial(self._source_read, name, ref)))
         return copies
+
+    def source(self, name: str) -> Source:
+        """The configured source ``name``, opened once; raises ConfigError (or the kind's
+        error) when it cannot be opened, and again on the next call."""
+        with self._lock:
+            found = self._sources.get(name)
+            if found is not None:
+                return found
+        opened = open_configured_source(self.settings, name)
+        with self._lock:
+            self._sources[name] = opened
+        return opened
+
+    def _source_read(self, name: str, ref: str) -> Iterator[bytes]:
+        # The entry as the source lists it now: a file changed since the import is read as
+        # it is now, and refused by its hash (`_write_verified`), never sent.
+        source = self.source(name)
+        entry = find_entry(source, ref)
+        if entry is None:
+            raise VanishedFile(path=f"{name}:{ref}")
+        with source.open(entry) as stream:
+            while chunk := stream.read(_READ):
+                yield chunk
 
     def destination(self, name: str) -> DestinationKind | None:
         """The configured destination ``name``, opened once; None when it is not configured."""
