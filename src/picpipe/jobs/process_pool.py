@@ -1,14 +1,17 @@
 """A process pool for work that may crash its worker (decoders of hostile files).
 
 Work items cross it as plain, picklable data (`ThumbJob`); the pool can be replaced when a
-worker dies, so one bad file fails alone. Workers are forked from this process with what they
-need already imported, so a new pool, at start or after a crash, costs milliseconds. Fork rather
-than spawn or a forkserver: those exec the interpreter again, which fails where the user may
-run Python but not re-exec it (a venv behind a private home).
+worker dies, so one bad file fails alone.
 
-Workers end with their parent, even after ``kill -9`` of it: each watches its parent pid from a
-daemon thread. (``PR_SET_PDEATHSIG`` would fire when the *thread* that forked ends, and the
-pool forks from whichever thread submits first.)
+Workers come from a fork server (``forkserver``), not from a fork of this process: the
+service runs many threads (watchers, the web server, the MQTT client, heartbeats), and a fork
+copies whatever lock one of them holds at that instant into a child that then waits for it
+forever (a thumbnail pass that never ends). The fork server is a fresh interpreter started
+once per process with the modules the caller names already imported (``preload``), so a new
+pool, at start or after a crash, still costs milliseconds.
+
+Workers end with the process that made the pool, even after ``kill -9`` of it: each watches
+that pid from a daemon thread (their parent is the fork server, which ends with it too).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class ProcessPool(Generic[J, R]):
         *,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        preload: tuple[str, ...] = (),
     ) -> None:
+        self.preload = preload
         self.work = work
         self.workers = workers
         self.initializer = initializer
@@ -45,7 +50,10 @@ class ProcessPool(Generic[J, R]):
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("forkserver")
+        if self.preload:
+            # Only the first pool's list counts: the fork server starts once per process.
+            context.set_forkserver_preload(list(self.preload))
         return ProcessPoolExecutor(
             self.workers,
             mp_context=context,
@@ -76,9 +84,13 @@ def _worker_start(
 
 
 def _exit_when_orphaned(parent: int) -> None:
-    # Re-parented (to init or a subreaper) means the parent is gone: nobody will read our
-    # results, and a decoder holding ~85 MB must not linger.
+    # The process that made the pool gone means nobody will read our results, and a decoder
+    # holding ~85 MB must not linger.
     stop = threading.Event()
     while not stop.wait(PARENT_POLL_SECONDS):
-        if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
             os._exit(1)
+        except PermissionError:
+            continue  # another user's process took the pid: ours is gone, but rarely; keep on

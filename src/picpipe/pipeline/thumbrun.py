@@ -159,6 +159,7 @@ class ThumbRun:
                 workers,
                 initializer=init_worker,
                 initargs=(max(1, cpu_count() // workers),),
+                preload=("picpipe.pipeline.thumbs", "picpipe.pipeline.thumbrun"),
             )
             try:
                 self._process(pool, self._items(todo), summary, len(todo))
