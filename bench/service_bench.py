@@ -2,7 +2,7 @@
 
 - idle: three watched folders of ``--tree`` files each (empty ``.dat`` files in folders of
   1000: listed, accounted for as skipped, never read), a filesystem destination, the web
-  server on, MQTT off. After the start-up reconcile of all three has finished, CPU seconds per
+  server on, MQTT off (``--mqtt HOST:PORT``: measured again with it on). After the start-up reconcile of all three has finished, CPU seconds per
   minute (utime + stime of the process and its children, from /proc) and RSS (the process
   tree's VmRSS) over ``--idle`` seconds. The baseline is `picpipe watch` on the same folders
   (the live sources alone, as before the service existed).
@@ -174,7 +174,9 @@ def measure_idle(
     }
 
 
-def bench_idle(out: Path, tree: int, seconds: float) -> dict[str, Any]:
+def bench_idle(
+    out: Path, tree: int, seconds: float, mqtt: dict[str, Any] | None = None
+) -> dict[str, Any]:
     names = ["one", "two", "three"]
     sources = {
         n: {
@@ -187,21 +189,22 @@ def bench_idle(out: Path, tree: int, seconds: float) -> dict[str, Any]:
     backup = out / "idle-backup"
     backup.mkdir(exist_ok=True)
     result: dict[str, Any] = {}
-    for label, command in (
-        ("watch (baseline)", [PICPIPE, "watch"]),
-        ("start", [PICPIPE, "start", "--port", str(_free_port())]),
-    ):
-        env = _env(
-            out / f"idle-home-{label.split()[0]}",
-            out / f"idle-library-{label.split()[0]}",
-            {
-                "sources": sources,
-                "destinations": {
-                    "nas": {"kind": "filesystem", "path": str(backup), "fsync": False}
-                },
-                "schedule": {"sync": "every 15m", "reconcile": "every 6h"},
-            },
-        )
+    runs: list[tuple[str, list[str], dict[str, Any] | None]] = [
+        ("watch (baseline)", [PICPIPE, "watch"], None),
+        ("start", [PICPIPE, "start", "--port", str(_free_port())], None),
+    ]
+    if mqtt is not None:  # the service as Home Assistant users run it
+        runs.append(("start+mqtt", [PICPIPE, "start", "--port", str(_free_port())], mqtt))
+    for label, command, broker in runs:
+        config: dict[str, Any] = {
+            "sources": sources,
+            "destinations": {"nas": {"kind": "filesystem", "path": str(backup), "fsync": False}},
+            "schedule": {"sync": "every 15m", "reconcile": "every 6h"},
+        }
+        if broker is not None:
+            config["mqtt"] = broker
+        home = label.split()[0].replace("+", "-")
+        env = _env(out / f"idle-home-{home}", out / f"idle-library-{home}", config)
         result[label] = measure_idle(command, env, names, seconds)
         log(f"idle {label}: {result[label]}")
     return result
@@ -272,6 +275,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--skip", default="")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--mqtt", default=None, help="HOST:PORT of a broker: also measure the service with MQTT on"
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="picpipe-service-bench-"))
     skip = set(args.skip.split(","))
@@ -279,7 +285,13 @@ def main() -> None:
     if "delay" not in skip:
         result["delay"] = bench_delay(out, args.files)
     if "idle" not in skip:
-        result["idle"] = bench_idle(out, args.tree, args.idle)
+        broker = None
+        if args.mqtt:
+            host, _, port = args.mqtt.rpartition(":")
+            tag = f"bench{os.getpid()}"
+            broker = {"host": host, "port": int(port), "discovery_prefix": f"ha_{tag}"}
+            broker["topic_prefix"] = f"pp_{tag}"
+        result["idle"] = bench_idle(out, args.tree, args.idle, broker)
     print(json.dumps(result, indent=2) if args.json else result)
 
 
