@@ -2,10 +2,11 @@
 
 - idle: three watched folders of ``--tree`` files each (empty ``.dat`` files in folders of
   1000: listed, accounted for as skipped, never read), a filesystem destination, the web
-  server on, MQTT off (``--mqtt HOST:PORT``: measured again with it on). After the start-up reconcile of all three has finished, CPU seconds per
-  minute (utime + stime of the process and its children, from /proc) and RSS (the process
-  tree's VmRSS) over ``--idle`` seconds. The baseline is `picpipe watch` on the same folders
-  (the live sources alone, as before the service existed).
+  server on, MQTT off (``--mqtt HOST:PORT``: measured again with it on). After the start-up
+  reconcile of all three has finished, CPU seconds per minute (utime + stime of the process
+  and its children, from /proc) and RSS (the process tree's VmRSS) over ``--idle`` seconds.
+  The baseline is `picpipe watch` on the same folders (the live sources alone, as before the
+  service existed).
 - delay: JPEGs written one at a time into a watched folder of the running service; the time
   from the file having settled (written + ``settle_seconds``) to its replica at the
   destination being verified (the replica row's state, read from the catalog), median and max.
