@@ -258,6 +258,10 @@ class FaultProxy:
         """
         cut = fault is not None and fault.kind == "cut"
         point = None if fault is None or cut else self._fault_point(fault, total)
+        if cut and fault is not None:
+            # Armed before the request goes on: the server may answer before the last of it
+            # is forwarded, and an answer that passed unarmed would not be cut.
+            link.arm_cut(self._fault_point(fault, None))
         sent = 0
         while total is None or sent < total:
             if not pending:
@@ -285,8 +289,6 @@ class FaultProxy:
                 link.mute()
             if not self._fire(link, fault):
                 return b""  # an empty unit: the point was its end
-        if cut and fault is not None:
-            link.arm_cut(self._fault_point(fault, None))
         return pending
 
     def _fire(self, link: _Link, fault: _Fault) -> bool:

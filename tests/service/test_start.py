@@ -167,10 +167,16 @@ def test_a_failing_destination_retries_with_backoff_while_the_watcher_goes_on(
         wait_for("the watcher goes on", lambda: status(env).get("assets") == 2, proc)
         backup.mkdir()  # the share is back: the next retry (well before the hour) syncs
         wait_for("retried and verified", lambda: verified(env) == 2, proc, timeout=60)
-        assert status(env)["service"]["progress"]["destinations"]["nas"] == {
-            "ok": True,
-            "error": None,
-        }
+        # The service's status is stored with its next heartbeat, a moment after the sync.
+        wait_for(
+            "the destination shown as fine again",
+            lambda: (
+                status(env)["service"]["progress"]["destinations"]["nas"]
+                == {"ok": True, "error": None}
+            ),
+            proc,
+            timeout=30,
+        )
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)
     finally:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
-from picpipe.library.atomic import temp_path, unlink_quietly
+from picpipe.library.atomic import rename_over, temp_path, unlink_quietly
 from picpipe.library.layout import TEMP_PREFIX, is_temp_name
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class StagedWrite:
         if final.exists():
             unlink_quietly(self.temp)
         else:
-            os.replace(self.temp, final)
+            rename_over(self.temp, final, fsync=False)
         return final
 
     def discard(self) -> None:

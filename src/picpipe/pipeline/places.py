@@ -32,6 +32,8 @@ from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from picpipe.library.atomic import atomic_write_bytes
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -171,14 +173,12 @@ def _write_cache(cache: Path, index: _Index) -> None:
             _CACHE_FORMAT,
         )
     )
-    temp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_bytes(blob)
-        os.replace(temp, cache)  # whole or not at all: another process may be reading
+        # Whole or not at all: another process may be reading it.
+        atomic_write_bytes(cache, blob, fsync=False)
     except OSError as exc:
         log.debug("place names: cannot keep the grid in %s (%s)", cache.parent, exc)
-        temp.unlink(missing_ok=True)
 
 
 def _parse(bundled: str, countries_csv: str) -> _Index | None:

@@ -20,7 +20,10 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
+
+from picpipe.library.atomic import rename_over
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,7 +61,7 @@ class DownloadSpool:
             try:
                 with open(partial, "wb") as target:
                     download(target)
-                os.replace(partial, path)
+                rename_over(Path(partial), Path(path), fsync=False)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(partial)

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from picpipe.library.atomic import atomic_write_bytes
+from picpipe.library.atomic import atomic_write_bytes, rename_over
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SynologyState:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(device_id)
         os.chmod(temp, 0o600)
-        os.replace(temp, self.token_path)
+        rename_over(temp, self.token_path, fsync=True)
         with self._lock:
             self._data["device_token_file"] = str(self.token_path)
         self._save()
