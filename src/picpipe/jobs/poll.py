@@ -19,12 +19,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from picpipe.catalog.db import open_catalog
 from picpipe.catalog.runs import WATCH_KIND
 from picpipe.errors import CatalogBusy, CatalogError, PicpipeError
-from picpipe.jobs.runs import LeasedRun
+from picpipe.jobs.runs import LeasedRun, live_source_run
 from picpipe.jobs.workflows import ingest
-from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.sources.base import load_source_kind, poll_seconds
 from picpipe.sources.configured import build_source
 
@@ -34,6 +32,7 @@ if TYPE_CHECKING:
 
     from picpipe.config import Settings
     from picpipe.events import EventSink
+    from picpipe.pipeline.exiftool import ExifToolPool
     from picpipe.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -72,21 +71,10 @@ def run_polled(
     """
     source = build_source(settings, name, options)
     interval = poll_seconds(options)
-    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
-    tools = ExifToolPool()
     try:
-        with LeasedRun(
-            catalog,
-            kind=WATCH_KIND,
-            device=name,
-            keys=[f"watch:{name}"],
-            options=settings.runs,
-        ) as run:
+        with live_source_run(settings, name) as (catalog, tools, run):
             _Poller(settings, source, catalog, tools, run, interval, sinks).loop(stop)
-            run.status = "completed"
     finally:
-        tools.close()
-        catalog.close()
         source.close()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from picpipe.catalog import runs as q
@@ -22,14 +23,15 @@ from picpipe.events import ItemDone, ItemFailed, Progress, RunFinished, RunStart
 from picpipe.library.writer import sweep_temp_files
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
     from types import TracebackType
 
     from picpipe.catalog.db import Catalog
-    from picpipe.config import RunOptions
+    from picpipe.config import RunOptions, Settings
     from picpipe.events import Event, EventSink
     from picpipe.jobs.report import RunReport
+    from picpipe.pipeline.exiftool import ExifToolPool
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +208,31 @@ class LeasedRun:
                 self.lost.set()
                 return
             renewed = time.monotonic()
+
+
+@contextmanager
+def live_source_run(
+    settings: Settings, name: str
+) -> Iterator[tuple[Catalog, ExifToolPool, LeasedRun]]:
+    """What a live source (watched or polled) holds while it runs: its own catalog connection
+    and exiftool processes, and the leased "watch" run whose progress is its status. The run
+    ends "completed" when the block ends normally."""
+    from picpipe.catalog.db import open_catalog
+    from picpipe.catalog.runs import WATCH_KIND
+    from picpipe.pipeline.exiftool import ExifToolPool
+
+    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
+    tools = ExifToolPool()
+    try:
+        with LeasedRun(
+            catalog,
+            kind=WATCH_KIND,
+            device=name,
+            keys=[f"watch:{name}"],
+            options=settings.runs,
+        ) as run:
+            yield catalog, tools, run
+            run.status = "completed"
+    finally:
+        tools.close()
+        catalog.close()

@@ -20,15 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from picpipe.catalog.db import open_catalog
 from picpipe.catalog.runs import WATCH_KIND
 from picpipe.errors import CatalogBusy, CatalogError, ConfigError, PicpipeError
 from picpipe.jobs.cards import run_removable
 from picpipe.jobs.poll import pollable, run_polled
-from picpipe.jobs.runs import LeasedRun
+from picpipe.jobs.runs import LeasedRun, live_source_run
 from picpipe.jobs.workflows import ingest
 from picpipe.library.guards import refuse_own_folder
-from picpipe.pipeline.exiftool import ExifToolPool
 from picpipe.pipeline.runner import ImportStopped
 from picpipe.redact import validation_problems
 from picpipe.sources.base import load_source_kind
@@ -39,6 +37,7 @@ if TYPE_CHECKING:
 
     from picpipe.config import Settings
     from picpipe.events import EventSink
+    from picpipe.pipeline.exiftool import ExifToolPool
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +88,8 @@ def run_watched(
     """Watch source ``name`` until ``stop`` is set; problems are logged and kept in the
     status, and the watch goes on (a folder that comes back is watched again)."""
     source = watched_source(settings, name, options)
-    catalog = open_catalog(settings.catalog_url, busy_timeout=settings.runs.busy_timeout)
-    tools = ExifToolPool()
-    try:
-        with LeasedRun(
-            catalog,
-            kind=WATCH_KIND,
-            device=name,
-            keys=[f"watch:{name}"],
-            options=settings.runs,
-        ) as run:
-            _Watcher(settings, source, catalog, tools, run, sinks).loop(stop)
-            run.status = "completed"
-    finally:
-        tools.close()
-        catalog.close()
+    with live_source_run(settings, name) as (catalog, tools, run):
+        _Watcher(settings, source, catalog, tools, run, sinks).loop(stop)
 
 
 class _Watcher:
